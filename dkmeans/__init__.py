@@ -1,0 +1,7 @@
+"""dkmeans: k-means for data larger than memory, on Dask arrays and Zarr stores."""
+
+from .cluster import KMeans
+from .io import from_zarr, open_zarr_array
+
+__all__ = ["KMeans", "from_zarr", "open_zarr_array"]
+__version__ = "0.1.0"

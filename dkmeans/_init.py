@@ -1,0 +1,202 @@
+"""Initial centres: k-means|| (Bahmani et al. 2012), k-means++, random.
+
+Each initialiser takes a ``RowBlocks``, the number of clusters and a NumPy
+Generator, and returns an ``InitResult``.  Prior validation of the data and the
+parameters is assumed.  Initialisers that read all the data fold the column
+moments and the non-finite check into their first pass, so the fit needs no
+separate validation pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.cluster import KMeans as _SkKMeans
+from sklearn.cluster import kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+
+from . import _kernels as K
+from . import _reductions as R
+from ._parallel import RowBlocks
+
+logger = logging.getLogger("dkmeans")
+
+# Stage ids keep the per-block random streams of different stages apart.
+_STAGE_KMEANS_PARALLEL = 1
+_STAGE_KMEANS_PLUSPLUS = 2
+_STAGE_GATHER = 3
+_EXTRA_ROUNDS = 10  # rounds k-means|| may add when fewer than k distinct candidates exist
+
+
+class InitResult(NamedTuple):
+    centers: np.ndarray  # (k, d), data dtype
+    moments: R.Moments | None  # column moments, if a full pass was made
+
+
+def check_finite(moments: R.Moments) -> None:
+    """Raise the one clear error for NaN/inf found during a pass."""
+    if moments.n_nonfinite:
+        raise ValueError(
+            f"Input X contains {moments.n_nonfinite} NaN or infinite value(s). Remove or "
+            "impute them before fitting (for example sklearn.impute.SimpleImputer, or "
+            "X[da.isfinite(X).all(axis=1)] on a dask array)."
+        )
+
+
+def _seed_int(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+def _distinct(rows: np.ndarray) -> np.ndarray:
+    return np.unique(rows, axis=0) if rows.shape[0] else rows
+
+
+def _pad_to_k(distinct: np.ndarray, k: int) -> np.ndarray:
+    warnings.warn(
+        f"Number of distinct clusters ({distinct.shape[0]}) found smaller than n_clusters "
+        f"({k}). Possibly due to duplicate points in X.",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
+    reps = np.resize(np.arange(distinct.shape[0]), k)
+    return distinct[reps]
+
+
+def kmeans_parallel(
+    rows: RowBlocks,
+    n_clusters: int,
+    rng: np.random.Generator,
+    *,
+    oversampling_factor: float = 2.0,
+    init_rounds: int = 5,
+    _n_keep: int | None = None,
+) -> InitResult:
+    """k-means|| seeding: ``init_rounds`` data passes, then one pass to weight candidates.
+
+    Round r draws every row independently with probability
+    ``min(1, ℓ·w·cost / φ)`` (ℓ = oversampling_factor · n_clusters, φ the total cost),
+    lowering each row's min cost with the previous round's candidates only.  The
+    candidates are then weighted by the weight of the rows they attract and reduced
+    to ``n_clusters`` centres by a weighted k-means++ and Lloyd in memory.
+    """
+    t0 = time.perf_counter()
+    ell = oversampling_factor * n_clusters
+    entropy = int(rng.integers(2**63))
+
+    # First centre: one weighted draw; reads only the block that holds it.
+    c0 = rows.fetch_rows([rows.draw_row(rng)])
+    shift = c0[0].astype(np.float64)
+    candidates = [c0]
+    new = c0
+    n_candidates = 1
+    state = None
+    moments = None
+    max_rounds = init_rounds + _EXTRA_ROUNDS
+    scale = ell
+    for r in range(1, max_rounds + 1):
+        if r > init_rounds:  # short of k distinct candidates: oversample harder
+            scale = max(ell, 2.0 * n_clusters)
+        state, draws, mom = rows.seeding_pass(
+            state, new, shift, n_candidates - new.shape[0], scale=scale, entropy=entropy,
+            stage=_STAGE_KMEANS_PARALLEL * 1000 + r, draw="bernoulli",
+            n_keep=_n_keep or R.top_count(scale),
+            with_moments=moments is None, name=f"kmeans||-round-{r}",
+        )  # fmt: skip
+        if moments is None:
+            moments = mom
+            check_finite(moments)
+            shift = K.choose_shift(moments.mean, moments.variance)
+        phi = draws.cost
+        if draws.max_dropped > phi:  # a block held more selected rows than it returned
+            draws = rows.gather_pass(
+                state, scale=scale, entropy=entropy, stage=_STAGE_KMEANS_PARALLEL * 1000 + r,
+                draw="bernoulli", threshold=phi, name=f"kmeans||-gather-{r}",
+            )  # fmt: skip
+        selected = draws.keys > phi
+        new = draws.rows[selected]
+        n_candidates += new.shape[0]
+        if new.shape[0]:
+            candidates.append(new)
+        logger.info("k-means|| round %d: cost %.6g, %d new candidates", r, phi, new.shape[0])
+        if phi == 0:
+            break
+        if r >= init_rounds and _distinct(np.concatenate(candidates)).shape[0] >= n_clusters:
+            break
+
+    cand = np.concatenate(candidates)
+    weights = rows.candidate_weights_pass(
+        state, new, shift, n_candidates - new.shape[0], n_candidates, "kmeans||-weights"
+    )
+    centers = recluster_candidates(cand, weights, n_clusters, rng)
+    logger.info(
+        "k-means||: %d candidates from %d rounds in %.3fs", cand.shape[0], r,
+        time.perf_counter() - t0,
+    )  # fmt: skip
+    return InitResult(centers.astype(rows.dtype), moments)
+
+
+def recluster_candidates(cand, weights, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """Weighted k-means++ then weighted Lloyd on the (small, in-memory) candidates."""
+    keep = weights > 0
+    cand, weights = cand[keep], weights[keep]
+    distinct = _distinct(cand)
+    if distinct.shape[0] < n_clusters:
+        return _pad_to_k(distinct, n_clusters)
+    if cand.shape[0] == n_clusters:
+        return cand
+    seed = _seed_int(rng)
+    centers, _ = kmeans_plusplus(cand, n_clusters, sample_weight=weights, random_state=seed)
+    model = _SkKMeans(n_clusters, init=centers, n_init=1, random_state=seed)
+    with warnings.catch_warnings():
+        # duplicate candidates can leave sklearn's Lloyd with fewer distinct clusters;
+        # the full-data Lloyd relocates them.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(cand, sample_weight=weights)
+    return model.cluster_centers_
+
+
+def kmeans_plusplus_init(rows: RowBlocks, n_clusters: int, rng: np.random.Generator, **_):
+    """D² sampling, one data pass per centre after the first (use on in-memory data)."""
+    entropy = int(rng.integers(2**63))
+    c0 = rows.fetch_rows([rows.draw_row(rng)])
+    shift = c0[0].astype(np.float64)
+    centers = [c0]
+    state = None
+    moments = None
+    for j in range(1, n_clusters):
+        state, draws, mom = rows.seeding_pass(
+            state, centers[-1], shift, j - 1, scale=1.0, entropy=entropy,
+            stage=_STAGE_KMEANS_PLUSPLUS * 1000 + j, draw="exponential", n_keep=1,
+            with_moments=moments is None, name=f"kmeans++-{j}",
+        )  # fmt: skip
+        if moments is None:
+            moments = mom
+            check_finite(moments)
+            shift = K.choose_shift(moments.mean, moments.variance)
+        if draws.cost == 0 or draws.keys.shape[0] == 0 or draws.keys[0] <= 0:
+            return InitResult(_pad_to_k(_distinct(np.concatenate(centers)), n_clusters), moments)
+        centers.append(draws.rows[:1])
+    # with k == 1 nothing was read yet (moments None): Lloyd's first pass checks the data
+    return InitResult(np.concatenate(centers), moments)
+
+
+def random_init(rows: RowBlocks, n_clusters: int, rng: np.random.Generator, **_):
+    """``n_clusters`` distinct rows drawn without replacement (∝ sample_weight)."""
+    n = rows.n_samples
+    if rows.sample_weight is None:
+        index = rng.choice(n, size=n_clusters, replace=False)
+    else:
+        w = np.asarray(rows.sample_weight.compute(), dtype=np.float64)
+        index = rng.choice(n, size=n_clusters, replace=False, p=w / w.sum())
+    return InitResult(rows.fetch_rows(index), None)
+
+
+INITIALIZERS = {
+    "k-means||": kmeans_parallel,
+    "k-means++": kmeans_plusplus_init,
+    "random": random_init,
+}

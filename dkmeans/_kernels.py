@@ -1,0 +1,372 @@
+"""Per-chunk k-means kernels: NumPy and numba only, no dask.
+
+Every function here takes one in-memory block of rows ``X`` of shape
+``(n_rows, n_features)`` and returns small partial results (per-cluster sums,
+counts, costs) that the reductions in ``_reductions.py`` combine.  A NumPy array
+is simply one block, so the in-memory and the dask paths share this arithmetic.
+
+Distances use the GEMM form ``||x - c||² = ||x||² - 2 x·cᵀ + ||c||²`` on rows
+*shifted* by a common point (the data mean, or a data point before the mean is
+known).  Shifting keeps the form accurate in float32 for data far from the
+origin, as scikit-learn does by centring X before Lloyd.  Rows are processed in
+sub-blocks of ``SUB_BLOCK_ROWS`` so that the shifted copy and the ``x·cᵀ`` tile
+stay in cache while the numba loop reads them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+SUB_BLOCK_ROWS = 4096
+
+
+class CenterSet(NamedTuple):
+    """Centres prepared for the GEMM form.
+
+    Attributes
+    ----------
+    shifted : ndarray of shape (n_centers, n_features)
+        ``centers - shift`` in the data's dtype.
+    sq_norms : ndarray of shape (n_centers,)
+        Squared norms of ``shifted`` (same dtype).
+    """
+
+    shifted: np.ndarray
+    sq_norms: np.ndarray
+
+
+def as_shift(shift, dtype) -> np.ndarray:
+    """The shift exactly as rows see it: rounded to the data dtype, held in float64.
+
+    Rows and centres must be shifted by the SAME value, or a float32 rounding of the
+    shift (up to 1e-3 at 1e4) would bias every distance.
+    """
+    return np.asarray(shift, dtype=dtype).astype(np.float64)
+
+
+def prepare_centers(centers: np.ndarray, shift: np.ndarray, dtype) -> CenterSet:
+    """Shift centres and precompute their squared norms (norms accumulated in float64)."""
+    shift = as_shift(shift, dtype)
+    shifted = np.ascontiguousarray(np.asarray(centers, dtype=np.float64) - shift, dtype=dtype)
+    sq = np.einsum("ij,ij->i", shifted, shifted, dtype=np.float64).astype(dtype)
+    return CenterSet(shifted, sq)
+
+
+def _shifted_tiles(X, shift):
+    """Yield (start, stop, rows - shift) tiles; rows are used in place when shift is zero."""
+    n, d = X.shape
+    shift = np.asarray(shift, dtype=X.dtype)
+    if not shift.any():
+        for s in range(0, n, SUB_BLOCK_ROWS):
+            e = min(n, s + SUB_BLOCK_ROWS)
+            yield s, e, X[s:e]
+        return
+    buf = np.empty((min(n, SUB_BLOCK_ROWS), d), dtype=X.dtype)
+    for s in range(0, n, SUB_BLOCK_ROWS):
+        e = min(n, s + SUB_BLOCK_ROWS)
+        np.subtract(X[s:e], shift, out=buf[: e - s])
+        yield s, e, buf[: e - s]
+
+
+def choose_shift(mean, variance) -> np.ndarray:
+    """The shift for the GEMM form: the mean, or zero when data is already near-centred.
+
+    Shifting costs a copy of every tile; it only pays when the mean is large against
+    the spread (||μ||² > Σ var), where ||x||² would swamp the distances.
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    return mean if float(mean @ mean) > float(np.sum(variance)) else np.zeros_like(mean)
+
+
+def _as_weights(sample_weight, n_rows: int, dtype) -> np.ndarray:
+    """Weights as an array numba can branch on: length 0 means 'all ones'."""
+    if sample_weight is None:
+        return np.empty(0, dtype=dtype)
+    w = np.asarray(sample_weight, dtype=dtype)
+    if w.shape != (n_rows,):
+        raise ValueError(f"sample_weight block has shape {w.shape}, expected ({n_rows},)")
+    return w
+
+
+# --------------------------------------------------------------------------- numba loops
+# Arithmetic runs in the data's dtype (float32 stays float32, as in scikit-learn) and
+# reassociation is allowed so LLVM vectorises the row reductions; NaN/inf semantics are
+# kept (no nnan/ninf), so non-finite rows still surface in the moments.
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
+def _nearest(xc, c_sq, i):  # pragma: no cover - jit
+    """argmin_j ||c_j||² - 2 x_i·c_j and its value, from row i of the GEMM tile."""
+    best = c_sq[0] - (xc[i, 0] + xc[i, 0])
+    best_j = 0
+    for j in range(1, xc.shape[1]):
+        v = c_sq[j] - (xc[i, j] + xc[i, j])
+        if v < best:
+            best = v
+            best_j = j
+    return best, best_j
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
+def _sq_dist(xs, i, best):  # pragma: no cover - jit
+    """||x_i||² + best, clamped at 0 (rounding in the GEMM form), as float64."""
+    xx = xs[i, 0] * xs[i, 0]
+    for f in range(1, xs.shape[1]):
+        xx += xs[i, f] * xs[i, f]
+    dd = np.float64(xx) + np.float64(best)
+    return dd if dd > 0.0 else 0.0
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _assign_accumulate(xs, xc, c_sq, w, labels, dist, sums, counts):  # pragma: no cover - jit
+    """Label rows, accumulate weighted shifted sums and counts, return weighted cost.
+
+    xs (m, d) shifted rows; xc (m, k) = xs @ Cᵀ; c_sq (k,); w (m,) or (0,).
+    OUT: labels (m,) int32, dist (m,) squared distance to the nearest centre,
+    sums (k, d) float64 += w·xs, counts (k,) float64 += w.
+    """
+    has_w = w.shape[0] > 0
+    cost = 0.0
+    for i in range(xs.shape[0]):
+        best, j = _nearest(xc, c_sq, i)
+        dd = _sq_dist(xs, i, best)
+        wi = np.float64(w[i]) if has_w else 1.0
+        labels[i] = j
+        dist[i] = dd
+        cost += wi * dd
+        counts[j] += wi
+        row = sums[j]
+        for f in range(xs.shape[1]):
+            row[f] += wi * xs[i, f]
+    return cost
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _assign(xs, xc, c_sq, labels, dist):  # pragma: no cover - jit
+    """Nearest centre and squared distance only (no accumulation)."""
+    for i in range(xs.shape[0]):
+        best, j = _nearest(xc, c_sq, i)
+        labels[i] = j
+        dist[i] = _sq_dist(xs, i, best)
+
+
+@numba.njit(nogil=True, cache=True)
+def _exact_cost(x, centers, labels, w):  # pragma: no cover - jit
+    """Σ w·||x - c_label||² by direct differences, accumulated in float64."""
+    m, d = x.shape
+    has_w = w.shape[0] > 0
+    total = 0.0
+    for i in range(m):
+        j = labels[i]
+        s = 0.0
+        for f in range(d):
+            diff = np.float64(x[i, f]) - np.float64(centers[j, f])
+            s += diff * diff
+        total += (w[i] if has_w else 1.0) * s
+    return total
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _min_update(xs, xc, c_sq, first_index, cost, nearest):  # pragma: no cover - jit
+    """Lower each row's min cost with distances to new candidates (in place)."""
+    for i in range(xs.shape[0]):
+        best, j = _nearest(xc, c_sq, i)
+        dd = _sq_dist(xs, i, best)
+        if dd < cost[i]:
+            cost[i] = dd
+            nearest[i] = first_index + j
+
+
+@numba.njit(nogil=True, cache=True)
+def _moments(x):  # pragma: no cover - jit
+    """Column means and centred sums of squares (float64, two passes) and non-finite count."""
+    m, d = x.shape
+    mean = np.zeros(d)
+    n_bad = 0
+    for i in range(m):
+        for f in range(d):
+            v = np.float64(x[i, f])
+            if np.isfinite(v):
+                mean[f] += v
+            else:
+                n_bad += 1
+    if m > 0:
+        mean /= m
+    m2 = np.zeros(d)
+    for i in range(m):
+        for f in range(d):
+            diff = np.float64(x[i, f]) - mean[f]
+            m2[f] += diff * diff
+    return mean, m2, n_bad
+
+
+# --------------------------------------------------------------------------- public kernels
+
+
+class LloydPartial(NamedTuple):
+    """Partial results of one Lloyd step over one block, for one set of centres.
+
+    sums : (k, d) float64, weighted sums of shifted rows per cluster.
+    counts : (k,) float64, summed weights per cluster.
+    cost : float, weighted squared distances (GEMM form; for logging).
+    far_dist, far_rows, far_weight, far_label : the ``n_far`` rows farthest from
+        their centres (distance descending), kept for empty-cluster relocation.
+    """
+
+    sums: np.ndarray
+    counts: np.ndarray
+    cost: float
+    far_dist: np.ndarray
+    far_rows: np.ndarray
+    far_weight: np.ndarray
+    far_label: np.ndarray
+
+
+def farthest(dist: np.ndarray, n_far: int) -> np.ndarray:
+    """Indices of the ``n_far`` largest entries of ``dist``, largest first (ties by index)."""
+    n_far = min(n_far, dist.shape[0])
+    if n_far == 0:
+        return np.empty(0, dtype=np.intp)
+    if n_far < dist.shape[0]:
+        idx = np.argpartition(dist, dist.shape[0] - n_far)[dist.shape[0] - n_far :]
+    else:
+        idx = np.arange(dist.shape[0])
+    order = np.lexsort((idx, -dist[idx]))
+    return idx[order]
+
+
+@np.errstate(invalid="ignore", over="ignore")  # non-finite rows are counted by `moments`
+def lloyd_step(X, center_sets, shift, sample_weight=None, n_far=0) -> list[LloydPartial]:
+    """One Lloyd step over a block, for several centre sets sharing one read of X.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features), float32 or float64
+    center_sets : list of CenterSet, prepared with the same ``shift`` and X's dtype
+    shift : ndarray of shape (n_features,)
+    sample_weight : ndarray of shape (n_rows,) or None
+    n_far : int
+        How many farthest rows to keep per centre set.
+
+    Returns
+    -------
+    list of LloydPartial, one per centre set.
+    """
+    n, d = X.shape
+    dtype = X.dtype
+    w = _as_weights(sample_weight, n, dtype)
+    state = []
+    for cs in center_sets:
+        k = cs.shifted.shape[0]
+        state.append(
+            [np.zeros((k, d)), np.zeros(k), 0.0, np.empty(n, np.int32), np.empty(n, dtype)]
+        )
+    for s, e, xs in _shifted_tiles(X, shift):
+        ws = w[s:e] if w.shape[0] else w
+        for cs, st in zip(center_sets, state, strict=True):
+            xc = xs @ cs.shifted.T
+            st[2] += _assign_accumulate(
+                xs, xc, cs.sq_norms, ws, st[3][s:e], st[4][s:e], st[0], st[1]
+            )
+    out = []
+    for sums, counts, cost, labels, dist in state:
+        far = farthest(dist, n_far)
+        far_w = w[far] if w.shape[0] else np.ones(far.shape[0], dtype=dtype)
+        out.append(LloydPartial(sums, counts, cost, dist[far], X[far].copy(), far_w, labels[far]))
+    return out
+
+
+def assign_labels(X, center_set: CenterSet, shift) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre (int32) and squared distance (GEMM form, X's dtype) for every row."""
+    n = X.shape[0]
+    labels = np.empty(n, np.int32)
+    dist = np.empty(n, X.dtype)
+    for s, e, xs in _shifted_tiles(X, shift):
+        _assign(xs, xs @ center_set.shifted.T, center_set.sq_norms, labels[s:e], dist[s:e])
+    return labels, dist
+
+
+def labels_and_cost(X, centers, center_set, shift, sample_weight=None):
+    """Final E-step: labels and the EXACT weighted squared-distance cost (direct differences).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_rows,), int32
+    cost : float
+    """
+    labels, _ = assign_labels(X, center_set, shift)
+    w = _as_weights(sample_weight, X.shape[0], np.float64)
+    centers = np.ascontiguousarray(centers, dtype=X.dtype)
+    return labels, float(_exact_cost(X, centers, labels, w))
+
+
+def distances(X, center_set: CenterSet, shift) -> np.ndarray:
+    """Euclidean (not squared) distances to every centre, shape (n_rows, n_centers)."""
+    xs = np.asarray(X, dtype=center_set.shifted.dtype) - np.asarray(
+        shift, dtype=center_set.shifted.dtype
+    )
+    sq = np.einsum("ij,ij->i", xs, xs)[:, None] - 2.0 * (xs @ center_set.shifted.T)
+    sq += center_set.sq_norms[None, :]
+    np.maximum(sq, 0, out=sq)
+    return np.sqrt(sq, out=sq)
+
+
+def moments(X) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """Row count, column means, centred sums of squares (float64) and non-finite count."""
+    mean, m2, n_bad = _moments(np.ascontiguousarray(X))
+    return X.shape[0], mean, m2, int(n_bad)
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def min_cost_update(X, cost, nearest, center_set: CenterSet, shift, first_index: int):
+    """Lower per-row min costs with the distances to new candidates.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+    cost : ndarray of shape (n_rows,), float64, or None (start from +inf)
+    nearest : ndarray of shape (n_rows,), int32, or None
+    center_set : the NEW candidates only, prepared with ``shift``
+    first_index : global index of the first new candidate
+
+    Returns
+    -------
+    cost, nearest : new arrays (the inputs are not modified)
+    """
+    n = X.shape[0]
+    cost = np.full(n, np.inf) if cost is None else cost.copy()
+    nearest = np.zeros(n, np.int32) if nearest is None else nearest.copy()
+    for s, e, xs in _shifted_tiles(X, shift):
+        _min_update(
+            xs, xs @ center_set.shifted.T, center_set.sq_norms, first_index,
+            cost[s:e], nearest[s:e],
+        )  # fmt: skip
+    return cost, nearest
+
+
+def sampling_keys(cost, sample_weight, scale: float, seed, draw: str) -> np.ndarray:
+    """Random keys that turn cost-proportional sampling into a top-k selection.
+
+    ``draw="bernoulli"``: key = scale·w·cost / u with u ~ U(0, 1]; a row is in a
+    Bernoulli sample with p = min(1, scale·w·cost/φ) exactly when key > φ, so a block
+    can return its largest keys before φ (the total cost) is known.
+    ``draw="exponential"``: key = w·cost / E with E ~ Exp(1); the row with the
+    largest key over all blocks is one draw with probability ∝ w·cost.
+    """
+    rng = np.random.default_rng(seed)
+    u = 1.0 - rng.random(cost.shape[0])
+    z = u if draw == "bernoulli" else -np.log(u)
+    weighted = cost if sample_weight is None else cost * sample_weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keys = scale * weighted / z
+    keys[~(weighted > 0)] = 0.0  # zero cost or weight (and NaN) is never drawn
+    return keys
+
+
+def weighted_bincount(nearest, sample_weight, n_bins: int) -> np.ndarray:
+    """Summed weight of the rows attracted by each candidate, float64 (n_bins,)."""
+    return np.bincount(nearest, weights=sample_weight, minlength=n_bins).astype(np.float64)

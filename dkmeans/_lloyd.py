@@ -1,0 +1,99 @@
+"""Lloyd iterations in lockstep: one data pass updates every still-running run.
+
+Several runs (``n_init`` restarts, later several k) share each read of the data.
+A run stops when the squared centre shift summed over clusters is at most the
+absolute tolerance (``tol`` times the mean column variance, as in scikit-learn);
+labels unchanged between iterations imply a zero shift, so that test covers
+scikit-learn's strict convergence too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _kernels as K
+from . import _reductions as R
+from ._init import check_finite
+from ._parallel import RowBlocks
+
+logger = logging.getLogger("dkmeans")
+
+MAX_FAR = 256  # far points kept per pass for empty-cluster relocation
+
+
+@dataclass
+class Run:
+    """State of one Lloyd run."""
+
+    centers: np.ndarray
+    n_iter: int = 0
+    converged: bool = False
+    history: list = field(default_factory=list)  # (inertia, shift, seconds) per iteration
+
+
+def tolerance(tol: float, moments: R.Moments) -> float:
+    """Absolute tolerance: ``tol`` times the mean column variance (scikit-learn's rule)."""
+    return 0.0 if tol == 0 else float(np.mean(moments.variance)) * tol
+
+
+def lloyd(
+    rows: RowBlocks,
+    inits: list[np.ndarray],
+    *,
+    max_iter: int,
+    tol: float,
+    moments: R.Moments | None,
+    name: str = "lloyd",
+) -> tuple[list[Run], R.Moments]:
+    """Run Lloyd from each initial centre array until all converge or ``max_iter``.
+
+    ``moments`` are the data's column moments if a previous pass measured them;
+    otherwise the first pass measures them (and checks for NaN/inf) on the way.
+    Returns the runs and the moments.
+    """
+    dtype = rows.dtype
+    runs = [Run(np.asarray(c, dtype=dtype)) for c in inits]
+    # Shift for the GEMM form: the data mean, or the mean of the first centres until known.
+    shift = (
+        K.choose_shift(moments.mean, moments.variance) if moments is not None
+        else inits[0].astype(np.float64).mean(axis=0)
+    )  # fmt: skip
+    tol_abs = tolerance(tol, moments) if moments is not None else None
+    n_far = min(MAX_FAR, max(r.centers.shape[0] for r in runs))
+    for it in range(1, max_iter + 1):
+        active = [r for r in runs if not r.converged]
+        if not active:
+            break
+        t0 = time.perf_counter()
+        sets = [K.prepare_centers(r.centers, shift, dtype) for r in active]
+        parts, mom = rows.lloyd_pass(
+            sets, shift, n_far, with_moments=moments is None, name=f"{name}-{it}"
+        )
+        pass_shift = shift  # the partial sums are of rows shifted by this
+        if moments is None:
+            moments = mom
+            check_finite(moments)
+            tol_abs = tolerance(tol, moments)
+            shift = K.choose_shift(moments.mean, moments.variance)
+        seconds = time.perf_counter() - t0
+        for run, part in zip(active, parts, strict=True):
+            upd = R.finalize_lloyd(part, run.centers, pass_shift)
+            run.centers = upd.centers
+            run.n_iter = it
+            run.history.append((upd.cost, upd.center_shift, seconds))
+            if upd.n_relocated:
+                logger.info("iteration %d: relocated %d empty cluster(s)", it, upd.n_relocated)
+            if upd.center_shift <= tol_abs:
+                run.converged = True
+        logger.info(
+            "%s iteration %d: inertia %s, centre shift %s, %.3fs",
+            name, it,
+            ", ".join(f"{p.cost:.6g}" for p in parts),
+            ", ".join(f"{h.history[-1][1]:.3g}" for h in active),
+            seconds,
+        )  # fmt: skip
+    return runs, moments

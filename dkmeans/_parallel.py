@@ -1,0 +1,305 @@
+"""Dask only: map the chunk reductions over row blocks and tree-reduce them.
+
+``RowBlocks`` holds a 2-D dask array (features in one chunk) as a list of per-block
+delayed objects with their weights.  Each ``*_pass`` method is ONE pass over the
+data and ONE ``dask.compute`` returning small arrays; passes that keep per-row
+state (k-means|| costs, final labels) persist it beside the blocks.  Task names
+read ``dkmeans-<stage>-<n>`` on the dashboard.  Combining runs in a fixed tree
+over block order, and random draws use per-block seeds from a SeedSequence, so
+results do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.delayed import Delayed, delayed
+
+from . import _kernels as K
+from . import _reductions as R
+
+logger = logging.getLogger("dkmeans")
+
+SPLIT_EVERY = 8
+
+
+def active_client():
+    """The distributed Client dask would use now, or None for local schedulers."""
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed", "distributed"):
+        return None
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def memory_budget(client) -> int:
+    """Bytes we may use to keep data in memory: half the cluster's (or this machine's) RAM."""
+    if client is not None:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        total = sum(int(w.get("memory_limit") or 0) for w in workers)
+        if total:
+            return total // 2
+    import psutil
+
+    return psutil.virtual_memory().available // 2
+
+
+def block_seed(entropy: int, stage: int, block: int) -> np.random.SeedSequence:
+    """Seed of one block's draws in one stage: a function of the fit's entropy only."""
+    return np.random.SeedSequence([entropy, stage, block])
+
+
+def tree_reduce(parts: Sequence, combine: Callable, name: str, split_every: int = SPLIT_EVERY):
+    """Combine delayed partials in a fixed tree: groups of ``split_every`` in block order."""
+    level = 0
+    parts = list(parts)
+    while len(parts) > 1:
+        parts = [
+            delayed(combine, pure=True)(
+                parts[i : i + split_every], dask_key_name=(f"{name}-combine{level}", j)
+            )
+            for j, i in enumerate(range(0, len(parts), split_every))
+        ]
+        level += 1
+    if isinstance(parts[0], Delayed):
+        return parts[0]
+    return delayed(combine, pure=True)(parts, dask_key_name=(f"{name}-combine", 0))
+
+
+class RowBlocks:
+    """A (n_samples, n_features) dask array seen as row blocks, with weights.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features), one chunk along features.
+    sample_weight : dask.array.Array of shape (n_samples,) chunked like X's rows, or None.
+    client : distributed.Client or None
+    """
+
+    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, client=None):
+        if X.numblocks[1] != 1:
+            raise ValueError("RowBlocks needs X in one chunk along features")
+        self.X = X
+        self.sample_weight = sample_weight
+        self.client = client
+        self.blocks = list(X.to_delayed(optimize_graph=False).ravel())
+        self.weights = (
+            [None] * len(self.blocks)
+            if sample_weight is None
+            else list(sample_weight.to_delayed(optimize_graph=False).ravel())
+        )
+        self.offsets = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
+        self.n_passes = 0
+        self._token = tokenize(X.name, None if sample_weight is None else sample_weight.name)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def dtype(self):
+        return self.X.dtype
+
+    # ------------------------------------------------------------------ plumbing
+    def broadcast(self, value, name: str):
+        """Ship a small object once: scattered to all workers, or one graph key."""
+        if self.client is not None:
+            return self.client.scatter(value, broadcast=True, hash=False)
+        return delayed(value, name=f"{name}-{tokenize(value)}", traverse=False)
+
+    def _key(self, stage: str, *args) -> str:
+        return f"dkmeans-{stage}-{tokenize(self._token, stage, *args)[:8]}"
+
+    def _map(self, fn, name, *shared, blocks=None, per_block=None):
+        blocks = self.blocks if blocks is None else blocks
+        return [
+            delayed(fn, pure=True)(
+                blk, w, *shared, *(per_block(i) if per_block else ()), dask_key_name=(name, i)
+            )
+            for i, (blk, w) in enumerate(zip(blocks, self.weights, strict=True))
+        ]
+
+    def _compute(self, *objs):
+        self.n_passes += 1
+        return dask.compute(*objs)
+
+    def _persist(self, tasks):
+        self.n_passes += 1
+        return list(dask.persist(*tasks))
+
+    # ------------------------------------------------------------------ single rows
+    def draw_row(self, rng: np.random.Generator) -> int:
+        """A row index drawn uniformly, or with probability ∝ sample_weight."""
+        if self.sample_weight is None:
+            return int(rng.integers(self.n_samples))
+        sums = self.sample_weight.map_blocks(
+            lambda w: np.array([w.sum(dtype=np.float64)]), chunks=(1,), dtype=np.float64
+        ).compute()
+        b = int(rng.choice(sums.shape[0], p=sums / sums.sum()))
+        w = np.asarray(self.sample_weight.blocks[b].compute(), dtype=np.float64)
+        return int(self.offsets[b] + rng.choice(w.shape[0], p=w / w.sum()))
+
+    def fetch_rows(self, index) -> np.ndarray:
+        """Rows by global index (reads only the blocks that hold them)."""
+        index = np.asarray(index, dtype=np.int64)
+        order = np.argsort(index, kind="stable")
+        rows = np.asarray(self.X[index[order]].compute())
+        out = np.empty_like(rows)
+        out[order] = rows
+        return out
+
+    # ------------------------------------------------------------------ passes
+    def lloyd_pass(self, center_sets, shift, n_far: int, *, with_moments: bool, name: str):
+        """One Lloyd step for all centre sets: (list of LloydPartial, Moments | None)."""
+        shared = self.broadcast((center_sets, shift), f"{name}-centers")
+        tasks = self._map(_lloyd_chunk_packed, self._key(name, shift), shared, n_far, with_moments)
+        combine = partial(R.combine_lloyd, n_far=n_far)
+        (result,) = self._compute(tree_reduce(tasks, combine, f"{name}-reduce"))
+        return result
+
+    def seeding_pass(
+        self, state, new_centers, shift, first_index, *, scale, entropy, stage, draw, n_keep,
+        with_moments, name,
+    ):  # fmt: skip
+        """A k-means|| round / k-means++ step: returns (new state, Draw, Moments | None)."""
+        new_set = K.prepare_centers(new_centers, shift, self.dtype)
+        shared = self.broadcast((new_set, shift), f"{name}-candidates")
+        states = [None] * self.n_blocks if state is None else state
+
+        def per_block(i):
+            return (states[i], block_seed(entropy, stage, i), int(self.offsets[i]))
+
+        tasks = self._map(
+            partial(_seeding_chunk_packed, first_index=first_index, scale=scale, draw=draw,
+                    n_keep=n_keep, with_moments=with_moments),
+            self._key(name, first_index, entropy, stage), shared, per_block=per_block,
+        )  # fmt: skip
+        persisted = self._persist(tasks)
+        parts = [p[1] for p in persisted]
+        combine = partial(R.combine_seeding, n_keep=n_keep)
+        (draws, mom) = dask.compute(tree_reduce(parts, combine, f"{name}-reduce"))[0]
+        return [p[0] for p in persisted], draws, mom
+
+    def gather_pass(self, state, *, scale, entropy, stage, draw, threshold, name) -> R.Draw:
+        """Every row whose key exceeds ``threshold``: the fallback when a draw was cut."""
+
+        def per_block(i):
+            return (block_seed(entropy, stage, i), int(self.offsets[i]))
+
+        def fn(blk, w, st, seed, offset):
+            return R.gather_chunk(blk, w, st, scale, seed, draw, threshold, offset)
+
+        tasks = [
+            delayed(fn, pure=True)(b, w, s, *per_block(i), dask_key_name=(name, i))
+            for i, (b, w, s) in enumerate(zip(self.blocks, self.weights, state, strict=True))
+        ]
+        n_keep = 1 << 62
+        (draws,) = self._compute(
+            tree_reduce(tasks, partial(R.combine_draws, n_keep=n_keep), f"{name}-reduce")
+        )
+        return draws
+
+    def candidate_weights_pass(self, state, new_centers, shift, first_index, n_candidates, name):
+        """Weight attracted by each candidate (a data pass only if there are new ones)."""
+        if new_centers.shape[0]:
+            new_set = K.prepare_centers(new_centers, shift, self.dtype)
+            blocks = self.blocks
+        else:
+            new_set, blocks = None, [None] * self.n_blocks
+        shared = self.broadcast((new_set, shift), f"{name}-candidates")
+        tasks = [
+            delayed(_weights_chunk_packed, pure=True)(
+                b, w, s, shared, first_index, n_candidates, dask_key_name=(name, i)
+            )
+            for i, (b, w, s) in enumerate(zip(blocks, self.weights, state, strict=True))
+        ]
+        reduce = tree_reduce(tasks, R.combine_sum, f"{name}-reduce")
+        if new_set is None:
+            return dask.compute(reduce)[0]
+        return self._compute(reduce)[0]
+
+    def cost_pass(self, centers_list, shift, name) -> np.ndarray:
+        """Exact costs of several centre sets (one pass)."""
+        sets = [K.prepare_centers(c, shift, self.dtype) for c in centers_list]
+        shared = self.broadcast((centers_list, sets, shift), f"{name}-centers")
+        tasks = self._map(_cost_chunk_packed, self._key(name, shift), shared)
+        return self._compute(tree_reduce(tasks, R.combine_sum, f"{name}-reduce"))[0]
+
+    def label_pass(self, centers, shift, name, *, keep: str):
+        """Final labels and exact cost.
+
+        ``keep="persist"`` returns labels as a dask array held in memory (workers' or
+        this process's), so touching them never re-reads the data; ``keep="compute"``
+        returns a NumPy array.
+        """
+        cs = K.prepare_centers(centers, shift, self.dtype)
+        shared = self.broadcast((centers, cs, shift), f"{name}-centers")
+        key = self._key(name, shift, tokenize(centers))
+        tasks = self._map(_label_chunk_packed, key, shared)
+        if keep == "compute":
+            out = self._compute(*tasks)
+            labels = np.concatenate([o[0] for o in out]) if out else np.empty(0, np.int32)
+            return labels, R.combine_assignment([o[1] for o in out])
+        persisted = self._persist(tasks)
+        assignment = dask.compute(
+            tree_reduce([p[1] for p in persisted], R.combine_assignment, f"{name}-reduce")
+        )[0]
+        pieces = [
+            da.from_delayed(p[0], shape=(int(n),), dtype=np.int32, name=f"{key}-labels-{i}")
+            for i, (p, n) in enumerate(zip(persisted, self.X.chunks[0], strict=True))
+        ]
+        return da.concatenate(pieces), assignment
+
+
+# Packed signatures: shared small arguments travel as one broadcast object.
+def _lloyd_chunk_packed(X, w, shared, n_far, with_moments):
+    center_sets, shift = shared
+    return R.lloyd_chunk(X, w, center_sets, shift, n_far, with_moments)
+
+
+def _seeding_chunk_packed(
+    X, w, shared, state, seed, offset, *, first_index, scale, draw, n_keep, with_moments
+):
+    new_set, shift = shared
+    return R.seeding_chunk(
+        X, w, state, new_set, shift, first_index, scale, seed, draw, n_keep, offset,
+        with_moments,
+    )  # fmt: skip
+
+
+def _weights_chunk_packed(X, w, state, shared, first_index, n_candidates):
+    new_set, shift = shared
+    return R.candidate_weights_chunk(X, w, state, new_set, shift, first_index, n_candidates)
+
+
+def _cost_chunk_packed(X, w, shared):
+    centers_list, sets, shift = shared
+    return R.cost_chunk(X, w, centers_list, sets, shift)
+
+
+def _label_chunk_packed(X, w, shared):
+    centers, cs, shift = shared
+    return R.label_chunk(X, w, centers, cs, shift)
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Let dask own the parallelism: BLAS inside chunk kernels runs on one thread."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

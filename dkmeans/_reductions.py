@@ -1,0 +1,268 @@
+"""Reductions declared as chunk / combine / finalize, on top of ``_kernels``.
+
+Each ``*_chunk`` function takes one block (and its weights) and returns a small
+partial; each ``combine_*`` takes a LIST of partials in block order and returns
+one partial of the same form, so ``_parallel.tree_reduce`` can apply it at any
+level of the tree; ``finalize`` functions turn the root into results.  Combining
+in a fixed order makes floating-point results independent of the scheduler.
+No dask here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _kernels as K
+
+# --------------------------------------------------------------------------- moments
+
+
+class Moments(NamedTuple):
+    """Row count, column means and centred sums of squares (float64), non-finite count."""
+
+    count: int
+    mean: np.ndarray
+    m2: np.ndarray
+    n_nonfinite: int
+
+    @property
+    def variance(self) -> np.ndarray:
+        """Population variance of each column (as ``numpy.var``)."""
+        return self.m2 / max(self.count, 1)
+
+
+def moments_chunk(X) -> Moments:
+    return Moments(*K.moments(X))
+
+
+def combine_moments(parts: list[Moments]) -> Moments:
+    """Chan et al.'s pairwise merge of counts, means and M2, in list order."""
+    acc = parts[0]
+    for p in parts[1:]:
+        n = acc.count + p.count
+        if p.count == 0:
+            acc = acc._replace(n_nonfinite=acc.n_nonfinite + p.n_nonfinite)
+            continue
+        if acc.count == 0:
+            acc = p._replace(n_nonfinite=acc.n_nonfinite + p.n_nonfinite)
+            continue
+        delta = p.mean - acc.mean
+        mean = acc.mean + delta * (p.count / n)
+        m2 = acc.m2 + p.m2 + delta**2 * (acc.count * p.count / n)
+        acc = Moments(n, mean, m2, acc.n_nonfinite + p.n_nonfinite)
+    return acc
+
+
+# --------------------------------------------------------------------------- Lloyd
+
+
+def lloyd_chunk(X, sample_weight, center_sets, shift, n_far, with_moments=False):
+    """Partials of one Lloyd step for every centre set; optionally the moments too."""
+    parts = K.lloyd_step(X, center_sets, shift, sample_weight, n_far)
+    return parts, (moments_chunk(X) if with_moments else None)
+
+
+def _combine_far(parts: list[K.LloydPartial], n_far: int):
+    dist = np.concatenate([p.far_dist for p in parts])
+    keep = K.farthest(dist, n_far)
+    return (
+        dist[keep],
+        np.concatenate([p.far_rows for p in parts])[keep],
+        np.concatenate([p.far_weight for p in parts])[keep],
+        np.concatenate([p.far_label for p in parts])[keep],
+    )
+
+
+def combine_lloyd_sets(parts: list[K.LloydPartial], n_far: int) -> K.LloydPartial:
+    sums = parts[0].sums.copy()
+    counts = parts[0].counts.copy()
+    cost = parts[0].cost
+    for p in parts[1:]:
+        sums += p.sums
+        counts += p.counts
+        cost += p.cost
+    return K.LloydPartial(sums, counts, cost, *_combine_far(parts, n_far))
+
+
+def combine_lloyd(parts, n_far: int):
+    """Combine ``lloyd_chunk`` outputs: per centre set, and the moments if present."""
+    sets = [
+        combine_lloyd_sets(list(group), n_far) for group in zip(*(p[0] for p in parts), strict=True)
+    ]
+    mom = None if parts[0][1] is None else combine_moments([p[1] for p in parts])
+    return sets, mom
+
+
+class LloydUpdate(NamedTuple):
+    """Result of finalizing a Lloyd step for one centre set."""
+
+    centers: np.ndarray
+    center_shift: float  # Σ_j ||c_new_j - c_old_j||², as scikit-learn's convergence test
+    cost: float
+    n_relocated: int
+
+
+def finalize_lloyd(part: K.LloydPartial, old_centers, shift) -> LloydUpdate:
+    """New centres from summed partials, relocating empty clusters as scikit-learn does.
+
+    An empty cluster takes the farthest remaining point from its centre, which is
+    removed from its old cluster's sums.  Clusters still empty keep their centre.
+    """
+    sums = part.sums.copy()
+    counts = part.counts.copy()
+    shift64 = K.as_shift(shift, old_centers.dtype)
+    empty = np.flatnonzero(counts == 0)
+    n_reloc = min(empty.shape[0], part.far_dist.shape[0])
+    for i in range(n_reloc):
+        j = empty[i]
+        x = part.far_rows[i].astype(np.float64) - shift64
+        w = float(part.far_weight[i])
+        old = int(part.far_label[i])
+        sums[old] -= w * x
+        counts[old] -= w
+        sums[j] = w * x
+        counts[j] = w
+    new = np.asarray(old_centers, dtype=np.float64).copy()
+    filled = counts > 0
+    new[filled] = sums[filled] / counts[filled, None] + shift64
+    new = new.astype(old_centers.dtype)
+    move = float(((new.astype(np.float64) - old_centers.astype(np.float64)) ** 2).sum())
+    return LloydUpdate(new, move, float(part.cost), n_reloc)
+
+
+# --------------------------------------------------------------------------- final assignment
+
+
+class Assignment(NamedTuple):
+    """Exact cost and per-cluster weights of the final assignment."""
+
+    cost: float
+    weights: np.ndarray  # (k,) float64
+
+
+def label_chunk(X, sample_weight, centers, center_set, shift):
+    """Final E-step of one block: ``(labels, Assignment)``."""
+    labels, cost = K.labels_and_cost(X, centers, center_set, shift, sample_weight)
+    return labels, Assignment(cost, K.weighted_bincount(labels, sample_weight, centers.shape[0]))
+
+
+def cost_chunk(X, sample_weight, centers_list, center_sets, shift) -> np.ndarray:
+    """Exact costs of several centre sets over one block (no labels kept).
+
+    Raises ValueError if the block holds NaN or infinity (the cost is then not finite).
+    """
+    costs = np.array(
+        [
+            K.labels_and_cost(X, c, cs, shift, sample_weight)[1]
+            for c, cs in zip(centers_list, center_sets, strict=True)
+        ]
+    )
+    if not np.all(np.isfinite(costs)):
+        raise ValueError("Input X contains NaN or infinity; remove or impute them first.")
+    return costs
+
+
+def combine_assignment(parts: list[Assignment]) -> Assignment:
+    return Assignment(sum(p.cost for p in parts), np.sum([p.weights for p in parts], axis=0))
+
+
+def combine_sum(parts):
+    acc = parts[0]
+    for p in parts[1:]:
+        acc = acc + p
+    return acc
+
+
+# --------------------------------------------------------------------------- k-means|| / k-means++
+
+
+class Draw(NamedTuple):
+    """Largest sampling keys of a block (or of several): see ``K.sampling_keys``.
+
+    cost : Σ w·cost of the rows covered (φ's partial).
+    keys, rows, index : the kept keys (descending), their rows and global row indices.
+    max_dropped : the largest key NOT kept (0 if none was dropped); if it exceeds φ
+        a selected row was lost and the caller must gather again.
+    """
+
+    cost: float
+    keys: np.ndarray
+    rows: np.ndarray
+    index: np.ndarray
+    max_dropped: float
+
+
+def top_count(scale: float) -> int:
+    """How many keys to keep so that a Bernoulli sample of mean ≤ scale is rarely cut."""
+    return math.ceil(scale + 6.0 * math.sqrt(scale) + 10.0)
+
+
+def _draw_from_keys(X, keys, weighted_cost: float, row_offset: int, n_keep: int) -> Draw:
+    top = K.farthest(keys, n_keep)
+    rest = keys.shape[0] - top.shape[0]
+    if rest > 0:
+        mask = np.ones(keys.shape[0], bool)
+        mask[top] = False
+        max_dropped = float(keys[mask].max())
+    else:
+        max_dropped = 0.0
+    return Draw(weighted_cost, keys[top], X[top].copy(), top + row_offset, max_dropped)
+
+
+def seeding_chunk(
+    X, sample_weight, state, new_set, shift, first_index, scale, seed, draw, n_keep,
+    row_offset, with_moments,
+):  # fmt: skip
+    """One k-means|| round (or k-means++ step) over a block.
+
+    Lowers the per-row min cost with the NEW candidates only (incremental), then
+    draws keys from the updated costs.  Returns ``(new_state, (Draw, Moments|None))``
+    where ``state = (cost, nearest)`` stays with the block for the next round.
+    """
+    cost, nearest = (None, None) if state is None else state
+    cost, nearest = K.min_cost_update(X, cost, nearest, new_set, shift, first_index)
+    keys = K.sampling_keys(cost, sample_weight, scale, seed, draw)
+    wcost = float(np.dot(cost, sample_weight) if sample_weight is not None else cost.sum())
+    part = _draw_from_keys(X, keys, wcost, row_offset, n_keep)
+    return (cost, nearest), (part, moments_chunk(X) if with_moments else None)
+
+
+def gather_chunk(X, sample_weight, state, scale, seed, draw, threshold, row_offset) -> Draw:
+    """All rows of a block whose key exceeds ``threshold`` (rare fallback after a cut)."""
+    keys = K.sampling_keys(state[0], sample_weight, scale, seed, draw)
+    n_keep = int(np.count_nonzero(keys > threshold))
+    return _draw_from_keys(X, keys, 0.0, row_offset, n_keep)
+
+
+def combine_draws(parts: list[Draw], n_keep: int) -> Draw:
+    keys = np.concatenate([p.keys for p in parts])
+    top = K.farthest(keys, n_keep)
+    mask = np.ones(keys.shape[0], bool)
+    mask[top] = False
+    dropped = max(
+        [p.max_dropped for p in parts] + ([float(keys[mask].max())] if mask.any() else [])
+    )
+    return Draw(
+        sum(p.cost for p in parts),
+        keys[top],
+        np.concatenate([p.rows for p in parts])[top],
+        np.concatenate([p.index for p in parts])[top],
+        dropped,
+    )
+
+
+def combine_seeding(parts, n_keep: int):
+    draws = combine_draws([p[0] for p in parts], n_keep)
+    mom = None if parts[0][1] is None else combine_moments([p[1] for p in parts])
+    return draws, mom
+
+
+def candidate_weights_chunk(X, sample_weight, state, new_set, shift, first_index, n_candidates):
+    """Weight attracted by each candidate, after lowering costs with the last candidates."""
+    cost, nearest = state
+    if new_set is not None:
+        cost, nearest = K.min_cost_update(X, cost, nearest, new_set, shift, first_index)
+    return K.weighted_bincount(nearest, sample_weight, n_candidates)

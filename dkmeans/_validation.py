@@ -1,0 +1,258 @@
+"""Input and parameter validation, in one place.
+
+``as_input`` turns every accepted form of X (NumPy, pandas, dask, xarray, Zarr array
+or path) into one (n_samples, n_features) float dask array with one chunk along
+features, plus what is needed to return results in the caller's form.  Nothing
+here reads the data: NaN/inf are caught in the first pass that reads it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+FEATURE_DIMS = ("feature", "features", "variable", "variables", "channel")
+BLOCK_BYTES = 32 * 2**20  # target block size when splitting in-memory arrays
+
+
+@dataclass
+class Input:
+    """X as a dask array, and how to hand results back.
+
+    kind : "numpy" | "dask" | "xarray" | "zarr"
+    feature_names : ndarray of str or None
+    sample_dim, sample_coord : for xarray input, the labels' dimension and coordinate.
+    """
+
+    array: da.Array
+    kind: str
+    feature_names: np.ndarray | None = None
+    sample_dim: str | None = None
+    sample_coord: Any = None
+
+    @property
+    def in_memory(self) -> bool:
+        """True when the data came as a NumPy array (results go back as NumPy)."""
+        return self.kind == "numpy" or (self.kind == "xarray" and self._numpy_backed)
+
+    _numpy_backed: bool = False
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.array.shape[1])
+
+    def wrap_samples(self, values, name: str):
+        """Per-sample results (labels) in the input's form."""
+        if self.kind == "xarray":
+            import xarray as xr
+
+            coords = {} if self.sample_coord is None else {self.sample_dim: self.sample_coord}
+            return xr.DataArray(values, dims=(self.sample_dim,), coords=coords, name=name)
+        return values
+
+
+def _rows_per_block(n_samples: int, row_bytes: int) -> int:
+    cpus = os.cpu_count() or 1
+    by_threads = math.ceil(n_samples / (2 * cpus))
+    by_bytes = max(1, BLOCK_BYTES // max(row_bytes, 1))
+    return max(1, min(max(by_threads, 1024), by_bytes, n_samples))
+
+
+def _float_dtype(dtype, what: str):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize >= 4:
+        return dtype
+    if dtype.kind in "biuf":
+        return np.dtype(np.float64)
+    raise TypeError(
+        f"{what} has dtype {dtype}, which is not numeric. Encode or drop non-numeric "
+        "columns and pass a float or integer array."
+    )
+
+
+def _check_shape(shape, what: str) -> None:
+    if len(shape) != 2:
+        hint = " Reshape with X.reshape(-1, 1) for a single feature." if len(shape) == 1 else ""
+        raise ValueError(
+            f"{what} must be 2-D (n_samples, n_features); got {len(shape)}-D shape {shape}.{hint}"
+        )
+    if any(isinstance(s, float) and math.isnan(s) for s in shape):
+        raise ValueError(
+            f"{what} has unknown chunk sizes (shape {shape}); call X.compute_chunk_sizes() first."
+        )
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(
+            f"{what} is empty (shape {shape}); at least one sample and feature needed."
+        )
+
+
+def _xarray_input(X, what: str) -> Input:
+    _check_shape(X.shape, what)
+    dims = list(X.dims)
+    fdim = next((d for d in dims if d in FEATURE_DIMS), dims[1])
+    sdim = next(d for d in dims if d != fdim)
+    X = X.transpose(sdim, fdim)
+    names = np.asarray(X[fdim].values).astype(str) if fdim in X.coords else None
+    scoord = X[sdim].values if sdim in X.coords else None
+    data = X.data if isinstance(X.data, da.Array) else np.asarray(X.data)
+    inp = as_input(data, what)
+    return Input(inp.array, "xarray", names, sdim, scoord, _numpy_backed=inp.kind == "numpy")
+
+
+def as_input(X, what: str = "X") -> Input:
+    """Convert any accepted X into an ``Input`` (lazy; reads nothing)."""
+    import zarr
+
+    from .io import open_zarr_array
+
+    if isinstance(X, str | os.PathLike):
+        X = open_zarr_array(X)
+    if isinstance(X, zarr.Array):
+        inp = replace(as_input(da.from_zarr(X), what), kind="zarr")
+        names = X.attrs.get("feature_names")
+        if names is not None:
+            inp.feature_names = np.asarray(names, dtype=str)
+        return inp
+    mod = type(X).__module__
+    if mod.startswith("xarray"):
+        if not hasattr(X, "dims") or not hasattr(X, "transpose") or hasattr(X, "data_vars"):
+            raise TypeError(
+                f"{what} is an xarray Dataset; pass one DataArray (ds['name']) or "
+                "ds.to_dataarray('feature')."
+            )
+        return _xarray_input(X, what)
+    names = None
+    if mod.startswith("pandas"):
+        cols = getattr(X, "columns", None)
+        if cols is not None and all(isinstance(c, str) for c in cols):
+            names = np.asarray(cols, dtype=object).astype(str)
+        X = X.to_numpy()
+    if isinstance(X, da.Array):
+        _check_shape(X.shape, what)
+        dtype = _float_dtype(X.dtype, what)
+        arr = X.astype(dtype) if X.dtype != dtype else X
+        if arr.numblocks[1] != 1:
+            arr = arr.rechunk({1: -1})
+        return Input(arr, "dask", names)
+    if not hasattr(X, "__array__") and not isinstance(X, list | tuple):
+        raise TypeError(
+            f"{what} of type {type(X).__name__} is not supported: pass a NumPy, dask or "
+            "xarray array, a zarr.Array, or the path of a Zarr store."
+        )
+    try:
+        arr = np.asarray(X)
+    except (ValueError, TypeError) as err:
+        raise TypeError(f"{what} could not be read as an array: {err}") from err
+    _check_shape(arr.shape, what)
+    dtype = _float_dtype(arr.dtype, what)
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    rows = _rows_per_block(arr.shape[0], arr.shape[1] * arr.itemsize)
+    return Input(da.from_array(arr, chunks=(rows, -1), asarray=False), "numpy", names)
+
+
+def as_sample_weight(sample_weight, X: da.Array) -> da.Array | None:
+    """Validate weights: 1-D, one per row, finite, non-negative, not all zero."""
+    if sample_weight is None:
+        return None
+    n = X.shape[0]
+    if isinstance(sample_weight, numbers.Number):
+        w = np.full(n, float(sample_weight))
+    elif isinstance(sample_weight, da.Array):
+        w = sample_weight
+    else:
+        w = np.asarray(sample_weight)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(
+            f"sample_weight has shape {w.shape}, expected ({n},): one weight per sample."
+        )
+    if not isinstance(w, da.Array):
+        w = np.asarray(w, dtype=np.float64)
+        if not np.all(np.isfinite(w)):
+            raise ValueError("sample_weight contains NaN or infinity.")
+        if np.any(w < 0):
+            raise ValueError("sample_weight has negative values; weights must be >= 0.")
+        if not np.any(w > 0):
+            raise ValueError("sample_weight is zero everywhere; at least one must be > 0.")
+        return da.from_array(w, chunks=(X.chunks[0],))
+    return w.astype(np.float64).rechunk((X.chunks[0],))
+
+
+def as_generator(random_state) -> np.random.Generator:
+    """A NumPy Generator from None, an int, a Generator or a legacy RandomState."""
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2**31 - 1))
+    raise ValueError(
+        f"random_state={random_state!r} is not valid: use None, an int, or a numpy Generator."
+    )
+
+
+# ---------------------------------------------------------------- parameter constraints
+class Interval:
+    """Numbers of ``kind`` in [low, high] (bounds may be None, ``closed`` as in sklearn)."""
+
+    def __init__(self, kind, low, high, closed="both"):
+        self.kind, self.low, self.high, self.closed = kind, low, high, closed
+
+    def __call__(self, v) -> bool:
+        if isinstance(v, bool) or not isinstance(v, self.kind):
+            return False
+        lo_ok = self.low is None or (
+            v >= self.low if self.closed in ("both", "left") else v > self.low
+        )
+        hi_ok = self.high is None or (
+            v <= self.high if self.closed in ("both", "right") else v < self.high
+        )
+        return lo_ok and hi_ok
+
+    def __repr__(self) -> str:
+        lo = "[" if self.closed in ("both", "left") else "("
+        hi = "]" if self.closed in ("both", "right") else ")"
+        kind = getattr(self.kind, "__name__", "number")
+        return f"{kind} in {lo}{self.low}, {self.high if self.high is not None else 'inf'}{hi}"
+
+
+class OneOf:
+    def __init__(self, *options):
+        self.options = options
+
+    def __call__(self, v) -> bool:
+        return isinstance(v, str | bool) and v in self.options
+
+    def __repr__(self) -> str:
+        return " or ".join(repr(o) for o in self.options)
+
+
+class IsInstance:
+    def __init__(self, *types, label):
+        self.types, self.label = types, label
+
+    def __call__(self, v) -> bool:
+        return isinstance(v, self.types)
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+def validate_params(estimator, constraints: dict) -> None:
+    """Check every parameter against its list of accepted forms; one clear error."""
+    for name, options in constraints.items():
+        value = getattr(estimator, name)
+        if not any(opt(value) for opt in options):
+            allowed = "; ".join(repr(o) for o in options)
+            raise ValueError(
+                f"{type(estimator).__name__}({name}={value!r}) is not valid: expected {allowed}."
+            )

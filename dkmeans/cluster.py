@@ -1,0 +1,401 @@
+"""Estimators: :class:`KMeans` (scikit-learn API over NumPy, dask, xarray and Zarr)."""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import time
+import warnings
+from typing import ClassVar
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
+
+from . import _kernels as K
+from ._init import INITIALIZERS
+from ._lloyd import lloyd
+from ._logging import verbosity
+from ._parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
+from ._validation import (
+    Input,
+    Interval,
+    IsInstance,
+    OneOf,
+    as_generator,
+    as_input,
+    as_sample_weight,
+    validate_params,
+)
+
+logger = logging.getLogger("dkmeans")
+
+__all__ = ["KMeans"]
+
+
+class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """K-means clustering for data larger than memory (Lloyd's algorithm, k-means|| seeding).
+
+    Every Lloyd iteration is one pass over the data: each block computes its
+    nearest centres, per-cluster sums, counts and cost in one fused kernel, the
+    small partials are tree-reduced, and the new centres are broadcast.  Data that
+    fits in memory (the cluster's, or this machine's for the local schedulers) is
+    read once and kept; otherwise it is streamed from its store on every pass.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    init : {"k-means||", "k-means++", "random"} or ndarray of shape (n_clusters, n_features)
+        ``"k-means||"`` (default): scalable k-means++ (Bahmani et al. 2012) in
+        ``init_rounds + 1`` data passes.  ``"k-means++"``: D² sampling, one pass per
+        centre (fine in memory, slow out of core).  ``"random"``: distinct rows drawn
+        at random.  An array gives the initial centres.
+    n_init : "auto" or int, default="auto"
+        Number of initialisations; the run with the lowest inertia is kept.  Runs
+        share every Lloyd pass over the data.  ``"auto"`` is 10 for ``"random"`` and 1
+        otherwise, as in scikit-learn.
+    max_iter : int, default=300
+        Maximum number of Lloyd iterations of a run.
+    tol : float, default=1e-4
+        Convergence when the summed squared centre shift is at most ``tol`` times the
+        mean feature variance (scikit-learn's rule).
+    oversampling_factor : float, default=2.0
+        k-means|| draws about ``oversampling_factor * n_clusters`` candidates a round.
+    init_rounds : int, default=5
+        k-means|| rounds (data passes) before the candidates are reduced.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seeds every random draw; the same value gives the same centres on any
+        scheduler and any number of workers.
+    persist : "auto" or bool, default="auto"
+        Keep the data in memory after the first read.  ``"auto"`` does so when it
+        takes at most half of the available memory.
+    verbose : int, default=0
+        Log progress (one line per iteration) on the ``dkmeans`` logger.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        Centres, in the dtype of X (float32 stays float32).
+    labels_ : ndarray, dask array or xarray.DataArray of shape (n_samples,)
+        Index of each sample's cluster, in the form of X: NumPy for NumPy input,
+        a dask array held in memory for dask or Zarr input (touching it does not
+        re-read the data), a DataArray on the sample coordinate for xarray input.
+    inertia_ : float
+        Sum of (weighted) SQUARED distances of samples to their nearest centre.
+    n_iter_ : int
+        Lloyd iterations of the kept run.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X has feature names (pandas columns, an xarray coordinate, or a
+        ``feature_names`` attribute of the Zarr array).
+    cluster_sizes_ : ndarray of shape (n_clusters,)
+        Summed sample weight of each cluster.
+    n_passes_ : int
+        Passes the fit made over the data (seeding, iterations, final labels).
+    n_seeding_passes_ : int
+        Those of ``n_passes_`` spent choosing the initial centres.
+    persisted_ : bool
+        Whether the data was kept in memory after its first read.
+    iteration_seconds_ : float
+        Median wall time of one Lloyd pass.
+
+    See Also
+    --------
+    sklearn.cluster.KMeans : the in-memory estimator whose semantics this follows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dkmeans import KMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]], dtype=float)
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    >>> int(km.predict(np.array([[0.0, 0.0]]))[0]) == int(km.labels_[0])
+    True
+    >>> float(km.inertia_)
+    16.0
+    """
+
+    _constraints: ClassVar[dict] = {
+        "n_clusters": [Interval(numbers.Integral, 1, None)],
+        "init": [OneOf(*INITIALIZERS), IsInstance(np.ndarray, list, label="an array")],
+        "n_init": [OneOf("auto"), Interval(numbers.Integral, 1, None)],
+        "max_iter": [Interval(numbers.Integral, 1, None)],
+        "tol": [Interval(numbers.Real, 0, None)],
+        "oversampling_factor": [Interval(numbers.Real, 0, None, closed="neither")],
+        "init_rounds": [Interval(numbers.Integral, 1, None)],
+        "random_state": [
+            IsInstance(
+                type(None),
+                numbers.Integral,
+                np.random.Generator,
+                np.random.RandomState,
+                label="None, an int or a Generator",
+            ),
+        ],
+        "persist": [OneOf("auto", True, False)],
+        "verbose": [Interval(numbers.Integral, 0, None)],
+    }
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means||",
+        n_init="auto",
+        max_iter=300,
+        tol=1e-4,
+        oversampling_factor=2.0,
+        init_rounds=5,
+        random_state=None,
+        persist="auto",
+        verbose=0,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.oversampling_factor = oversampling_factor
+        self.init_rounds = init_rounds
+        self.random_state = random_state
+        self.persist = persist
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self, inp: Input) -> None:
+        validate_params(self, self._constraints)
+        if self.n_clusters > inp.n_samples:
+            raise ValueError(
+                f"n_clusters={self.n_clusters} is larger than the number of samples "
+                f"({inp.n_samples}); use at most {inp.n_samples} clusters."
+            )
+        self._init = self.init
+        self._n_init = self.n_init
+        if not isinstance(self.init, str):
+            init = np.asarray(self.init, dtype=np.float64)
+            if init.shape != (self.n_clusters, inp.n_features):
+                raise ValueError(
+                    f"init array has shape {init.shape}, expected "
+                    f"(n_clusters, n_features) = ({self.n_clusters}, {inp.n_features})."
+                )
+            if not np.all(np.isfinite(init)):
+                raise ValueError("init array contains NaN or infinity.")
+            self._init = init
+            if self.n_init not in ("auto", 1):
+                warnings.warn(
+                    "Explicit initial centres given: performing only one init (n_init=1).",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            self._n_init = 1
+        elif self.n_init == "auto":
+            self._n_init = 10 if self.init == "random" else 1
+
+    def _prepare(self, inp: Input, sample_weight, client):
+        """Decide persistence and return the row blocks to fit on."""
+        X = inp.array
+        w = as_sample_weight(sample_weight, X)
+        if self.persist == "auto":
+            persist = client is not None if inp.in_memory else X.nbytes <= memory_budget(client)
+        else:
+            persist = bool(self.persist)
+        if persist and not (inp.in_memory and client is None):
+            X, w = (X.persist(), None if w is None else w.persist())
+        self.persisted_ = bool(persist)
+        streamed = not (persist or inp.in_memory)
+        if isinstance(self._init, str) and self._init == "k-means++" and streamed:
+            warnings.warn(
+                f"init='k-means++' reads the data once per centre ({self.n_clusters - 1} "
+                "passes) and the data is streamed from its store; init='k-means||' needs "
+                f"{self.init_rounds + 1}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return RowBlocks(X, w, client)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute k-means clustering.
+
+        Parameters
+        ----------
+        X : array-like, dask array, xarray.DataArray, zarr.Array or path of shape \
+(n_samples, n_features)
+            Training data.  Integer data is converted to float64.
+        y : Ignored
+        sample_weight : array-like or dask array of shape (n_samples,), default=None
+            Weight of each sample (non-negative).
+
+        Returns
+        -------
+        self : KMeans
+        """
+        t_start = time.perf_counter()
+        inp = as_input(X)
+        self._check_params(inp)
+        client = active_client()
+        rng = as_generator(self.random_state)
+        with verbosity(self.verbose), single_threaded_blas():
+            rows = self._prepare(inp, sample_weight, client)
+            inits, moments = [], None
+            for run_rng in rng.spawn(self._n_init):
+                if isinstance(self._init, str):
+                    res = INITIALIZERS[self._init](
+                        rows, self.n_clusters, run_rng,
+                        oversampling_factor=self.oversampling_factor,
+                        init_rounds=self.init_rounds,
+                    )  # fmt: skip
+                    inits.append(res.centers)
+                    moments = moments or res.moments
+                else:
+                    inits.append(self._init.astype(rows.dtype))
+            self.n_seeding_passes_ = rows.n_passes
+            runs, moments = lloyd(
+                rows, inits, max_iter=self.max_iter, tol=self.tol, moments=moments
+            )
+            best = runs[0]
+            shift = K.choose_shift(moments.mean, moments.variance)
+            if len(runs) > 1:
+                costs = rows.cost_pass([r.centers for r in runs], shift, "cost")
+                best = runs[int(np.argmin(costs))]
+            keep = "compute" if inp.in_memory else "persist"
+            labels, assignment = rows.label_pass(best.centers, shift, "labels", keep=keep)
+        self.cluster_centers_ = best.centers
+        self.labels_ = inp.wrap_samples(labels, "cluster")
+        self.inertia_ = float(assignment.cost)
+        self.cluster_sizes_ = assignment.weights
+        self.n_iter_ = best.n_iter
+        self.iteration_seconds_ = float(np.median([h[2] for h in best.history]))
+        self.n_passes_ = rows.n_passes
+        self.n_features_in_ = inp.n_features
+        if inp.feature_names is not None:
+            self.feature_names_in_ = inp.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if not best.converged:
+            logger.info("did not converge in %d iterations", self.max_iter)
+        n_distinct = int(np.count_nonzero(assignment.weights > 0))
+        if n_distinct < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
+                f"({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        logger.info(
+            "fit: k=%d, %d iterations, inertia %.6g, %d data passes, %.3fs",
+            self.n_clusters, self.n_iter_, self.inertia_, self.n_passes_,
+            time.perf_counter() - t_start,
+        )  # fmt: skip
+        return self
+
+    @property
+    def _n_features_out(self):
+        """Number of transformed output features (for ``get_feature_names_out``)."""
+        return self.cluster_centers_.shape[0]
+
+    # ------------------------------------------------------------------ inference
+    def _check_input(self, X) -> Input:
+        check_is_fitted(self, "cluster_centers_")
+        inp = as_input(X)
+        if inp.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {inp.n_features} features, but {type(self).__name__} was fitted with "
+                f"{self.n_features_in_}; pass data with the same features."
+            )
+        fitted = getattr(self, "feature_names_in_", None)
+        if (
+            fitted is not None
+            and inp.feature_names is not None
+            and not np.array_equal(fitted, inp.feature_names)
+        ):
+            raise ValueError(
+                "The feature names of X differ from those seen in fit "
+                f"({list(fitted)} vs {list(inp.feature_names)}); reorder or rename the columns."
+            )
+        return inp
+
+    def _map_rows(self, inp: Input, fn, extra_shape, dtype, name):
+        centers = self.cluster_centers_
+        shift = K.choose_shift(centers.mean(axis=0), centers.var(axis=0))
+        cs = K.prepare_centers(centers, shift, inp.array.dtype)
+
+        def block(x):
+            if not np.all(np.isfinite(x)):
+                raise ValueError(
+                    "Input X contains NaN or infinity; remove or impute them before predicting."
+                )
+            return fn(x, cs, shift)
+
+        X = inp.array
+        chunks = (X.chunks[0], *extra_shape)
+        out = X.map_blocks(
+            block, dtype=dtype, chunks=chunks, drop_axis=None if extra_shape else 1,
+            name=f"dkmeans-{name}",
+        )  # fmt: skip
+        if inp.in_memory:
+            with single_threaded_blas():
+                out = out.compute()
+        return inp.wrap_samples(out, name) if not extra_shape else self._wrap_2d(inp, out)
+
+    @staticmethod
+    def _wrap_2d(inp: Input, out):
+        if inp.kind != "xarray":
+            return out
+        import xarray as xr
+
+        coords = {} if inp.sample_coord is None else {inp.sample_dim: inp.sample_coord}
+        return xr.DataArray(out, dims=(inp.sample_dim, "cluster"), coords=coords)
+
+    def predict(self, X):
+        """Index of the nearest centre for each sample.
+
+        Parameters
+        ----------
+        X : array-like, dask array, xarray.DataArray, zarr.Array or path of shape \
+(n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray, dask array (lazy) or xarray.DataArray of shape (n_samples,)
+        """
+        inp = self._check_input(X)
+        return self._map_rows(
+            inp, lambda x, cs, s: K.assign_labels(x, cs, s)[0], (), np.int32, "predict"
+        )
+
+    def transform(self, X):
+        """Euclidean distance from each sample to each centre.
+
+        Returns
+        -------
+        distances : ndarray, dask array or xarray.DataArray of shape (n_samples, n_clusters)
+        """
+        inp = self._check_input(X)
+        k = self.cluster_centers_.shape[0]
+        return self._map_rows(inp, K.distances, ((k,),), inp.array.dtype, "transform")
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the (weighted) sum of squared distances of X to its nearest centres.
+
+        Returns
+        -------
+        score : float
+        """
+        inp = self._check_input(X)
+        w = as_sample_weight(sample_weight, inp.array)
+        rows = RowBlocks(inp.array, w, active_client())
+        c = self.cluster_centers_.astype(np.float64)
+        shift = K.choose_shift(c.mean(axis=0), c.var(axis=0))
+        with single_threaded_blas():
+            cost = rows.cost_pass([self.cluster_centers_], shift, "score")
+        return -float(cost[0])

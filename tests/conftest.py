@@ -1,0 +1,65 @@
+import collections
+import os
+
+import dask
+import numpy as np
+import pytest
+import zarr
+from hypothesis import HealthCheck, settings
+from zarr.storage import LocalStore, WrapperStore
+
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=15, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(autouse=True)
+def _threaded_scheduler():
+    """Tests run on the threaded scheduler unless they start a cluster themselves."""
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
+def blobs(n=3000, d=5, k=4, std=0.6, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-10, 10, size=(k, d))
+    y = rng.integers(k, size=n)
+    X = centers[y] + std * rng.standard_normal((n, d))
+    return X.astype(dtype), y, centers
+
+
+class CountingStore(WrapperStore):
+    """Counts chunk reads of a Zarr store, independently of the code under test."""
+
+    def __init__(self, store, counter=None):
+        super().__init__(store)
+        self.counter = collections.Counter() if counter is None else counter
+
+    def _with_store(self, store):
+        return type(self)(store, self.counter)
+
+    async def get(self, key, prototype, byte_range=None):
+        if key.split("/")[-1].isdigit() or "/c/" in f"/{key}":
+            self.counter[key] += 1
+        return await self._store.get(key, prototype, byte_range)
+
+    @property
+    def chunk_reads(self):
+        return sum(self.counter.values())
+
+
+@pytest.fixture
+def zarr_blobs(tmp_path):
+    """A small float32 blobs store with 8 row chunks; returns (path, X, y)."""
+    X, y, _ = blobs(n=4000, d=6, k=5, std=0.8, seed=3, dtype=np.float32)
+    path = tmp_path / "blobs.zarr"
+    arr = zarr.create_array(str(path), shape=X.shape, chunks=(500, 6), dtype=X.dtype)
+    arr[:] = X
+    return path, X, y
+
+
+def counting_array(path):
+    store = CountingStore(LocalStore(str(path), read_only=True))
+    return zarr.open_array(store=store, mode="r"), store

@@ -1,0 +1,154 @@
+"""Chunk kernels and reductions against the naive NumPy reference."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dkmeans import _kernels as K
+from dkmeans import _reductions as R
+
+from ._reference import lloyd_partials, moments, sq_dists
+
+
+@st.composite
+def problems(draw):
+    n = draw(st.integers(1, 300))
+    d = draw(st.integers(1, 7))
+    k = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * draw(st.sampled_from([1.0, 100.0])) + draw(
+        st.sampled_from([0.0, 50.0])
+    )
+    C = X[rng.integers(n, size=k)] + rng.normal(size=(k, d))
+    w = rng.uniform(0, 3, size=n) if draw(st.booleans()) else None
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(n - 1, 1)), max_size=4))))
+    cuts = [c for c in cuts if 0 < c < n]
+    return X, C, w, cuts
+
+
+@given(problems())
+def test_lloyd_step_matches_reference_over_any_chunking(problem):
+    X, C, w, cuts = problem
+    shift = X.mean(axis=0)
+    cs = K.prepare_centers(C, shift, X.dtype)
+    bounds = [0, *cuts, len(X)]
+    parts = [
+        R.lloyd_chunk(X[a:b], None if w is None else w[a:b], [cs], shift, n_far=3)
+        for a, b in itertools.pairwise(bounds)
+    ]
+    (got,), _ = R.combine_lloyd(parts, n_far=3)
+    labels, sums, counts, cost = lloyd_partials(X, C, w)
+    np.testing.assert_allclose(got.counts, counts, rtol=1e-12, atol=1e-12)
+    # sums are of shifted rows
+    np.testing.assert_allclose(got.sums + np.outer(counts, shift), sums, rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(got.cost, cost, rtol=1e-7, atol=1e-6)
+    # far points: the largest distances overall, descending
+    d_ref = sq_dists(X, C)[np.arange(len(X)), labels]
+    np.testing.assert_allclose(got.far_dist, np.sort(d_ref)[::-1][:3], rtol=1e-7, atol=1e-6)
+
+
+@given(problems())
+def test_moments_merge_matches_numpy(problem):
+    X, _, _, cuts = problem
+    bounds = [0, *cuts, len(X)]
+    got = R.combine_moments([R.moments_chunk(X[a:b]) for a, b in itertools.pairwise(bounds)])
+    mean, m2 = moments(X)
+    assert got.count == len(X)
+    np.testing.assert_allclose(got.mean, mean, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got.m2, m2, rtol=1e-9, atol=1e-7)
+    assert got.n_nonfinite == 0
+
+
+def test_moments_count_nonfinite():
+    X = np.ones((5, 3))
+    X[1, 2] = np.nan
+    X[4, 0] = np.inf
+    assert R.moments_chunk(X).n_nonfinite == 2
+
+
+@given(problems())
+def test_labels_and_exact_cost(problem):
+    X, C, w, _ = problem
+    shift = X.mean(axis=0)
+    labels, cost = K.labels_and_cost(X, C, K.prepare_centers(C, shift, X.dtype), shift, w)
+    ref_labels, _, _, ref_cost = lloyd_partials(X, C, w)
+    D = sq_dists(X, C)
+    # labels may differ only on exact ties
+    np.testing.assert_allclose(
+        D[np.arange(len(X)), labels], D[np.arange(len(X)), ref_labels], rtol=1e-9, atol=1e-9
+    )
+    np.testing.assert_allclose(cost, ref_cost, rtol=1e-10, atol=1e-9)
+
+
+@given(problems())
+def test_min_cost_update_is_incremental(problem):
+    X, C, _, _ = problem
+    shift = X.mean(axis=0)
+    split = max(1, len(C) // 2)
+    cost, near = K.min_cost_update(X, None, None, K.prepare_centers(C[:split], shift, X.dtype),
+                                   shift, 0)  # fmt: skip
+    if split < len(C):
+        cost, near = K.min_cost_update(
+            X, cost, near, K.prepare_centers(C[split:], shift, X.dtype), shift, split
+        )
+    D = sq_dists(X, C)
+    np.testing.assert_allclose(cost, D.min(axis=1), rtol=1e-7, atol=1e-6 * (1 + D.max()))
+    np.testing.assert_allclose(D[np.arange(len(X)), near], D.min(axis=1), rtol=1e-7,
+                               atol=1e-6 * (1 + D.max()))  # fmt: skip
+
+
+def test_float32_shift_keeps_precision_far_from_origin():
+    rng = np.random.default_rng(0)
+    X = (1e4 + rng.normal(size=(2000, 4))).astype(np.float32)
+    C = X[:3].copy()
+    shift = X.astype(np.float64).mean(axis=0)
+    (p,) = K.lloyd_step(X, [K.prepare_centers(C, shift, X.dtype)], shift)
+    _, _, _, cost = lloyd_partials(X, C)
+    assert p.cost == pytest.approx(cost, rel=1e-4)
+
+
+def test_sampling_keys_bernoulli_rate():
+    """key > φ selects each row with probability min(1, ℓ·w·c/φ)."""
+    cost = np.linspace(0, 1, 2000)
+    phi = cost.sum()
+    hits = np.zeros_like(cost)
+    for s in range(400):
+        hits += K.sampling_keys(cost, None, 50.0, s, "bernoulli") > phi
+    expected = np.minimum(1, 50.0 * cost / phi)
+    assert abs(hits.sum() / 400 - expected.sum()) < 1.0
+    assert np.all(K.sampling_keys(cost, None, 50.0, 0, "bernoulli")[cost == 0] == 0)
+
+
+def test_sampling_keys_exponential_draw_proportional_to_cost():
+    cost = np.array([1.0, 2.0, 0.0, 7.0])
+    wins = np.bincount(
+        [int(np.argmax(K.sampling_keys(cost, None, 1.0, s, "exponential"))) for s in range(4000)],
+        minlength=4,
+    )
+    np.testing.assert_allclose(wins / 4000, cost / cost.sum(), atol=0.03)
+
+
+def test_combine_draws_tracks_largest_dropped_key():
+    def draw(keys):
+        keys = np.asarray(keys, float)
+        return R.Draw(1.0, keys, np.zeros((len(keys), 1)), np.arange(len(keys)), 0.0)
+
+    out = R.combine_draws([draw([5, 1]), draw([4, 3])], n_keep=2)
+    np.testing.assert_array_equal(out.keys, [5, 4])
+    assert out.max_dropped == 3
+    assert out.cost == 2.0
+
+
+def test_relocation_takes_farthest_point():
+    X = np.array([[0.0], [0.1], [0.2], [10.0]])
+    C = np.array([[0.1], [100.0]])  # cluster 1 gets no point
+    shift = np.zeros(1)
+    (p,) = K.lloyd_step(X, [K.prepare_centers(C, shift, X.dtype)], shift, n_far=2)
+    upd = R.finalize_lloyd(p, C, shift)
+    assert upd.n_relocated == 1
+    np.testing.assert_allclose(upd.centers[1], [10.0])
+    np.testing.assert_allclose(upd.centers[0], [0.1])
