@@ -47,6 +47,12 @@ def check_finite(moments: R.Moments) -> None:
         )
 
 
+def accept_moments(moments: R.Moments) -> tuple[R.Moments, np.ndarray]:
+    """Moments from the first pass that read the data: check them, and pick the shift."""
+    check_finite(moments)
+    return moments, K.choose_shift(moments.mean, moments.variance)
+
+
 def _seed_int(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31 - 1))
 
@@ -107,9 +113,7 @@ def kmeans_parallel(
             with_moments=moments is None, name=f"kmeans||-round-{r}",
         )  # fmt: skip
         if moments is None:
-            moments = mom
-            check_finite(moments)
-            shift = K.choose_shift(moments.mean, moments.variance)
+            moments, shift = accept_moments(mom)
         phi = draws.cost
         if draws.max_dropped > phi:  # a block held more selected rows than it returned
             draws = rows.gather_pass(
@@ -174,9 +178,7 @@ def kmeans_plusplus_init(rows: RowBlocks, n_clusters: int, rng: np.random.Genera
             with_moments=moments is None, name=f"kmeans++-{j}",
         )  # fmt: skip
         if moments is None:
-            moments = mom
-            check_finite(moments)
-            shift = K.choose_shift(moments.mean, moments.variance)
+            moments, shift = accept_moments(mom)
         if draws.cost == 0 or draws.keys.shape[0] == 0 or draws.keys[0] <= 0:
             return InitResult(_pad_to_k(_distinct(np.concatenate(centers)), n_clusters), moments)
         centers.append(draws.rows[:1])

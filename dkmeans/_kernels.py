@@ -71,6 +71,22 @@ def _shifted_tiles(X, shift):
         yield s, e, buf[: e - s]
 
 
+class _TileProduct:
+    """``xs @ Cᵀ`` into one reused buffer per block.
+
+    Allocating a fresh (tile, k) array per tile costs an mmap/munmap and page faults
+    each time under distributed's workers (their MALLOC_TRIM_THRESHOLD_ disables
+    glibc's adaptive mmap threshold), which halved kernel speed there.
+    """
+
+    def __init__(self, n_rows: int, n_centers: int, dtype):
+        self.buf = np.empty((min(n_rows, SUB_BLOCK_ROWS), n_centers), dtype=dtype)
+
+    def __call__(self, xs, shifted_centers):
+        out = self.buf[: xs.shape[0], : shifted_centers.shape[0]]
+        return np.matmul(xs, shifted_centers.T, out=out)
+
+
 def choose_shift(mean, variance) -> np.ndarray:
     """The shift for the GEMM form: the mean, or zero when data is already near-centred.
 
@@ -121,13 +137,42 @@ def _sq_dist(xs, i, best):  # pragma: no cover - jit
     return dd if dd > 0.0 else 0.0
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _heap_push(far_d, far_i, far_l, dd, row, label):  # pragma: no cover - jit
+    """Keep the largest distances seen: replace the min-heap's root if ``dd`` beats it.
+
+    Strict comparison: on ties the earlier row stays, so the result is deterministic.
+    """
+    m = far_d.shape[0]
+    if m == 0 or not dd > far_d[0]:
+        return
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= m:
+            break
+        if child + 1 < m and far_d[child + 1] < far_d[child]:
+            child += 1
+        if far_d[child] >= dd:
+            break
+        far_d[pos] = far_d[child]
+        far_i[pos] = far_i[child]
+        far_l[pos] = far_l[child]
+        pos = child
+    far_d[pos] = dd
+    far_i[pos] = row
+    far_l[pos] = label
+
+
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
-def _assign_accumulate(xs, xc, c_sq, w, labels, dist, sums, counts):  # pragma: no cover - jit
+def _assign_accumulate(
+    xs, xc, c_sq, w, row0, sums, counts, far_d, far_i, far_l
+):  # pragma: no cover - jit
     """Label rows, accumulate weighted shifted sums and counts, return weighted cost.
 
-    xs (m, d) shifted rows; xc (m, k) = xs @ Cᵀ; c_sq (k,); w (m,) or (0,).
-    OUT: labels (m,) int32, dist (m,) squared distance to the nearest centre,
-    sums (k, d) float64 += w·xs, counts (k,) float64 += w.
+    xs (m, d) shifted rows (block rows row0 .. row0+m); xc (m, k) = xs @ Cᵀ; c_sq (k,);
+    w (m,) or (0,).  OUT: sums (k, d) float64 += w·xs, counts (k,) float64 += w, and the
+    min-heap (far_d, far_i, far_l) of the farthest rows' distances, rows and labels.
     """
     has_w = w.shape[0] > 0
     cost = 0.0
@@ -135,13 +180,12 @@ def _assign_accumulate(xs, xc, c_sq, w, labels, dist, sums, counts):  # pragma: 
         best, j = _nearest(xc, c_sq, i)
         dd = _sq_dist(xs, i, best)
         wi = np.float64(w[i]) if has_w else 1.0
-        labels[i] = j
-        dist[i] = dd
         cost += wi * dd
         counts[j] += wi
         row = sums[j]
         for f in range(xs.shape[1]):
             row[f] += wi * xs[i, f]
+        _heap_push(far_d, far_i, far_l, dd, row0 + i, j)
     return cost
 
 
@@ -259,24 +303,27 @@ def lloyd_step(X, center_sets, shift, sample_weight=None, n_far=0) -> list[Lloyd
     n, d = X.shape
     dtype = X.dtype
     w = _as_weights(sample_weight, n, dtype)
+    n_far = min(n_far, n)
     state = []
     for cs in center_sets:
         k = cs.shifted.shape[0]
-        state.append(
-            [np.zeros((k, d)), np.zeros(k), 0.0, np.empty(n, np.int32), np.empty(n, dtype)]
-        )
+        heap = (np.full(n_far, -np.inf), np.zeros(n_far, np.int64), np.zeros(n_far, np.int32))
+        state.append([np.zeros((k, d)), np.zeros(k), 0.0, heap])
+    product = _TileProduct(n, max(cs.shifted.shape[0] for cs in center_sets), dtype)
     for s, e, xs in _shifted_tiles(X, shift):
         ws = w[s:e] if w.shape[0] else w
         for cs, st in zip(center_sets, state, strict=True):
-            xc = xs @ cs.shifted.T
             st[2] += _assign_accumulate(
-                xs, xc, cs.sq_norms, ws, st[3][s:e], st[4][s:e], st[0], st[1]
+                xs, product(xs, cs.shifted), cs.sq_norms, ws, s, st[0], st[1], *st[3]
             )
     out = []
-    for sums, counts, cost, labels, dist in state:
-        far = farthest(dist, n_far)
-        far_w = w[far] if w.shape[0] else np.ones(far.shape[0], dtype=dtype)
-        out.append(LloydPartial(sums, counts, cost, dist[far], X[far].copy(), far_w, labels[far]))
+    for sums, counts, cost, (far_d, far_i, far_l) in state:
+        order = np.lexsort((far_i, -far_d))  # farthest first, ties by row
+        far_d, far_i, far_l = far_d[order], far_i[order], far_l[order]
+        far_w = w[far_i] if w.shape[0] else np.ones(far_i.shape[0], dtype=dtype)
+        out.append(
+            LloydPartial(sums, counts, cost, far_d.astype(dtype), X[far_i].copy(), far_w, far_l)
+        )
     return out
 
 
@@ -285,8 +332,9 @@ def assign_labels(X, center_set: CenterSet, shift) -> tuple[np.ndarray, np.ndarr
     n = X.shape[0]
     labels = np.empty(n, np.int32)
     dist = np.empty(n, X.dtype)
+    product = _TileProduct(n, center_set.shifted.shape[0], X.dtype)
     for s, e, xs in _shifted_tiles(X, shift):
-        _assign(xs, xs @ center_set.shifted.T, center_set.sq_norms, labels[s:e], dist[s:e])
+        _assign(xs, product(xs, center_set.shifted), center_set.sq_norms, labels[s:e], dist[s:e])
     return labels, dist
 
 
@@ -340,9 +388,10 @@ def min_cost_update(X, cost, nearest, center_set: CenterSet, shift, first_index:
     n = X.shape[0]
     cost = np.full(n, np.inf) if cost is None else cost.copy()
     nearest = np.zeros(n, np.int32) if nearest is None else nearest.copy()
+    product = _TileProduct(n, center_set.shifted.shape[0], X.dtype)
     for s, e, xs in _shifted_tiles(X, shift):
         _min_update(
-            xs, xs @ center_set.shifted.T, center_set.sq_norms, first_index,
+            xs, product(xs, center_set.shifted), center_set.sq_norms, first_index,
             cost[s:e], nearest[s:e],
         )  # fmt: skip
     return cost, nearest

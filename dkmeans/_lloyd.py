@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _kernels as K
 from . import _reductions as R
-from ._init import check_finite
+from ._init import accept_moments
 from ._parallel import RowBlocks
 
 logger = logging.getLogger("dkmeans")
@@ -75,10 +75,8 @@ def lloyd(
         )
         pass_shift = shift  # the partial sums are of rows shifted by this
         if moments is None:
-            moments = mom
-            check_finite(moments)
+            moments, shift = accept_moments(mom)
             tol_abs = tolerance(tol, moments)
-            shift = K.choose_shift(moments.mean, moments.variance)
         seconds = time.perf_counter() - t0
         for run, part in zip(active, parts, strict=True):
             upd = R.finalize_lloyd(part, run.centers, pass_shift)
