@@ -97,6 +97,17 @@ def choose_shift(mean, variance) -> np.ndarray:
     return mean if float(mean @ mean) > float(np.sum(variance)) else np.zeros_like(mean)
 
 
+def _padded(shape, fill=0.0, dtype=np.float64) -> np.ndarray:
+    """An array with a cache line of padding each side.
+
+    Small accumulators touched on every row (counts, sums, the far-row heap) would
+    otherwise share cache lines with another thread's and run into false sharing.
+    """
+    n = int(np.prod(shape))
+    pad = 64 // np.dtype(dtype).itemsize
+    return np.full(n + 2 * pad, fill, dtype=dtype)[pad : pad + n].reshape(shape)
+
+
 def _as_weights(sample_weight, n_rows: int, dtype) -> np.ndarray:
     """Weights as an array numba can branch on: length 0 means 'all ones'."""
     if sample_weight is None:
@@ -307,8 +318,8 @@ def lloyd_step(X, center_sets, shift, sample_weight=None, n_far=0) -> list[Lloyd
     state = []
     for cs in center_sets:
         k = cs.shifted.shape[0]
-        heap = (np.full(n_far, -np.inf), np.zeros(n_far, np.int64), np.zeros(n_far, np.int32))
-        state.append([np.zeros((k, d)), np.zeros(k), 0.0, heap])
+        heap = (_padded(n_far, -np.inf), _padded(n_far, 0, np.int64), _padded(n_far, 0, np.int32))
+        state.append([_padded((k, d)), _padded(k), 0.0, heap])
     product = _TileProduct(n, max(cs.shifted.shape[0] for cs in center_sets), dtype)
     for s, e, xs in _shifted_tiles(X, shift):
         ws = w[s:e] if w.shape[0] else w

@@ -1,0 +1,14 @@
+"""The Examples sections of the public docstrings run and give what they show."""
+
+import doctest
+
+import pytest
+
+import dkmeans.cluster
+
+
+@pytest.mark.parametrize("module", [dkmeans.cluster])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
