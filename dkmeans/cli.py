@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import tempfile
 import time
@@ -82,7 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``dkmeans`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(format="[dkmeans] %(message)s")
     try:
         if getattr(args, "rows", 1) < 1 or getattr(args, "k", 1) < 1:
             raise UserError("--rows and --k must be at least 1")

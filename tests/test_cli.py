@@ -51,3 +51,9 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
     assert "error" not in by["dkmeans-threaded"], by["dkmeans-threaded"]
     assert by["dkmeans-threaded"]["init_passes"] == 6
     assert by["dkmeans-threaded"]["inertia_vs_sklearn"] < 1.05
+
+
+def test_demo_output_is_not_flooded_by_cluster_logs(tmp_path):
+    proc = _run("demo", "--rows", "5000", "--features", "3", "--k", "2", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "Nanny" not in proc.stdout + proc.stderr
