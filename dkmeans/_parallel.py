@@ -198,15 +198,12 @@ class RowBlocks:
         """Every row whose key exceeds ``threshold``: the fallback when a draw was cut."""
 
         def per_block(i):
-            return (block_seed(entropy, stage, i), int(self.offsets[i]))
+            return (state[i], block_seed(entropy, stage, i), int(self.offsets[i]))
 
         def fn(blk, w, st, seed, offset):
             return R.gather_chunk(blk, w, st, scale, seed, draw, threshold, offset)
 
-        tasks = [
-            delayed(fn, pure=True)(b, w, s, *per_block(i), dask_key_name=(name, i))
-            for i, (b, w, s) in enumerate(zip(self.blocks, self.weights, state, strict=True))
-        ]
+        tasks = self._map(fn, self._key(name, entropy, stage, threshold), per_block=per_block)
         n_keep = 1 << 62
         (draws,) = self._compute(
             tree_reduce(tasks, partial(R.combine_draws, n_keep=n_keep), f"{name}-reduce")
@@ -221,12 +218,10 @@ class RowBlocks:
         else:
             new_set, blocks = None, [None] * self.n_blocks
         shared = self.broadcast((new_set, shift), f"{name}-candidates")
-        tasks = [
-            delayed(_weights_chunk_packed, pure=True)(
-                b, w, s, shared, first_index, n_candidates, dask_key_name=(name, i)
-            )
-            for i, (b, w, s) in enumerate(zip(blocks, self.weights, state, strict=True))
-        ]
+        tasks = self._map(
+            _weights_chunk_packed, self._key(name, first_index, n_candidates), shared,
+            first_index, n_candidates, blocks=blocks, per_block=lambda i: (state[i],),
+        )  # fmt: skip
         reduce = tree_reduce(tasks, R.combine_sum, f"{name}-reduce")
         if new_set is None:
             return dask.compute(reduce)[0]
@@ -281,7 +276,7 @@ def _seeding_chunk_packed(
     )  # fmt: skip
 
 
-def _weights_chunk_packed(X, w, state, shared, first_index, n_candidates):
+def _weights_chunk_packed(X, w, shared, first_index, n_candidates, state):
     new_set, shift = shared
     return R.candidate_weights_chunk(X, w, state, new_set, shift, first_index, n_candidates)
 

@@ -51,13 +51,14 @@ class Input:
     def n_features(self) -> int:
         return int(self.array.shape[1])
 
-    def wrap_samples(self, values, name: str):
-        """Per-sample results (labels) in the input's form."""
+    def wrap_samples(self, values, name: str, extra_dims: tuple = ()):
+        """Per-sample results (labels, distances) in the input's form."""
         if self.kind == "xarray":
             import xarray as xr
 
             coords = {} if self.sample_coord is None else {self.sample_dim: self.sample_coord}
-            return xr.DataArray(values, dims=(self.sample_dim,), coords=coords, name=name)
+            dims = (self.sample_dim, *extra_dims)
+            return xr.DataArray(values, dims=dims, coords=coords, name=name)
         return values
 
 

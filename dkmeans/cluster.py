@@ -345,16 +345,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         if inp.in_memory:
             with single_threaded_blas():
                 out = out.compute()
-        return inp.wrap_samples(out, name) if not extra_shape else self._wrap_2d(inp, out)
-
-    @staticmethod
-    def _wrap_2d(inp: Input, out):
-        if inp.kind != "xarray":
-            return out
-        import xarray as xr
-
-        coords = {} if inp.sample_coord is None else {inp.sample_dim: inp.sample_coord}
-        return xr.DataArray(out, dims=(inp.sample_dim, "cluster"), coords=coords)
+        return inp.wrap_samples(out, name, ("cluster",) if extra_shape else ())
 
     def predict(self, X):
         """Index of the nearest centre for each sample.

@@ -162,6 +162,9 @@ def test_xarray_labels_come_back_on_sample_coordinate():
     np.testing.assert_array_equal(km.labels_["community"], ids)
     assert list(km.feature_names_in_) == ["posts", "retention", "vocab"]
     np.testing.assert_array_equal(km.predict(arr).values, km.labels_.values)
+    dist = km.transform(arr)
+    assert dist.dims == ("community", "cluster")
+    np.testing.assert_array_equal(dist["community"], ids)
     with pytest.raises(ValueError, match="feature names"):
         km.predict(arr.assign_coords(feature=["a", "b", "c"]))
 
