@@ -2,6 +2,7 @@
 
 from .cluster import KMeans
 from .io import from_zarr, open_zarr_array
+from .preprocessing import StandardScaler
 
-__all__ = ["KMeans", "from_zarr", "open_zarr_array"]
+__all__ = ["KMeans", "StandardScaler", "from_zarr", "open_zarr_array"]
 __version__ = "0.1.0"

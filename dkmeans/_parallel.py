@@ -163,6 +163,11 @@ class RowBlocks:
         return out
 
     # ------------------------------------------------------------------ passes
+    def moments_pass(self, name: str) -> R.Moments:
+        """Weighted column moments and the non-finite count (one pass)."""
+        tasks = self._map(R.weighted_moments_chunk, self._key(name))
+        return self._compute(tree_reduce(tasks, R.combine_moments, f"{name}-reduce"))[0]
+
     def lloyd_pass(self, center_sets, shift, n_far: int, *, with_moments: bool, name: str):
         """One Lloyd step for all centre sets: (list of LloydPartial, Moments | None)."""
         shared = self.broadcast((center_sets, shift), f"{name}-centers")

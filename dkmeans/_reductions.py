@@ -21,9 +21,10 @@ from . import _kernels as K
 
 
 class Moments(NamedTuple):
-    """Row count, column means and centred sums of squares (float64), non-finite count."""
+    """Row count (or summed weight), column means, centred sums of squares (float64),
+    non-finite count."""
 
-    count: int
+    count: float
     mean: np.ndarray
     m2: np.ndarray
     n_nonfinite: int
@@ -36,6 +37,20 @@ class Moments(NamedTuple):
 
 def moments_chunk(X) -> Moments:
     return Moments(*K.moments(X))
+
+
+def weighted_moments_chunk(X, sample_weight=None) -> Moments:
+    """Moments with row weights (the count is then the summed weight)."""
+    if sample_weight is None:
+        return moments_chunk(X)
+    w = np.asarray(sample_weight, dtype=np.float64)
+    total = float(w.sum())
+    n_bad = int(X.size - np.count_nonzero(np.isfinite(X)))
+    if total == 0:
+        return Moments(0, np.zeros(X.shape[1]), np.zeros(X.shape[1]), n_bad)
+    mean = (w @ X) / total
+    m2 = w @ (np.asarray(X, dtype=np.float64) - mean) ** 2
+    return Moments(total, mean, m2, n_bad)
 
 
 def combine_moments(parts: list[Moments]) -> Moments:

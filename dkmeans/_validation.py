@@ -35,6 +35,7 @@ class Input:
     feature_names: np.ndarray | None = None
     sample_dim: str | None = None
     sample_coord: Any = None
+    feature_dim: str | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -50,6 +51,19 @@ class Input:
     @property
     def n_features(self) -> int:
         return int(self.array.shape[1])
+
+    def wrap_features(self, values, feature_names=None):
+        """A (n_samples, n_features) result in the input's form (xarray keeps its coords)."""
+        if self.kind != "xarray":
+            return values
+        import xarray as xr
+
+        coords = {} if self.sample_coord is None else {self.sample_dim: self.sample_coord}
+        names = self.feature_names if self.feature_names is not None else feature_names
+        fdim = self.feature_dim or "feature"
+        if names is not None:
+            coords[fdim] = names
+        return xr.DataArray(values, dims=(self.sample_dim, fdim), coords=coords)
 
     def wrap_samples(self, values, name: str, extra_dims: tuple = ()):
         """Per-sample results (labels, distances) in the input's form."""
@@ -107,7 +121,7 @@ def _xarray_input(X, what: str) -> Input:
     scoord = X[sdim].values if sdim in X.coords else None
     data = X.data if isinstance(X.data, da.Array) else np.asarray(X.data)
     inp = as_input(data, what)
-    return Input(inp.array, "xarray", names, sdim, scoord, _numpy_backed=inp.kind == "numpy")
+    return Input(inp.array, "xarray", names, sdim, scoord, fdim, _numpy_backed=inp.kind == "numpy")
 
 
 def as_input(X, what: str = "X") -> Input:
@@ -159,6 +173,31 @@ def as_input(X, what: str = "X") -> Input:
     arr = np.ascontiguousarray(arr, dtype=dtype)
     rows = _rows_per_block(arr.shape[0], arr.shape[1] * arr.itemsize)
     return Input(da.from_array(arr, chunks=(rows, -1), asarray=False), "numpy", names)
+
+
+def check_fitted_input(estimator, X) -> Input:
+    """X for a fitted estimator's predict/transform: same number (and names) of features."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator, "n_features_in_")
+    inp = as_input(X)
+    name = type(estimator).__name__
+    if inp.n_features != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {inp.n_features} features, but {name} was fitted with "
+            f"{estimator.n_features_in_}; pass data with the same features."
+        )
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if (
+        fitted is not None
+        and inp.feature_names is not None
+        and not np.array_equal(fitted, inp.feature_names)
+    ):
+        raise ValueError(
+            "The feature names of X differ from those seen in fit "
+            f"({list(fitted)} vs {list(inp.feature_names)}); reorder or rename the columns."
+        )
+    return inp
 
 
 def as_sample_weight(sample_weight, X: da.Array) -> da.Array | None:

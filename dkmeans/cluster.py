@@ -31,6 +31,7 @@ from ._validation import (
     as_generator,
     as_input,
     as_sample_weight,
+    check_fitted_input,
     validate_params,
 )
 
@@ -306,23 +307,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     # ------------------------------------------------------------------ inference
     def _check_input(self, X) -> Input:
         check_is_fitted(self, "cluster_centers_")
-        inp = as_input(X)
-        if inp.n_features != self.n_features_in_:
-            raise ValueError(
-                f"X has {inp.n_features} features, but {type(self).__name__} was fitted with "
-                f"{self.n_features_in_}; pass data with the same features."
-            )
-        fitted = getattr(self, "feature_names_in_", None)
-        if (
-            fitted is not None
-            and inp.feature_names is not None
-            and not np.array_equal(fitted, inp.feature_names)
-        ):
-            raise ValueError(
-                "The feature names of X differ from those seen in fit "
-                f"({list(fitted)} vs {list(inp.feature_names)}); reorder or rename the columns."
-            )
-        return inp
+        return check_fitted_input(self, X)
 
     def _map_rows(self, inp: Input, fn, extra_shape, dtype, name):
         centers = self.cluster_centers_

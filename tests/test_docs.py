@@ -5,9 +5,10 @@ import doctest
 import pytest
 
 import dkmeans.cluster
+import dkmeans.preprocessing
 
 
-@pytest.mark.parametrize("module", [dkmeans.cluster])
+@pytest.mark.parametrize("module", [dkmeans.cluster, dkmeans.preprocessing])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
