@@ -16,7 +16,6 @@ from sklearn.base import (
     TransformerMixin,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import check_is_fitted
 
 from . import _kernels as K
 from ._init import INITIALIZERS
@@ -305,10 +304,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         return self.cluster_centers_.shape[0]
 
     # ------------------------------------------------------------------ inference
-    def _check_input(self, X) -> Input:
-        check_is_fitted(self, "cluster_centers_")
-        return check_fitted_input(self, X)
-
     def _map_rows(self, inp: Input, fn, extra_shape, dtype, name):
         centers = self.cluster_centers_
         shift = K.choose_shift(centers.mean(axis=0), centers.var(axis=0))
@@ -344,7 +339,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         -------
         labels : ndarray, dask array (lazy) or xarray.DataArray of shape (n_samples,)
         """
-        inp = self._check_input(X)
+        inp = check_fitted_input(self, X)
         return self._map_rows(
             inp, lambda x, cs, s: K.assign_labels(x, cs, s)[0], (), np.int32, "predict"
         )
@@ -356,7 +351,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         -------
         distances : ndarray, dask array or xarray.DataArray of shape (n_samples, n_clusters)
         """
-        inp = self._check_input(X)
+        inp = check_fitted_input(self, X)
         k = self.cluster_centers_.shape[0]
         return self._map_rows(inp, K.distances, ((k,),), inp.array.dtype, "transform")
 
@@ -367,7 +362,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         -------
         score : float
         """
-        inp = self._check_input(X)
+        inp = check_fitted_input(self, X)
         w = as_sample_weight(sample_weight, inp.array)
         rows = RowBlocks(inp.array, w, active_client())
         c = self.cluster_centers_.astype(np.float64)

@@ -127,9 +127,7 @@ class StandardScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 out = out + self.mean_.astype(dtype)
         if inp.in_memory:
             out = out.compute()
-        return inp.wrap_features(
-            out, self.feature_names_in_ if hasattr(self, "feature_names_in_") else None
-        )
+        return inp.wrap_features(out, getattr(self, "feature_names_in_", None))
 
     def transform(self, X):
         """Standardise X (lazy for dask input).
