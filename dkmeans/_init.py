@@ -72,6 +72,14 @@ def _pad_to_k(distinct: np.ndarray, k: int) -> np.ndarray:
     return distinct[reps]
 
 
+class Candidates(NamedTuple):
+    """k-means|| candidates, the weight each attracts, and the data's column moments."""
+
+    rows: np.ndarray
+    weights: np.ndarray
+    moments: R.Moments
+
+
 def kmeans_parallel(
     rows: RowBlocks,
     n_clusters: int,
@@ -88,6 +96,29 @@ def kmeans_parallel(
     lowering each row's min cost with the previous round's candidates only.  The
     candidates are then weighted by the weight of the rows they attract and reduced
     to ``n_clusters`` centres by a weighted k-means++ and Lloyd in memory.
+    """
+    cand = kmeans_parallel_candidates(
+        rows, n_clusters, rng, oversampling_factor=oversampling_factor,
+        init_rounds=init_rounds, _n_keep=_n_keep,
+    )  # fmt: skip
+    centers = recluster_candidates(cand.rows, cand.weights, n_clusters, rng)
+    return InitResult(centers.astype(rows.dtype), cand.moments)
+
+
+def kmeans_parallel_candidates(
+    rows: RowBlocks,
+    n_clusters: int,
+    rng: np.random.Generator,
+    *,
+    oversampling_factor: float = 2.0,
+    init_rounds: int = 5,
+    _n_keep: int | None = None,
+) -> Candidates:
+    """The data passes of k-means||: weighted candidates for up to ``n_clusters`` centres.
+
+    Candidates drawn for the largest k serve every smaller k too (each is reduced
+    in memory by ``recluster_candidates``), which is how ``select_k`` seeds a whole
+    sweep in ``init_rounds + 1`` passes.
     """
     t0 = time.perf_counter()
     ell = oversampling_factor * n_clusters
@@ -135,12 +166,11 @@ def kmeans_parallel(
     weights = rows.candidate_weights_pass(
         state, new, shift, n_candidates - new.shape[0], n_candidates, "kmeans||-weights"
     )
-    centers = recluster_candidates(cand, weights, n_clusters, rng)
     logger.info(
         "k-means||: %d candidates from %d rounds in %.3fs", cand.shape[0], r,
         time.perf_counter() - t0,
     )  # fmt: skip
-    return InitResult(centers.astype(rows.dtype), moments)
+    return Candidates(cand, weights, moments)
 
 
 def recluster_candidates(cand, weights, n_clusters: int, rng: np.random.Generator) -> np.ndarray:

@@ -141,6 +141,51 @@ class RowBlocks:
         self.n_passes += 1
         return list(dask.persist(*tasks))
 
+    def aligned(self, values: da.Array) -> list:
+        """Per-block delayed pieces of a per-row dask array, chunked like X's rows."""
+        if values.chunks[0] != self.X.chunks[0]:
+            values = values.rechunk({0: self.X.chunks[0]})
+        return list(values.to_delayed(optimize_graph=False).ravel())
+
+    def reduce(self, chunk, combine, name: str, *shared, per_block=None, blocks=None):
+        """One pass: ``chunk(block, weight, *shared, *per_block(i))``, tree-combined.
+
+        ``shared`` objects are broadcast once; returns the computed root.
+        """
+        shipped = [self.broadcast(v, f"{name}-shared") for v in shared]
+        tasks = self._map(
+            chunk, self._key(name, *shared), *shipped, per_block=per_block, blocks=blocks
+        )
+        return self._compute(tree_reduce(tasks, combine, f"{name}-reduce"))[0]
+
+    def block_pairs(self, pair, combine, finalize, name: str, *shared, per_block):
+        """For every block i: ``finalize(combine([pair(X_i, X_j, ...) for all j]), ...)``.
+
+        ``pair(x_i, x_j, *shared, *per_block(j), offset)`` gets the global row offset of
+        ``x_i`` within ``x_j`` (None unless i == j); ``finalize(sum, *per_block(i))``.
+        O(n_blocks²) tasks: each block is read n_blocks times unless persisted.
+        Returns one delayed result per block.
+        """
+        shipped = [self.broadcast(v, f"{name}-shared") for v in shared]
+        key = self._key(name, *shared)
+        out = []
+        for i, xi in enumerate(self.blocks):
+            parts = [
+                delayed(pair, pure=True)(
+                    xi,
+                    xj,
+                    *shipped,
+                    *per_block(j),
+                    0 if i == j else None,
+                    dask_key_name=(f"{key}-pair", i, j),
+                )
+                for j, xj in enumerate(self.blocks)
+            ]
+            total = tree_reduce(parts, combine, f"{key}-{i}-reduce")
+            out.append(delayed(finalize, pure=True)(total, *per_block(i), dask_key_name=(key, i)))
+        self.n_passes += self.n_blocks
+        return out
+
     # ------------------------------------------------------------------ single rows
     def draw_row(self, rng: np.random.Generator) -> int:
         """A row index drawn uniformly, or with probability ∝ sample_weight."""

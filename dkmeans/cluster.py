@@ -50,8 +50,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     Parameters
     ----------
-    n_clusters : int, default=8
-        Number of clusters.
+    n_clusters : int or "auto", default=8
+        Number of clusters.  ``"auto"`` chooses it from ``k_range`` by
+        ``k_criterion`` with :func:`dkmeans.select_k` (one lockstep sweep).
     init : {"k-means||", "k-means++", "random"} or ndarray of shape (n_clusters, n_features)
         ``"k-means||"`` (default): scalable k-means++ (Bahmani et al. 2012) in
         ``init_rounds + 1`` data passes.  ``"k-means++"``: D² sampling, one pass per
@@ -78,6 +79,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         takes at most half of the available memory.
     verbose : int, default=0
         Log progress (one line per iteration) on the ``dkmeans`` logger.
+    k_range : iterable of int, default=range(2, 16)
+        Candidate numbers of clusters when ``n_clusters="auto"``.
+    k_criterion : str, default="silhouette"
+        Criterion of :func:`dkmeans.select_k` when ``n_clusters="auto"``.
 
     Attributes
     ----------
@@ -105,6 +110,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         Whether the data was kept in memory after its first read.
     iteration_seconds_ : float
         Median wall time of one Lloyd pass.
+    n_clusters_ : int
+        The number of clusters fitted (the chosen one for ``n_clusters="auto"``).
+    k_selection_ : KSelection
+        Only for ``n_clusters="auto"``: the table of every k and the criterion.
 
     See Also
     --------
@@ -125,7 +134,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     """
 
     _constraints: ClassVar[dict] = {
-        "n_clusters": [Interval(numbers.Integral, 1, None)],
+        "n_clusters": [Interval(numbers.Integral, 1, None), OneOf("auto")],
         "init": [OneOf(*INITIALIZERS), IsInstance(np.ndarray, list, label="an array")],
         "n_init": [OneOf("auto"), Interval(numbers.Integral, 1, None)],
         "max_iter": [Interval(numbers.Integral, 1, None)],
@@ -158,6 +167,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         random_state=None,
         persist="auto",
         verbose=0,
+        k_range=range(2, 16),
+        k_criterion="silhouette",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -169,10 +180,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.random_state = random_state
         self.persist = persist
         self.verbose = verbose
+        self.k_range = k_range
+        self.k_criterion = k_criterion
 
     # ------------------------------------------------------------------ validation
     def _check_params(self, inp: Input) -> None:
         validate_params(self, self._constraints)
+        if self.n_clusters == "auto":
+            return
         if self.n_clusters > inp.n_samples:
             raise ValueError(
                 f"n_clusters={self.n_clusters} is larger than the number of samples "
@@ -222,6 +237,56 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             )
         return RowBlocks(X, w, client)
 
+    def _fit_auto(self, X, sample_weight):
+        from .model_selection import select_k
+
+        params = self.get_params()
+        for name in ("n_clusters", "k_range", "k_criterion", "n_init", "random_state"):
+            params.pop(name)
+        sel = select_k(
+            X, self.k_range, criterion=self.k_criterion, n_init=self.n_init,
+            random_state=self.random_state, sample_weight=sample_weight, **params,
+        )  # fmt: skip
+        fitted = {k: v for k, v in vars(sel.best_model).items() if k.endswith("_")}
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
+        vars(self).update(fitted)
+        self.k_selection_ = sel
+        return self
+
+    @staticmethod
+    def _final_labels(inp: Input, rows: RowBlocks, centers, shift):
+        """The final label pass (labels kept in memory for dask input)."""
+        keep = "compute" if inp.in_memory else "persist"
+        return rows.label_pass(centers, shift, "labels", keep=keep)
+
+    def _set_fitted(self, inp: Input, rows: RowBlocks, best, labels, assignment) -> None:
+        """Fitted attributes from the kept run and its final label pass."""
+        self.cluster_centers_ = best.centers
+        self.n_clusters_ = best.centers.shape[0]
+        self.labels_ = inp.wrap_samples(labels, "cluster")
+        self.inertia_ = float(assignment.cost)
+        self.cluster_sizes_ = assignment.weights
+        self.n_iter_ = best.n_iter
+        self.iteration_seconds_ = float(np.median([h[2] for h in best.history]))
+        self.n_passes_ = rows.n_passes
+        self.n_features_in_ = inp.n_features
+        if inp.feature_names is not None:
+            self.feature_names_in_ = inp.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if not best.converged:
+            logger.info("did not converge in %d iterations", self.max_iter)
+        k = best.centers.shape[0]
+        n_distinct = int(np.count_nonzero(assignment.weights > 0))
+        if n_distinct < k:
+            warnings.warn(
+                f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
+                f"({k}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering.
@@ -242,6 +307,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         t_start = time.perf_counter()
         inp = as_input(X)
         self._check_params(inp)
+        if self.n_clusters == "auto":
+            return self._fit_auto(X, sample_weight)
         client = active_client()
         rng = as_generator(self.random_state)
         with verbosity(self.verbose), single_threaded_blas():
@@ -267,30 +334,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             if len(runs) > 1:
                 costs = rows.cost_pass([r.centers for r in runs], shift, "cost")
                 best = runs[int(np.argmin(costs))]
-            keep = "compute" if inp.in_memory else "persist"
-            labels, assignment = rows.label_pass(best.centers, shift, "labels", keep=keep)
-        self.cluster_centers_ = best.centers
-        self.labels_ = inp.wrap_samples(labels, "cluster")
-        self.inertia_ = float(assignment.cost)
-        self.cluster_sizes_ = assignment.weights
-        self.n_iter_ = best.n_iter
-        self.iteration_seconds_ = float(np.median([h[2] for h in best.history]))
-        self.n_passes_ = rows.n_passes
-        self.n_features_in_ = inp.n_features
-        if inp.feature_names is not None:
-            self.feature_names_in_ = inp.feature_names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        if not best.converged:
-            logger.info("did not converge in %d iterations", self.max_iter)
-        n_distinct = int(np.count_nonzero(assignment.weights > 0))
-        if n_distinct < self.n_clusters:
-            warnings.warn(
-                f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
-                f"({self.n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+            labels, assignment = self._final_labels(inp, rows, best.centers, shift)
+        self._set_fitted(inp, rows, best, labels, assignment)
         logger.info(
             "fit: k=%d, %d iterations, inertia %.6g, %d data passes, %.3fs",
             self.n_clusters, self.n_iter_, self.inertia_, self.n_passes_,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 
-from dkmeans import KMeans
+from dkmeans import KMeans, select_k
 
 from .conftest import blobs
 
@@ -43,3 +43,16 @@ def test_numpy_input_on_a_cluster_is_shipped_once_and_matches():
     assert km.persisted_
     assert isinstance(km.labels_, np.ndarray)
     np.testing.assert_array_equal(km.cluster_centers_, local.cluster_centers_)
+
+
+def test_select_k_same_on_local_cluster(zarr_blobs):
+    path, _X, _ = zarr_blobs
+    threaded = select_k(str(path), range(2, 7), persist=False, random_state=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):  # fmt: skip
+        got = select_k(str(path), range(2, 7), persist=False, random_state=1)
+    assert got.best_k == threaded.best_k
+    for k in range(2, 7):
+        np.testing.assert_array_equal(got.centers[k], threaded.centers[k])
+    cols = ["inertia", "silhouette", "davies_bouldin", "calinski_harabasz"]
+    np.testing.assert_array_equal(got.table[cols].to_numpy(), threaded.table[cols].to_numpy())

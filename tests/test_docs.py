@@ -5,10 +5,22 @@ import doctest
 import pytest
 
 import dkmeans.cluster
+import dkmeans.decomposition
+import dkmeans.metrics
+import dkmeans.model_selection
 import dkmeans.preprocessing
 
 
-@pytest.mark.parametrize("module", [dkmeans.cluster, dkmeans.preprocessing])
+@pytest.mark.parametrize(
+    "module",
+    [
+        dkmeans.cluster,
+        dkmeans.decomposition,
+        dkmeans.metrics,
+        dkmeans.model_selection,
+        dkmeans.preprocessing,
+    ],
+)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0

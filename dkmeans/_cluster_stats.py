@@ -1,0 +1,425 @@
+"""Per-cluster statistics for the clustering metrics: kernels and chunk/combine pairs.
+
+Same layer as ``_kernels`` and ``_reductions`` (NumPy and numba, no dask).  Every
+``*_chunk`` takes one block of rows (and its labels) and returns a small partial;
+every ``combine_*`` merges a LIST of partials in block order.
+
+Per-cluster moments are merged with Chan et al.'s pairwise formula (count, mean,
+summed squared deviation), so within-cluster sums of squares stay accurate in
+float64 however far the data sit from the origin.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from . import _kernels as K
+
+# --------------------------------------------------------------------------- numba loops
+
+
+@numba.njit(nogil=True, cache=True)
+def _cluster_moments(x, labels, w, k):  # pragma: no cover - jit
+    """Per-cluster weights, means and Σ w·||x - mean||² (float64, two passes)."""
+    m, d = x.shape
+    has_w = w.shape[0] > 0
+    counts = np.zeros(k)
+    means = np.zeros((k, d))
+    for i in range(m):
+        j = labels[i]
+        wi = w[i] if has_w else 1.0
+        counts[j] += wi
+        for f in range(d):
+            means[j, f] += wi * np.float64(x[i, f])
+    for j in range(k):
+        if counts[j] > 0:
+            means[j] /= counts[j]
+    m2 = np.zeros(k)
+    for i in range(m):
+        j = labels[i]
+        s = 0.0
+        for f in range(d):
+            diff = np.float64(x[i, f]) - means[j, f]
+            s += diff * diff
+        m2[j] += (w[i] if has_w else 1.0) * s
+    return counts, means, m2
+
+
+@numba.njit(nogil=True, cache=True)
+def _distance_to_assigned(x, labels, centers, w, k):  # pragma: no cover - jit
+    """Per-cluster Σ w·||x - centers[label]|| (Euclidean, not squared), float64."""
+    m, d = x.shape
+    has_w = w.shape[0] > 0
+    out = np.zeros(k)
+    for i in range(m):
+        j = labels[i]
+        s = 0.0
+        for f in range(d):
+            diff = np.float64(x[i, f]) - centers[j, f]
+            s += diff * diff
+        out[j] += (w[i] if has_w else 1.0) * np.sqrt(s)
+    return out
+
+
+def _weights(sample_weight, n):
+    return np.empty(0) if sample_weight is None else np.asarray(sample_weight, np.float64)
+
+
+def _sq_distances(X, centers, shift):
+    """(n, k) squared distances to ``centers`` in float64 (GEMM form on shifted rows)."""
+    xs = np.asarray(X, dtype=np.float64) - shift
+    cs = np.asarray(centers, dtype=np.float64) - shift
+    d = np.einsum("ij,ij->i", xs, xs)[:, None] - 2.0 * (xs @ cs.T)
+    d += np.einsum("ij,ij->i", cs, cs)[None, :]
+    return np.maximum(d, 0.0, out=d)
+
+
+# --------------------------------------------------------------------------- per-cluster moments
+
+
+class ClusterMoments(NamedTuple):
+    """Per-cluster weight ``(k,)``, mean ``(k, d)`` and Σ w·||x - mean||² ``(k,)``."""
+
+    counts: np.ndarray
+    means: np.ndarray
+    m2: np.ndarray
+
+    @property
+    def total(self) -> ClusterMoments:
+        """The whole data set's moments, merged from the clusters'."""
+        n = self.counts.sum()
+        mean = (self.counts @ self.means) / n
+        dev = ((self.means - mean) ** 2).sum(axis=1)
+        m2 = self.m2.sum() + self.counts @ dev
+        return ClusterMoments(np.array([n]), mean[None], np.array([m2]))
+
+
+def cluster_moments_chunk(X, sample_weight, labels, n_clusters: int) -> ClusterMoments:
+    labels = np.asarray(labels, dtype=np.int64)
+    w = _weights(sample_weight, len(labels))
+    return ClusterMoments(*_cluster_moments(np.ascontiguousarray(X), labels, w, n_clusters))
+
+
+def combine_cluster_moments(parts: list[ClusterMoments]) -> ClusterMoments:
+    """Chan's pairwise merge, cluster by cluster, in list order."""
+    counts = parts[0].counts.copy()
+    means = parts[0].means.copy()
+    m2 = parts[0].m2.copy()
+    for p in parts[1:]:
+        n = counts + p.counts
+        safe = np.where(n > 0, n, 1.0)
+        delta = p.means - means
+        means += delta * (p.counts / safe)[:, None]
+        m2 += p.m2 + (delta**2).sum(axis=1) * counts * p.counts / safe
+        counts = n
+    return ClusterMoments(counts, means, m2)
+
+
+# --------------------------------------------------------------------------- Davies-Bouldin
+
+
+def spread_chunk(X, sample_weight, labels, centroids) -> np.ndarray:
+    """Per-cluster Σ w·||x - centroid|| of one block (Davies-Bouldin's intra distances)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return _distance_to_assigned(
+        np.ascontiguousarray(X), labels, np.ascontiguousarray(centroids, dtype=np.float64),
+        _weights(sample_weight, len(labels)), centroids.shape[0],
+    )  # fmt: skip
+
+
+def davies_bouldin(centroids, mean_spread) -> float:
+    """DB index from centroids (k, d) and each cluster's mean distance to its centroid."""
+    diff = centroids[:, None, :] - centroids[None, :, :]
+    sep = np.sqrt((diff**2).sum(axis=2))
+    if np.allclose(mean_spread, 0) or np.allclose(sep, 0):
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (mean_spread[:, None] + mean_spread[None, :]) / sep
+    ratio[np.isinf(ratio)] = np.nan
+    np.fill_diagonal(ratio, np.nan)
+    return float(np.mean(np.nanmax(ratio, axis=1)))
+
+
+def calinski_harabasz(moments: ClusterMoments, n_samples: float) -> float:
+    """CH index: between-cluster over within-cluster dispersion, scaled by degrees of freedom."""
+    k = int(np.count_nonzero(moments.counts > 0))
+    total = moments.total
+    within = float(moments.m2.sum())
+    between = float(total.m2[0] - within)
+    if within == 0.0:
+        return 1.0
+    return between * (n_samples - k) / (within * (k - 1.0))
+
+
+# --------------------------------------------------------------------------- silhouettes
+
+
+def silhouette_from_sums(dist_sums, labels, cluster_sizes) -> np.ndarray:
+    """Silhouette of rows from their summed distances to each cluster.
+
+    dist_sums : (m, k) Σ_j d(x_i, x_j) over the rows j of each cluster (self excluded
+    by having d(x_i, x_i) = 0); labels : (m,); cluster_sizes : (k,) row counts.
+    A row alone in its cluster scores 0, as in scikit-learn.
+    """
+    idx = np.arange(labels.shape[0])
+    own = cluster_sizes[labels]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = dist_sums[idx, labels] / (own - 1)
+        mean_other = dist_sums / cluster_sizes[None, :]
+    mean_other[idx, labels] = np.inf
+    mean_other[:, cluster_sizes == 0] = np.inf
+    b = mean_other.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (b - a) / np.maximum(a, b)
+    s[own <= 1] = 0.0
+    return np.nan_to_num(s)
+
+
+def pairwise_cluster_sums(xa, xb, labels_b, k, self_offset: int | None = None) -> np.ndarray:
+    """(len(xa), k) sums of Euclidean distances from rows of ``xa`` to each cluster of ``xb``.
+
+    ``self_offset``: when row i of ``xa`` is row ``self_offset + i`` of ``xb``, that
+    distance is set to exactly 0 (the GEMM form leaves a rounding residue).
+    """
+    xa = np.asarray(xa, dtype=np.float64)
+    xb = np.asarray(xb, dtype=np.float64)
+    d2 = _sq_distances(xa, xb, xb.mean(axis=0))
+    if self_offset is not None:
+        i = np.arange(xa.shape[0])
+        d2[i, self_offset + i] = 0.0
+    onehot = np.zeros((xb.shape[0], k))
+    onehot[np.arange(xb.shape[0]), labels_b] = 1.0
+    return np.sqrt(d2, out=d2) @ onehot
+
+
+def silhouette_in_memory(X, labels, k, block_rows: int = 2048) -> np.ndarray:
+    """Exact Euclidean silhouette of every row of an in-memory X, in row blocks.
+
+    Memory is ``block_rows × n`` floats at a time (scikit-learn's chunked approach).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    sizes = np.bincount(labels, minlength=k).astype(np.float64)
+    out = np.empty(X.shape[0])
+    for s in range(0, X.shape[0], block_rows):
+        e = min(X.shape[0], s + block_rows)
+        sums = pairwise_cluster_sums(X[s:e], X, labels, k, self_offset=s)
+        out[s:e] = silhouette_from_sums(sums, labels[s:e], sizes)
+    return out
+
+
+def sq_silhouette_chunk(X, labels, moments: ClusterMoments, shift) -> np.ndarray:
+    """Per-row silhouette for SQUARED Euclidean distance, exact, from per-cluster moments.
+
+    The mean squared distance from x to the rows of cluster C is
+    ``||x - μ_C||² + v_C`` with ``v_C = m2_C / n_C``; for x's own cluster the mean runs
+    over the n_C - 1 others: ``n_C / (n_C - 1) · (||x - μ_C||² + v_C)``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = moments.counts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(counts > 0, moments.m2 / counts, 0.0)
+    d = _sq_distances(X, moments.means, shift) + v[None, :]
+    idx = np.arange(labels.shape[0])
+    own = counts[labels]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = own / (own - 1) * d[idx, labels]
+    d[idx, labels] = np.inf
+    d[:, counts == 0] = np.inf
+    b = d.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (b - a) / np.maximum(a, b)
+    s[own <= 1] = 0.0
+    return np.nan_to_num(s)
+
+
+def simplified_silhouette_chunk(X, centers, center_set, shift) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid-based silhouette of each row and its label.
+
+    a = distance to the nearest centre, b = distance to the second nearest;
+    s = (b - a) / max(a, b).  With one centre every row scores 0.
+    """
+    labels, _ = K.assign_labels(X, center_set, shift)
+    d = _sq_distances(X, centers, K.as_shift(shift, X.dtype))
+    idx = np.arange(labels.shape[0])
+    a = np.sqrt(d[idx, labels])
+    if centers.shape[0] < 2:
+        return np.zeros(labels.shape[0]), labels
+    d[idx, labels] = np.inf
+    b = np.sqrt(d.min(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (b - a) / np.maximum(a, b)
+    return np.nan_to_num(s), labels
+
+
+# --------------------------------------------------------------------------- row samples
+
+
+class RowSample(NamedTuple):
+    """Rows drawn by random keys: the smallest keys win (uniform without replacement).
+
+    keys (m,), rows (m, d), labels (m,) or None, index (m,) global row numbers,
+    counts (k,) per-cluster row counts of the rows covered, or None without labels.
+    """
+
+    keys: np.ndarray
+    rows: np.ndarray
+    labels: np.ndarray | None
+    index: np.ndarray
+    counts: np.ndarray | None
+
+
+def _smallest(keys, m) -> np.ndarray:
+    return K.farthest(-keys, m)
+
+
+def _take(sample: RowSample, idx, counts) -> RowSample:
+    return RowSample(
+        sample.keys[idx], sample.rows[idx],
+        None if sample.labels is None else sample.labels[idx], sample.index[idx], counts,
+    )  # fmt: skip
+
+
+def _keep(sample: RowSample, size: int, stratify: bool) -> RowSample:
+    """The ``size`` smallest keys overall, or per cluster when stratified."""
+    if not stratify:
+        return _take(sample, _smallest(sample.keys, size), sample.counts)
+    parts = []
+    for c in np.unique(sample.labels):
+        members = np.flatnonzero(sample.labels == c)
+        parts.append(members[_smallest(sample.keys[members], size)])
+    idx = np.sort(np.concatenate(parts)) if parts else np.empty(0, np.intp)
+    return _take(sample, idx, sample.counts)
+
+
+def sample_chunk(X, labels, seed, size: int, n_clusters: int, stratify: bool, offset: int):
+    """Candidate sample rows of one block (uniform keys from the block's own seed)."""
+    keys = np.random.default_rng(seed).random(X.shape[0])
+    labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+    counts = None if labels is None else np.bincount(labels, minlength=n_clusters)
+    full = RowSample(keys, X, labels, np.arange(X.shape[0]) + offset, counts)
+    kept = _keep(full, size, stratify)
+    return kept._replace(rows=np.array(kept.rows))
+
+
+def combine_samples(parts: list[RowSample], size: int, stratify: bool) -> RowSample:
+    labels = None if parts[0].labels is None else np.concatenate([p.labels for p in parts])
+    counts = None if parts[0].counts is None else np.sum([p.counts for p in parts], axis=0)
+    merged = RowSample(
+        np.concatenate([p.keys for p in parts]), np.concatenate([p.rows for p in parts]),
+        labels, np.concatenate([p.index for p in parts]), counts,
+    )  # fmt: skip
+    return _keep(merged, size, stratify)
+
+
+def stratified_quota(counts, size: int) -> np.ndarray:
+    """Rows to draw per cluster: equal shares capped by cluster size (water-filling).
+
+    Small clusters are taken whole; what they leave goes to the larger ones, so the
+    quotas sum to ``min(size, Σ counts)``.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    quota = np.zeros_like(counts)
+    left, open_ = size, counts > 0
+    while left > 0 and open_.any():
+        share = max(left // int(open_.sum()), 1)
+        for c in np.flatnonzero(open_):
+            take = min(share, counts[c] - quota[c], left)
+            quota[c] += take
+            left -= take
+        open_ = quota < counts
+    return quota
+
+
+def finalize_sample(sample: RowSample, size: int, stratify: bool) -> RowSample:
+    """Apply the stratified quotas (the uniform sample is already final)."""
+    if not stratify:
+        return sample
+    quota = stratified_quota(sample.counts, size)
+    idx = []
+    for c in np.flatnonzero(quota):
+        members = np.flatnonzero(sample.labels == c)
+        idx.append(members[_smallest(sample.keys[members], int(quota[c]))])
+    return _take(sample, np.sort(np.concatenate(idx)), sample.counts)
+
+
+# --------------------------------------------------------------------------- select_k's passes
+
+
+def _weighted_sum(values, sample_weight) -> float:
+    return float(values.sum() if sample_weight is None else values @ sample_weight)
+
+
+def evaluate_chunk(X, sample_weight, centers_list, center_sets, shift, sampling):
+    """Per centre set: cluster moments of the nearest-centre assignment and Σ w·simplified
+    silhouette; plus this block's candidate rows for the silhouette sample.
+
+    ``sampling = (seed, size, offset)``.
+    """
+    evals = []
+    for centers, cs in zip(centers_list, center_sets, strict=True):
+        simple, labels = simplified_silhouette_chunk(X, centers, cs, shift)
+        mom = cluster_moments_chunk(X, sample_weight, labels, centers.shape[0])
+        evals.append((mom, _weighted_sum(simple, sample_weight)))
+    seed, size, offset = sampling
+    return evals, sample_chunk(X, None, seed, size, 0, False, offset)
+
+
+def combine_evaluations(parts, size: int):
+    evals = [
+        (
+            combine_cluster_moments([g[0] for g in group]),
+            sum(g[1] for g in group),
+        )
+        for group in zip(*(p[0] for p in parts), strict=True)
+    ]
+    return evals, combine_samples([p[1] for p in parts], size, False)
+
+
+def spread_chunk_sets(X, sample_weight, center_sets, shift, moments_list, total_mean):
+    """Per centre set: per-cluster Σ w·||x - mean|| (Davies-Bouldin) and Σ w·s_sq (the
+    squared-Euclidean silhouette), labels from the nearest centre."""
+    out = []
+    for cs, mom in zip(center_sets, moments_list, strict=True):
+        labels, _ = K.assign_labels(X, cs, shift)
+        spread = spread_chunk(X, sample_weight, labels, mom.means)
+        sq = sq_silhouette_chunk(X, labels, mom, total_mean)
+        out.append((spread, _weighted_sum(sq, sample_weight)))
+    return out
+
+
+def combine_spreads(parts):
+    return [
+        (np.sum([g[0] for g in group], axis=0), sum(g[1] for g in group))
+        for group in zip(*parts, strict=True)
+    ]
+
+
+def silhouettes_for_labelings(X, labelings, n_clusters, block_rows: int = 1024):
+    """Exact Euclidean silhouette scores of one in-memory X under several labelings.
+
+    Distances are computed once per row block and reused for every labeling.
+    Returns the mean silhouette of each labeling (NaN where it has one cluster).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    shift = X.mean(axis=0)
+    onehots, sizes, totals = [], [], np.zeros(len(labelings))
+    for lab, k in zip(labelings, n_clusters, strict=True):
+        oh = np.zeros((n, k))
+        oh[np.arange(n), lab] = 1.0
+        onehots.append(oh)
+        sizes.append(oh.sum(axis=0))
+    for s in range(0, n, block_rows):
+        e = min(n, s + block_rows)
+        d2 = _sq_distances(X[s:e], X, shift)
+        i = np.arange(e - s)
+        d2[i, s + i] = 0.0
+        dist = np.sqrt(d2, out=d2)
+        for j, (lab, oh, sz) in enumerate(zip(labelings, onehots, sizes, strict=True)):
+            totals[j] += silhouette_from_sums(dist @ oh, lab[s:e], sz).sum()
+    scores = totals / n
+    scores[[np.count_nonzero(sz) < 2 for sz in sizes]] = np.nan
+    return scores

@@ -1,0 +1,326 @@
+"""Out-of-core principal component analysis: :class:`PCA`."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import replace
+from functools import partial
+from typing import ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.extmath import svd_flip
+
+from . import _linalg as L
+from ._parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
+from ._validation import (
+    Interval,
+    IsInstance,
+    OneOf,
+    as_generator,
+    as_input,
+    check_fitted_input,
+    validate_params,
+)
+
+__all__ = ["PCA"]
+
+COVARIANCE_MAX_FEATURES = 4096  # "auto" eigendecomposes d × d up to this width
+
+
+def _covariance(rows: RowBlocks, opts) -> tuple[L.Centred, np.ndarray, np.ndarray]:
+    """One pass: the centred Gram, then its eigendecomposition (all components)."""
+    res = rows.reduce(_gram_chunk, L.combine_gram, "pca-gram")
+    _check_finite(res)
+    eigvals, eigvecs = np.linalg.eigh(res.payload)
+    return res, np.maximum(eigvals[::-1], 0.0), eigvecs[:, ::-1].T
+
+
+def _tsqr(rows: RowBlocks, opts) -> tuple[L.Centred, np.ndarray, np.ndarray]:
+    """One pass: R of the centred data's QR (blocks centred on their own means), then SVD(R)."""
+    res = rows.reduce(_tsqr_chunk, L.combine_tsqr, "pca-tsqr")
+    _check_finite(res)
+    _, s, vt = np.linalg.svd(res.payload, full_matrices=False)
+    return res, s**2, vt
+
+
+def _randomized(rows: RowBlocks, opts) -> tuple[L.Centred, np.ndarray, np.ndarray]:
+    """Subspace iteration on the covariance, one pass per application (n_power_iter + 1).
+
+    The covariance is never formed: each pass computes ``Xcᵀ(Xc Q)`` block by block.
+    The last pass's product gives the Rayleigh-Ritz projection onto the subspace.
+    """
+    d = rows.X.shape[1]
+    ell = min(d, opts["n_components"] + opts["n_oversamples"])
+    q = opts["rng"].standard_normal((d, ell))
+    res = None
+    for it in range(opts["n_power_iter"] + 1):
+        if it:
+            q, _ = np.linalg.qr(res.payload)
+        res = rows.reduce(
+            _gram_times_chunk, partial(L.combine_gram_times, basis=q), f"pca-power-{it}", q
+        )
+        _check_finite(res)
+    small = q.T @ res.payload
+    eigvals, w = np.linalg.eigh((small + small.T) / 2)
+    return res, np.maximum(eigvals[::-1], 0.0), (q @ w[:, ::-1]).T
+
+
+def _gram_chunk(X, w):
+    return L.gram_chunk(X)
+
+
+def _tsqr_chunk(X, w):
+    return L.tsqr_chunk(X)
+
+
+def _gram_times_chunk(X, w, basis):
+    return L.gram_times_chunk(X, basis)
+
+
+def _check_finite(res: L.Centred) -> None:
+    if not (np.all(np.isfinite(res.payload)) and np.isfinite(res.trace)):
+        raise ValueError(
+            "Input X contains NaN or infinity; remove or impute them before fitting PCA."
+        )
+
+
+SOLVERS = {"covariance": _covariance, "tsqr": _tsqr, "randomized": _randomized}
+
+
+class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Principal component analysis for data larger than memory.
+
+    Solvers (all centre the data; none forms the n × d centred copy):
+
+    - ``"covariance"``: ONE pass accumulating the centred Gram Xcᵀ Xc in float64
+      (blocks centred on their own mean, merged exactly), then a d × d
+      eigendecomposition.  Exact; for d up to a few thousand.
+    - ``"tsqr"``: ONE pass computing R of the QR of the centred data (tall-skinny QR,
+      merged in a tree), then the SVD of R.  Exact and more accurate than the Gram
+      for ill-conditioned data (singular values are not squared before the SVD).
+    - ``"randomized"``: subspace iteration with ``n_power_iter`` power steps,
+      ``n_power_iter + 1`` passes, memory ``d × (n_components + n_oversamples)``; for
+      wide data.
+    - ``"auto"``: ``"covariance"`` up to 4096 features, else ``"randomized"``.
+
+    Parameters
+    ----------
+    n_components : int, float in (0, 1) or None, default=None
+        Components to keep; a float keeps the fewest components whose explained
+        variance ratio reaches it (exact solvers only); None keeps min(n_samples,
+        n_features).
+    svd_solver : {"auto", "covariance", "tsqr", "randomized"}, default="auto"
+    whiten : bool, default=False
+        Scale the projections to unit variance.
+    n_power_iter : int, default=4
+    n_oversamples : int, default=10
+    random_state : int, Generator or None
+        Seeds the randomized solver's starting basis.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components_, n_features)
+        Principal axes, signs as scikit-learn's (each row's largest entry positive).
+    explained_variance_ : ndarray of shape (n_components_,)
+    explained_variance_ratio_ : ndarray of shape (n_components_,)
+    singular_values_ : ndarray of shape (n_components_,)
+    mean_ : ndarray of shape (n_features,)
+    n_components_ : int
+    noise_variance_ : float
+    n_samples_ : int
+    n_passes_ : int
+        Passes made over the data by ``fit``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dkmeans import PCA
+    >>> X = np.array([[-1, -1], [-2, -1], [-3, -2], [1, 1], [2, 1], [3, 2]], dtype=float)
+    >>> pca = PCA(n_components=2).fit(X)
+    >>> pca.explained_variance_ratio_.round(5).tolist()
+    [0.99244, 0.00756]
+    >>> PCA(n_components=0.9).fit(X).n_components_
+    1
+    """
+
+    _constraints: ClassVar[dict] = {
+        "n_components": [
+            IsInstance(type(None), label="None"),
+            Interval(numbers.Integral, 1, None),
+            Interval(numbers.Real, 0, 1, closed="neither"),
+        ],
+        "svd_solver": [OneOf("auto", *SOLVERS)],
+        "whiten": [OneOf(True, False)],
+        "n_power_iter": [Interval(numbers.Integral, 0, None)],
+        "n_oversamples": [Interval(numbers.Integral, 0, None)],
+        "random_state": [
+            IsInstance(
+                type(None),
+                numbers.Integral,
+                np.random.Generator,
+                np.random.RandomState,
+                label="None, an int or a Generator",
+            )
+        ],
+    }
+
+    def __init__(
+        self,
+        n_components=None,
+        *,
+        svd_solver="auto",
+        whiten=False,
+        n_power_iter=4,
+        n_oversamples=10,
+        random_state=None,
+    ):
+        self.n_components = n_components
+        self.svd_solver = svd_solver
+        self.whiten = whiten
+        self.n_power_iter = n_power_iter
+        self.n_oversamples = n_oversamples
+        self.random_state = random_state
+
+    def _resolve(self, n: int, d: int) -> tuple[str, int | float]:
+        validate_params(self, self._constraints)
+        rank = min(n, d)
+        nc = self.n_components
+        if isinstance(nc, numbers.Integral) and nc > rank:
+            raise ValueError(
+                f"n_components={nc} must be at most min(n_samples, n_features) = {rank}; "
+                "ask for fewer components or a float variance ratio such as 0.95."
+            )
+        solver = self.svd_solver
+        if solver == "auto":
+            solver = "covariance" if d <= COVARIANCE_MAX_FEATURES else "randomized"
+            if solver == "randomized" and not isinstance(nc, numbers.Integral):
+                solver = "covariance"
+        if solver == "randomized" and not isinstance(nc, numbers.Integral):
+            raise ValueError(
+                "svd_solver='randomized' needs an int n_components (it does not compute "
+                "the whole spectrum); use svd_solver='covariance' or 'tsqr' for a float or None."
+            )
+        return solver, rank if nc is None else nc
+
+    def fit(self, X, y=None):
+        """Fit the model on X.
+
+        Parameters
+        ----------
+        X : array-like, dask array, xarray.DataArray, zarr.Array or path of shape \
+(n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self : PCA
+        """
+        inp = as_input(X)
+        n, d = inp.n_samples, inp.n_features
+        solver, nc = self._resolve(n, d)
+        if n < 2:
+            raise ValueError("PCA needs at least 2 samples.")
+        client = active_client()
+        arr = inp.array
+        multi_pass = solver == "randomized" and self.n_power_iter > 0
+        if multi_pass and not inp.in_memory and arr.nbytes <= memory_budget(client):
+            arr = arr.persist()
+        rows = RowBlocks(arr, None, client)
+        opts = {
+            "n_components": nc if isinstance(nc, numbers.Integral) else min(n, d),
+            "n_oversamples": self.n_oversamples,
+            "n_power_iter": self.n_power_iter,
+            "rng": as_generator(self.random_state),
+        }
+        with single_threaded_blas():
+            res, sq_sv, vt = SOLVERS[solver](rows, opts)
+        _, vt = svd_flip(None, vt, u_based_decision=False)
+        ev = sq_sv / (n - 1)
+        total_var = res.trace / (n - 1)
+        ratio = ev / total_var if total_var > 0 else np.zeros_like(ev)
+        if not isinstance(nc, numbers.Integral):
+            nc = int(np.searchsorted(np.cumsum(ratio), nc, side="right") + 1)
+            nc = min(nc, ev.shape[0])
+        dtype = inp.array.dtype
+        self.n_components_ = int(nc)
+        self.components_ = vt[:nc].astype(dtype)
+        self.explained_variance_ = ev[:nc].astype(dtype)
+        self.explained_variance_ratio_ = ratio[:nc].astype(dtype)
+        self.singular_values_ = np.sqrt(sq_sv[:nc]).astype(dtype)
+        self.mean_ = res.mean.astype(dtype)
+        rank = min(n, d)
+        if nc < rank:
+            kept = float(ev[:nc].sum())
+            self.noise_variance_ = float(max(total_var - kept, 0.0) / (rank - nc))
+        else:
+            self.noise_variance_ = 0.0
+        self.n_samples_ = n
+        self.n_passes_ = rows.n_passes
+        self.n_features_in_ = d
+        self.svd_solver_ = solver
+        if inp.feature_names is not None:
+            self.feature_names_in_ = inp.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return self
+
+    @property
+    def _n_features_out(self):
+        return self.n_components_
+
+    def _finish(self, inp, out, names):
+        if inp.in_memory:
+            out = out.compute()
+        return replace(inp, feature_names=None).wrap_features(out, names)
+
+    def transform(self, X):
+        """Project X on the principal axes (lazy for dask input).
+
+        Returns
+        -------
+        X_new : ndarray, dask array or xarray.DataArray of shape (n_samples, n_components_)
+        """
+        inp = check_fitted_input(self, X)
+        arr = inp.array
+        dtype = arr.dtype
+        proj = self.components_.T.astype(dtype)
+        if self.whiten:
+            proj = proj / np.sqrt(self.explained_variance_).astype(dtype)
+        mean = self.mean_.astype(dtype)
+        out = arr.map_blocks(
+            lambda x: (x - mean) @ proj,
+            chunks=(arr.chunks[0], (self.n_components_,)), dtype=dtype, name="dkmeans-pca",
+        )  # fmt: skip
+        return self._finish(inp, out, self.get_feature_names_out())
+
+    def inverse_transform(self, X):
+        """Map projections back to feature space.
+
+        Returns
+        -------
+        X_original : ndarray, dask array or xarray.DataArray of shape (n_samples, n_features)
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "components_")
+        inp = as_input(X)
+        if inp.n_features != self.n_components_:
+            raise ValueError(
+                f"X has {inp.n_features} columns, but this PCA has {self.n_components_} "
+                "components; pass the output of transform."
+            )
+        arr = inp.array
+        dtype = arr.dtype
+        back = self.components_.astype(dtype)
+        if self.whiten:
+            back = back * np.sqrt(self.explained_variance_).astype(dtype)[:, None]
+        mean = self.mean_.astype(dtype)
+        out = arr.map_blocks(
+            lambda z: z @ back + mean,
+            chunks=(arr.chunks[0], (self.n_features_in_,)), dtype=dtype,
+            name="dkmeans-pca-inverse",
+        )  # fmt: skip
+        return self._finish(inp, out, getattr(self, "feature_names_in_", None))

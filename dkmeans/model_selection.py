@@ -1,0 +1,333 @@
+"""Choosing k with no human in the loop: :func:`select_k` and :class:`KSelection`."""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+
+from . import _cluster_stats as S
+from . import _kernels as K
+from ._init import INITIALIZERS, kmeans_parallel_candidates, recluster_candidates
+from ._lloyd import lloyd
+from ._logging import verbosity
+from ._parallel import RowBlocks, active_client, block_seed, single_threaded_blas
+from ._validation import as_generator, as_input
+from .cluster import KMeans
+
+logger = logging.getLogger("dkmeans")
+
+__all__ = ["CRITERIA", "KSelection", "select_k"]
+
+# criterion -> (table column, True when larger is better)
+CRITERIA = {
+    "silhouette": ("silhouette", True),
+    "davies_bouldin": ("davies_bouldin", False),
+    "calinski_harabasz": ("calinski_harabasz", True),
+    "simplified_silhouette": ("simplified_silhouette", True),
+}
+_STAGE_SWEEP_SAMPLE = 11
+
+
+@dataclass
+class KSelection:
+    """The result of :func:`select_k`.
+
+    Attributes
+    ----------
+    best_k : int
+    best_model : KMeans
+        Fitted with ``best_k`` clusters (labels, inertia, centres: no refit needed).
+    table : pandas.DataFrame
+        One row per k: ``k, inertia, silhouette, simplified_silhouette,
+        sqeuclidean_silhouette, davies_bouldin, calinski_harabasz, iterations,
+        converged, seconds`` (seconds: wall time of the passes the k took part in).
+    criterion : str
+    n_passes : int
+        Data passes of the whole selection.
+    centers : dict of int to ndarray of shape (k, n_features)
+        The fitted centres of every k of the sweep.
+    """
+
+    best_k: int
+    best_model: KMeans
+    table: object
+    criterion: str
+    n_passes: int
+    centers: dict = field(default_factory=dict)
+
+    def plot(self, axes=None):
+        """Elbow (inertia) and the quality criteria against k, with the chosen k marked.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        t = self.table
+        if axes is None:
+            fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+        else:
+            fig = axes[0].figure
+        axes[0].plot(t["k"], t["inertia"], "o-")
+        axes[0].set(xlabel="k", ylabel="inertia", title="Elbow")
+        for col in ("silhouette", "simplified_silhouette", "davies_bouldin"):
+            axes[1].plot(t["k"], t[col], "o-", label=col.replace("_", " "))
+        axes[1].set(xlabel="k", ylabel="score", title=f"Criterion: {self.criterion}")
+        axes[1].legend()
+        for ax in axes:
+            ax.axvline(self.best_k, color="grey", linestyle="--")
+        return fig
+
+
+def _check_k_range(k_range, n_samples: int) -> list[int]:
+    try:
+        ks = sorted({int(k) for k in k_range})
+    except TypeError as err:
+        raise TypeError(f"k_range={k_range!r} must be an iterable of ints.") from err
+    if not ks:
+        raise ValueError(
+            "k_range is empty; give the candidate numbers of clusters, e.g. range(2, 16)."
+        )
+    if ks[0] < 2:
+        raise ValueError(
+            f"k_range starts at {ks[0]}; the selection criteria compare clusters, so every k "
+            "must be at least 2."
+        )
+    if ks[-1] >= n_samples:
+        raise ValueError(
+            f"k_range reaches {ks[-1]} but X has only {n_samples} samples; every k must be "
+            "smaller than the number of samples."
+        )
+    return ks
+
+
+def select_k(
+    X,
+    k_range=range(2, 16),
+    *,
+    criterion="silhouette",
+    sample_size=10_000,
+    sweep_sample_size=None,
+    n_init="auto",
+    random_state=None,
+    sample_weight=None,
+    **kmeans_params,
+) -> KSelection:
+    """Fit k-means for every k in ``k_range`` together, and choose k by a criterion.
+
+    All candidate k are fitted in LOCKSTEP: k-means|| candidates are drawn once for
+    the largest k and reduced in memory for each k (``init_rounds + 1`` passes for
+    the whole sweep), then every Lloyd pass updates every still-running model.  A
+    streamed store is read about as often as by the longest single fit, not the sum
+    over k.  Two more passes score every k (per-cluster moments, simplified
+    silhouette, the silhouette sample; then Davies-Bouldin's distances and the
+    squared-Euclidean silhouette), and one writes the chosen model's labels.
+
+    Parameters
+    ----------
+    X : array-like, dask array, xarray.DataArray, zarr.Array or path of shape \
+(n_samples, n_features)
+    k_range : iterable of int, default=range(2, 16)
+        Candidate numbers of clusters (each at least 2).
+    criterion : {"silhouette", "davies_bouldin", "calinski_harabasz", \
+"simplified_silhouette"}, default="silhouette"
+        ``"silhouette"`` is the exact Euclidean silhouette of a uniform row sample of
+        ``sample_size`` rows (the same rows for every k); larger is better, as for
+        Calinski-Harabasz and the simplified silhouette; smaller Davies-Bouldin is better.
+    sample_size : int, default=10000
+        Rows in the silhouette sample (all rows if fewer).
+    sweep_sample_size : int or None, default=None
+        Run the sweep on a uniform sample of this many rows (in memory), then fit
+        only the chosen k on all the data.
+    n_init : "auto" or int, default="auto"
+        Initialisations per k (``"auto"``: 1, or 10 for ``init="random"``).
+    random_state : int, Generator or None
+    sample_weight : array-like or dask array of shape (n_samples,), optional
+        Counts as repeated rows in the fits, inertia, Davies-Bouldin,
+        Calinski-Harabasz and the simplified silhouette; the silhouette sample is
+        uniform over rows.
+    **kmeans_params
+        Other :class:`KMeans` parameters (``init``, ``max_iter``, ``tol``,
+        ``oversampling_factor``, ``init_rounds``, ``persist``, ``verbose``).
+
+    Returns
+    -------
+    KSelection
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from dkmeans import select_k
+    >>> X, _ = make_blobs(600, centers=4, cluster_std=0.5, random_state=0)
+    >>> sel = select_k(X, range(2, 8), random_state=0)
+    >>> sel.best_k, sel.best_model.cluster_centers_.shape
+    (4, (4, 2))
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion={criterion!r} is not valid: expected one of {list(CRITERIA)}.")
+    inp = as_input(X)
+    ks = _check_k_range(k_range, inp.n_samples)
+    for name in ("n_clusters", "k_range"):
+        if name in kmeans_params:
+            raise TypeError(f"select_k sets {name} itself; do not pass it.")
+    if not isinstance(sample_size, numbers.Integral) or sample_size < 2:
+        raise ValueError(f"sample_size={sample_size!r} must be an int of at least 2.")
+    template = KMeans(ks[-1], n_init=n_init, random_state=random_state, **kmeans_params)
+    template._check_params(inp)
+    if not isinstance(template._init, str):
+        raise ValueError("select_k needs init='k-means||', 'k-means++' or 'random', not an array.")
+    rng = as_generator(random_state)
+    if sweep_sample_size is not None:
+        return _select_on_sample(
+            X, inp, ks, template, rng, criterion, sample_size, sweep_sample_size, sample_weight
+        )
+    t0 = time.perf_counter()
+    with verbosity(template.verbose), single_threaded_blas():
+        rows = template._prepare(inp, sample_weight, active_client())
+        sweep = _Sweep(rows, ks, template, rng)
+        sweep.fit()
+        table = sweep.score(min(sample_size, inp.n_samples))
+        column, larger = CRITERIA[criterion]
+        values = table[column].to_numpy()
+        best = int(np.nanargmax(values) if larger else np.nanargmin(values))
+        best_k = ks[best]
+        model = KMeans(best_k, n_init=n_init, random_state=random_state, **kmeans_params)
+        model._check_params(inp)
+        model.persisted_ = template.persisted_
+        model.n_seeding_passes_ = sweep.n_seeding_passes
+        labels, assignment = model._final_labels(inp, rows, sweep.best[best].centers, sweep.shift)
+        model._set_fitted(inp, rows, sweep.best[best], labels, assignment)
+    logger.info(
+        "select_k: best k=%d by %s, %d data passes, %.3fs", best_k, criterion, rows.n_passes,
+        time.perf_counter() - t0,
+    )  # fmt: skip
+    centers = {k: r.centers for k, r in zip(ks, sweep.best, strict=True)}
+    return KSelection(best_k, model, table, criterion, rows.n_passes, centers)
+
+
+class _Sweep:
+    """Every k fitted in lockstep over one RowBlocks, then scored in two passes."""
+
+    def __init__(self, rows: RowBlocks, ks: list[int], template: KMeans, rng):
+        self.rows, self.ks, self.template, self.rng = rows, ks, template, rng
+
+    def _inits(self) -> tuple[list[np.ndarray], object]:
+        """Initial centres ordered (init run, k); k-means|| candidates shared by all k."""
+        t = self.template
+        inits, moments = [], None
+        for run_rng in self.rng.spawn(t._n_init):
+            if t._init == "k-means||":
+                cand = kmeans_parallel_candidates(
+                    self.rows, self.ks[-1], run_rng,
+                    oversampling_factor=t.oversampling_factor, init_rounds=t.init_rounds,
+                )  # fmt: skip
+                moments = moments or cand.moments
+                for k, k_rng in zip(self.ks, run_rng.spawn(len(self.ks)), strict=True):
+                    c = recluster_candidates(cand.rows, cand.weights, k, k_rng)
+                    inits.append(c.astype(self.rows.dtype))
+            else:
+                for k, k_rng in zip(self.ks, run_rng.spawn(len(self.ks)), strict=True):
+                    res = INITIALIZERS[t._init](self.rows, k, k_rng)
+                    inits.append(res.centers)
+                    moments = moments or res.moments
+        return inits, moments
+
+    def fit(self) -> None:
+        t = self.template
+        inits, moments = self._inits()
+        self.n_seeding_passes = self.rows.n_passes
+        runs, moments = lloyd(self.rows, inits, max_iter=t.max_iter, tol=t.tol, moments=moments)
+        self.moments = moments
+        self.shift = K.choose_shift(moments.mean, moments.variance)
+        n_k = len(self.ks)
+        if t._n_init > 1:
+            costs = self.rows.cost_pass([r.centers for r in runs], self.shift, "sweep-cost")
+            pick = costs.reshape(t._n_init, n_k).argmin(axis=0)
+        else:
+            pick = np.zeros(n_k, dtype=int)
+        self.best = [runs[int(p) * n_k + i] for i, p in enumerate(pick)]
+
+    def score(self, sample_size: int):
+        """Two passes scoring every k; returns the table."""
+        import pandas as pd
+
+        rows, dtype, shift = self.rows, self.rows.dtype, self.shift
+        centers = [r.centers for r in self.best]
+        sets = [K.prepare_centers(c, shift, dtype) for c in centers]
+        entropy = int(self.rng.integers(2**63))
+
+        def per_block(i):
+            seed = block_seed(entropy, _STAGE_SWEEP_SAMPLE, i)
+            return ((seed, sample_size, int(rows.offsets[i])),)
+
+        evals, sample = rows.reduce(
+            S.evaluate_chunk, partial(S.combine_evaluations, size=sample_size), "sweep-evaluate",
+            centers, sets, shift, per_block=per_block,
+        )  # fmt: skip
+        moments = [e[0] for e in evals]
+        total = self.moments.count
+        spreads = rows.reduce(
+            S.spread_chunk_sets, S.combine_spreads, "sweep-spread", sets, shift, moments,
+            self.moments.mean,
+        )  # fmt: skip
+        sample_rows = np.asarray(sample.rows)
+        sample_labels = [K.assign_labels(sample_rows, cs, shift)[0] for cs in sets]
+        silhouettes = S.silhouettes_for_labelings(sample_rows, sample_labels, self.ks)
+        records = []
+        for i, k in enumerate(self.ks):
+            mom = moments[i]
+            # Σ||x - c||² = Σ||x - mean||² + n·||mean - c||² per cluster
+            offset = ((mom.means - centers[i].astype(np.float64)) ** 2).sum(axis=1)
+            inertia = float(mom.m2.sum() + mom.counts @ offset)
+            filled = mom.counts > 0
+            spread = np.where(filled, spreads[i][0] / np.where(filled, mom.counts, 1), 0.0)
+            run = self.best[i]
+            records.append(
+                {
+                    "k": k,
+                    "inertia": inertia,
+                    "silhouette": silhouettes[i],
+                    "simplified_silhouette": evals[i][1] / total,
+                    "sqeuclidean_silhouette": spreads[i][1] / total,
+                    "davies_bouldin": S.davies_bouldin(mom.means[filled], spread[filled]),
+                    "calinski_harabasz": S.calinski_harabasz(mom, total),
+                    "iterations": run.n_iter,
+                    "converged": run.converged,
+                    "seconds": float(sum(h[2] for h in run.history)),
+                }
+            )
+        return pd.DataFrame.from_records(records)
+
+
+def _select_on_sample(X, inp, ks, template, rng, criterion, sample_size, sweep_size, sample_weight):
+    """Sweep on a uniform in-memory row sample, then fit the chosen k on all the data."""
+    n = inp.n_samples
+    if not isinstance(sweep_size, numbers.Integral) or not ks[-1] < sweep_size <= n:
+        raise ValueError(
+            f"sweep_sample_size={sweep_size!r} must be an int above the largest k ({ks[-1]}) "
+            f"and at most the number of samples ({n})."
+        )
+    if sample_weight is not None:
+        raise ValueError("sweep_sample_size does not support sample_weight; fit on all rows.")
+    rows = RowBlocks(inp.array, None, active_client())
+    index = np.sort(rng.choice(n, size=int(sweep_size), replace=False))
+    with single_threaded_blas():
+        sample = rows.fetch_rows(index)
+    params = template.get_params()
+    for name in ("n_clusters", "random_state", "n_init"):
+        params.pop(name)
+    params.pop("k_range", None)
+    params.pop("k_criterion", None)
+    sub = select_k(
+        sample, ks, criterion=criterion, sample_size=sample_size, n_init=template.n_init,
+        random_state=rng, **params,
+    )  # fmt: skip
+    model = KMeans(sub.best_k, n_init=template.n_init, random_state=rng, **params)
+    model.fit(X)
+    return KSelection(sub.best_k, model, sub.table, criterion, 1 + model.n_passes_, sub.centers)
