@@ -14,26 +14,17 @@ blobs, peak RSS.  A final "summary" line gives the ratios the targets speak of.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _harness import peak_rss_mb, ratio, run_benchmark
 
 SYSTEMS = (
     "floor-read", "floor-gemm", "sklearn", "dkmeans-threaded", "dkmeans-threaded-streamed",
     "dkmeans-localcluster", "dask-ml",
 )  # fmt: skip
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def make_store(args) -> Path:
@@ -139,7 +130,7 @@ def run_system(system: str, args) -> dict:
         out |= {"fit_seconds": fit, "iterations": int(km.n_iter_),
                 "seconds_per_iteration": None, "inertia": -ref.score(X),
                 "ari": adjusted_rand_score(_truth(path), labels)}  # fmt: skip
-    out["peak_rss_mb"] = _peak_rss_mb()
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 
@@ -162,52 +153,26 @@ def main(argv=None):
     p.add_argument("--one", help=argparse.SUPPRESS)  # run one system in this process
     args = p.parse_args(argv)
 
-    if args.one:
-        print(json.dumps(run_system(args.one, args)), flush=True)
-        return 0
+    workload = {"rows": args.rows, "features": args.features, "k": args.k,
+                "std": args.std, "chunk_rows": args.chunk}  # fmt: skip
+    base = ["--k", str(args.k), "--seed", str(args.seed),
+            "--streamed-iters", str(args.streamed_iters)]  # fmt: skip
 
-    with tempfile.TemporaryDirectory(prefix="dkmeans-bench-") as tmp:
-        if args.store is None:
-            args.store = str(Path(tmp) / f"blobs-{args.rows}x{args.features}.zarr")
-        t = time.perf_counter()
-        make_store(args)
-        import dask
-        import sklearn
+    def enrich(res, results):
+        sk = results.get("sklearn", {})
+        if "inertia" in res and "inertia" in sk and res["system"] != "sklearn":
+            res["inertia_vs_sklearn"] = res["inertia"] / sk["inertia"]
 
-        import dkmeans
-
-        print(json.dumps({
-            "system": "system", "python": platform.python_version(), "cpus": os.cpu_count(),
-            "machine": platform.machine(), "dkmeans": dkmeans.__version__,
-            "dask": dask.__version__, "sklearn": sklearn.__version__,
-            "workload": {"rows": args.rows, "features": args.features, "k": args.k,
-                         "std": args.std, "chunk_rows": args.chunk},
-            "store_seconds": time.perf_counter() - t,
-        }), flush=True)  # fmt: skip
-        results = {}
-        base = [sys.executable, __file__, "--store", args.store, "--k", str(args.k),
-                "--seed", str(args.seed), "--streamed-iters", str(args.streamed_iters)]  # fmt: skip
-        for system in args.systems.split(","):
-            proc = subprocess.run([*base, "--one", system], capture_output=True, text=True)
-            if proc.returncode:
-                res = {"system": system, "error": proc.stderr.strip().splitlines()[-1:]}
-            else:
-                res = json.loads(proc.stdout.strip().splitlines()[-1])
-            results[system] = res
-            sk = results.get("sklearn", {})
-            if "inertia" in res and "inertia" in sk and system != "sklearn":
-                res["inertia_vs_sklearn"] = res["inertia"] / sk["inertia"]
-            print(json.dumps(res), flush=True)
-        print(json.dumps(summary(results)), flush=True)
-    return 0
+    return run_benchmark(
+        args, script=__file__, run_system=run_system, make_store=make_store,
+        store_name=f"blobs-{args.rows}x{args.features}.zarr", workload=workload, base=base,
+        summary=summary, enrich=enrich,
+    )  # fmt: skip
 
 
 def summary(r: dict) -> dict:
     def get(system, key):
         return r.get(system, {}).get(key)
-
-    def ratio(a, b):
-        return None if a is None or b in (None, 0) else a / b
 
     out = {"system": "summary"}
     out["fit_vs_sklearn"] = ratio(

@@ -81,13 +81,7 @@ class Candidates(NamedTuple):
 
 
 def kmeans_parallel(
-    rows: RowBlocks,
-    n_clusters: int,
-    rng: np.random.Generator,
-    *,
-    oversampling_factor: float = 2.0,
-    init_rounds: int = 5,
-    _n_keep: int | None = None,
+    rows: RowBlocks, n_clusters: int, rng: np.random.Generator, **options
 ) -> InitResult:
     """k-means|| seeding: ``init_rounds`` data passes, then one pass to weight candidates.
 
@@ -96,11 +90,9 @@ def kmeans_parallel(
     lowering each row's min cost with the previous round's candidates only.  The
     candidates are then weighted by the weight of the rows they attract and reduced
     to ``n_clusters`` centres by a weighted k-means++ and Lloyd in memory.
+    ``options``: those of ``kmeans_parallel_candidates``.
     """
-    cand = kmeans_parallel_candidates(
-        rows, n_clusters, rng, oversampling_factor=oversampling_factor,
-        init_rounds=init_rounds, _n_keep=_n_keep,
-    )  # fmt: skip
+    cand = kmeans_parallel_candidates(rows, n_clusters, rng, **options)
     centers = recluster_candidates(cand.rows, cand.weights, n_clusters, rng)
     return InitResult(centers.astype(rows.dtype), cand.moments)
 

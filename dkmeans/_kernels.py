@@ -176,20 +176,32 @@ def _heap_push(far_d, far_i, far_l, dd, row, label):  # pragma: no cover - jit
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _row_sq_norms(xs, out):  # pragma: no cover - jit
+    """||x_i||² of every row in the data's dtype (shared by all centre sets of a tile)."""
+    for i in range(xs.shape[0]):
+        xx = xs[i, 0] * xs[i, 0]
+        for f in range(1, xs.shape[1]):
+            xx += xs[i, f] * xs[i, f]
+        out[i] = xx
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
 def _assign_accumulate(
-    xs, xc, c_sq, w, row0, sums, counts, far_d, far_i, far_l
+    xs, xx, xc, c_sq, w, row0, sums, counts, far_d, far_i, far_l
 ):  # pragma: no cover - jit
     """Label rows, accumulate weighted shifted sums and counts, return weighted cost.
 
-    xs (m, d) shifted rows (block rows row0 .. row0+m); xc (m, k) = xs @ Cᵀ; c_sq (k,);
-    w (m,) or (0,).  OUT: sums (k, d) float64 += w·xs, counts (k,) float64 += w, and the
-    min-heap (far_d, far_i, far_l) of the farthest rows' distances, rows and labels.
+    xs (m, d) shifted rows (block rows row0 .. row0+m); xx (m,) their squared norms;
+    xc (m, k) = xs @ Cᵀ; c_sq (k,); w (m,) or (0,).  OUT: sums (k, d) float64 += w·xs,
+    counts (k,) float64 += w, and the min-heap (far_d, far_i, far_l) of the farthest
+    rows' distances, rows and labels.
     """
     has_w = w.shape[0] > 0
     cost = 0.0
     for i in range(xs.shape[0]):
         best, j = _nearest(xc, c_sq, i)
-        dd = _sq_dist(xs, i, best)
+        dd = np.float64(xx[i]) + np.float64(best)
+        dd = dd if dd > 0.0 else 0.0
         wi = np.float64(w[i]) if has_w else 1.0
         cost += wi * dd
         counts[j] += wi
@@ -321,11 +333,14 @@ def lloyd_step(X, center_sets, shift, sample_weight=None, n_far=0) -> list[Lloyd
         heap = (_padded(n_far, -np.inf), _padded(n_far, 0, np.int64), _padded(n_far, 0, np.int32))
         state.append([_padded((k, d)), _padded(k), 0.0, heap])
     product = _TileProduct(n, max(cs.shifted.shape[0] for cs in center_sets), dtype)
+    norms = np.empty(min(n, SUB_BLOCK_ROWS), dtype=dtype)
     for s, e, xs in _shifted_tiles(X, shift):
         ws = w[s:e] if w.shape[0] else w
+        xx = norms[: e - s]
+        _row_sq_norms(xs, xx)
         for cs, st in zip(center_sets, state, strict=True):
             st[2] += _assign_accumulate(
-                xs, product(xs, cs.shifted), cs.sq_norms, ws, s, st[0], st[1], *st[3]
+                xs, xx, product(xs, cs.shifted), cs.sq_norms, ws, s, st[0], st[1], *st[3]
             )
     out = []
     for sums, counts, cost, (far_d, far_i, far_l) in state:
@@ -358,9 +373,14 @@ def labels_and_cost(X, centers, center_set, shift, sample_weight=None):
     cost : float
     """
     labels, _ = assign_labels(X, center_set, shift)
+    return labels, exact_cost(X, centers, labels, sample_weight)
+
+
+def exact_cost(X, centers, labels, sample_weight=None) -> float:
+    """Σ w·||x - c_label||² by direct differences, accumulated in float64."""
     w = _as_weights(sample_weight, X.shape[0], np.float64)
     centers = np.ascontiguousarray(centers, dtype=X.dtype)
-    return labels, float(_exact_cost(X, centers, labels, w))
+    return float(_exact_cost(X, centers, labels, w))
 
 
 def distances(X, center_set: CenterSet, shift) -> np.ndarray:

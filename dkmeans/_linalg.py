@@ -37,20 +37,28 @@ def _block_mean(X) -> np.ndarray:
     return np.asarray(X).mean(axis=0, dtype=np.float64)
 
 
-def _centred_tiles(X, mean):
-    for s in range(0, X.shape[0], TILE_ROWS):
-        yield np.asarray(X[s : s + TILE_ROWS], dtype=np.float64) - mean
+def _centred_tiles(X, mean, dtype=np.float64, rows=TILE_ROWS):
+    for s in range(0, X.shape[0], rows):
+        t = np.asarray(X[s : s + rows], dtype=np.float64) - mean
+        yield t if dtype == np.float64 else t.astype(dtype)
 
 
 @np.errstate(invalid="ignore", over="ignore")  # NaN/inf surface in the result
 def gram_chunk(X) -> Centred:
-    """Centred Gram ``Xcᵀ Xc`` of one block (float64)."""
+    """Centred Gram ``Xcᵀ Xc`` of one block, accumulated in float64.
+
+    Float32 data is centred in float64, then each tile's product runs in float32
+    (half the GEMM time; the error, ~1e-6 relative, is below the data's own
+    precision, and centring first avoids the cancellation of an uncentred Gram).
+    """
     d = X.shape[1]
     if X.shape[0] == 0:
         return Centred(0, np.zeros(d), np.zeros((d, d)), 0.0)
     mean = _block_mean(X)
     gram = np.zeros((d, d))
-    for t in _centred_tiles(X, mean):
+    single = X.dtype == np.float32
+    tiles = _centred_tiles(X, mean, np.float32, 4096) if single else _centred_tiles(X, mean)
+    for t in tiles:
         gram += t.T @ t
     return Centred(X.shape[0], mean, gram, float(np.trace(gram)))
 

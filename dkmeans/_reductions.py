@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _cluster_stats as S
 from . import _kernels as K
 
 # --------------------------------------------------------------------------- moments
@@ -152,16 +153,25 @@ def finalize_lloyd(part: K.LloydPartial, old_centers, shift) -> LloydUpdate:
 
 
 class Assignment(NamedTuple):
-    """Exact cost and per-cluster weights of the final assignment."""
+    """Exact cost, per-cluster weights and Σ w·(simplified silhouette) of the final
+    assignment."""
 
     cost: float
     weights: np.ndarray  # (k,) float64
+    simplified: float
 
 
 def label_chunk(X, sample_weight, centers, center_set, shift):
-    """Final E-step of one block: ``(labels, Assignment)``."""
-    labels, cost = K.labels_and_cost(X, centers, center_set, shift, sample_weight)
-    return labels, Assignment(cost, K.weighted_bincount(labels, sample_weight, centers.shape[0]))
+    """Final E-step of one block: ``(labels, Assignment)``.
+
+    The centroid-based silhouette rides on the same pass (distance to the nearest
+    and the second-nearest centre).
+    """
+    simple, labels = S.simplified_silhouette_chunk(X, centers, center_set, shift)
+    cost = K.exact_cost(X, centers, labels, sample_weight)
+    weights = K.weighted_bincount(labels, sample_weight, centers.shape[0])
+    simplified = float(simple.sum() if sample_weight is None else simple @ sample_weight)
+    return labels, Assignment(cost, weights, simplified)
 
 
 def cost_chunk(X, sample_weight, centers_list, center_sets, shift) -> np.ndarray:
@@ -181,7 +191,11 @@ def cost_chunk(X, sample_weight, centers_list, center_sets, shift) -> np.ndarray
 
 
 def combine_assignment(parts: list[Assignment]) -> Assignment:
-    return Assignment(sum(p.cost for p in parts), np.sum([p.weights for p in parts], axis=0))
+    return Assignment(
+        sum(p.cost for p in parts),
+        np.sum([p.weights for p in parts], axis=0),
+        sum(p.simplified for p in parts),
+    )
 
 
 def combine_sum(parts):

@@ -287,6 +287,15 @@ class IsInstance:
         return self.label
 
 
+RANDOM_STATE = IsInstance(
+    type(None),
+    numbers.Integral,
+    np.random.Generator,
+    np.random.RandomState,
+    label="None, an int or a Generator",
+)
+
+
 def validate_params(estimator, constraints: dict) -> None:
     """Check every parameter against its list of accepted forms; one clear error."""
     for name, options in constraints.items():

@@ -23,6 +23,7 @@ from ._lloyd import lloyd
 from ._logging import verbosity
 from ._parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
 from ._validation import (
+    RANDOM_STATE,
     Input,
     Interval,
     IsInstance,
@@ -94,6 +95,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         re-read the data), a DataArray on the sample coordinate for xarray input.
     inertia_ : float
         Sum of (weighted) SQUARED distances of samples to their nearest centre.
+    simplified_silhouette_ : float
+        Centroid-based silhouette of the final assignment (distance to the nearest vs
+        the second-nearest centre), computed in the final label pass; NaN for k = 1.
     n_iter_ : int
         Lloyd iterations of the kept run.
     n_features_in_ : int
@@ -141,15 +145,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         "tol": [Interval(numbers.Real, 0, None)],
         "oversampling_factor": [Interval(numbers.Real, 0, None, closed="neither")],
         "init_rounds": [Interval(numbers.Integral, 1, None)],
-        "random_state": [
-            IsInstance(
-                type(None),
-                numbers.Integral,
-                np.random.Generator,
-                np.random.RandomState,
-                label="None, an int or a Generator",
-            ),
-        ],
+        "random_state": [RANDOM_STATE],
         "persist": [OneOf("auto", True, False)],
         "verbose": [Interval(numbers.Integral, 0, None)],
     }
@@ -266,6 +262,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.n_clusters_ = best.centers.shape[0]
         self.labels_ = inp.wrap_samples(labels, "cluster")
         self.inertia_ = float(assignment.cost)
+        total = float(assignment.weights.sum())
+        k = best.centers.shape[0]
+        self.simplified_silhouette_ = assignment.simplified / total if k > 1 else float("nan")
         self.cluster_sizes_ = assignment.weights
         self.n_iter_ = best.n_iter
         self.iteration_seconds_ = float(np.median([h[2] for h in best.history]))
@@ -277,7 +276,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             del self.feature_names_in_
         if not best.converged:
             logger.info("did not converge in %d iterations", self.max_iter)
-        k = best.centers.shape[0]
         n_distinct = int(np.count_nonzero(assignment.weights > 0))
         if n_distinct < k:
             warnings.warn(

@@ -14,6 +14,7 @@ from sklearn.utils.extmath import svd_flip
 from . import _linalg as L
 from ._parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
 from ._validation import (
+    RANDOM_STATE,
     Interval,
     IsInstance,
     OneOf,
@@ -156,15 +157,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "whiten": [OneOf(True, False)],
         "n_power_iter": [Interval(numbers.Integral, 0, None)],
         "n_oversamples": [Interval(numbers.Integral, 0, None)],
-        "random_state": [
-            IsInstance(
-                type(None),
-                numbers.Integral,
-                np.random.Generator,
-                np.random.RandomState,
-                label="None, an int or a Generator",
-            )
-        ],
+        "random_state": [RANDOM_STATE],
     }
 
     def __init__(

@@ -57,3 +57,50 @@ def test_demo_output_is_not_flooded_by_cluster_logs(tmp_path):
     proc = _run("demo", "--rows", "5000", "--features", "3", "--k", "2", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "Nanny" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("script", "args", "check"),
+    [
+        (
+            "bench_select_k.py",
+            [
+                "--rows",
+                "6000",
+                "--features",
+                "3",
+                "--k",
+                "3",
+                "--std",
+                "1",
+                "--chunk",
+                "1500",
+                "--k-max",
+                "5",
+            ],
+            lambda by: (
+                by["summary"]["targets_met"]["passes_vs_longest_fit"]
+                and by["dkmeans-lockstep"]["best_k"] == 3
+            ),
+        ),
+        (
+            "bench_pca.py",
+            ["--rows", "6000", "--features", "16", "--chunk", "1500"],
+            lambda by: (
+                by["summary"]["targets_met"]["at_most_2_passes"]
+                and by["dkmeans-pca"]["data_passes"] == 1
+            ),
+        ),
+    ],
+)
+def test_other_benchmarks_run_at_tiny_size(tmp_path, script, args, check):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--store",
+         str(tmp_path / "b.zarr")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    by = {line["system"]: line for line in map(json.loads, proc.stdout.splitlines())}
+    assert not [s for s, line in by.items() if "error" in line], by
+    assert check(by), by

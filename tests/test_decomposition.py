@@ -122,3 +122,13 @@ def test_pipeline_scale_pca_auto_k_streams_the_store(tmp_path):
     p_np = pipe().fit(X)
     np.testing.assert_array_equal(np.asarray(p.predict(X)), p_np.predict(X))
     assert p_np[-1].n_clusters_ == 5
+
+
+def test_float32_gram_is_as_accurate_as_the_data():
+    X = _data(n=20000, offset=1000.0)
+    ref = SkPCA(None, svd_solver="full").fit(X.astype(np.float32).astype(np.float64))
+    ours = PCA(None).fit(da.from_array(X.astype(np.float32), chunks=(3000, -1)))
+    np.testing.assert_allclose(
+        ours.explained_variance_ratio_, ref.explained_variance_ratio_, atol=1e-6
+    )
+    np.testing.assert_allclose(np.abs(ours.components_[:6]), np.abs(ref.components_[:6]), atol=1e-4)

@@ -166,3 +166,13 @@ def test_nan_is_reported():
     X[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         M.calinski_harabasz_score(X, y)
+
+
+def test_kmeans_reports_the_simplified_silhouette_of_its_label_pass(zarr_blobs):
+    from dkmeans import KMeans
+
+    path, X, _ = zarr_blobs
+    km = KMeans(5, random_state=0).fit(str(path))
+    assert km.simplified_silhouette_ == pytest.approx(
+        M.simplified_silhouette_score(X, km.cluster_centers_), rel=1e-6
+    )

@@ -1,0 +1,84 @@
+"""Shared plumbing of the benchmarks: one subprocess per system, JSON lines out."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (each system runs in its own)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def print_line(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def system_line(workload: dict, seconds: float) -> dict:
+    import dask
+    import sklearn
+
+    import dkmeans
+
+    return {
+        "system": "system", "python": platform.python_version(), "cpus": os.cpu_count(),
+        "machine": platform.machine(), "dkmeans": dkmeans.__version__,
+        "dask": dask.__version__, "sklearn": sklearn.__version__, "workload": workload,
+        "store_seconds": seconds,
+    }  # fmt: skip
+
+
+def run_systems(script: str, base_args: list[str], systems: list[str], enrich=None) -> dict:
+    """Run ``script --one SYSTEM`` for each system in a fresh process; print each line.
+
+    ``enrich(result, results_so_far)`` may add ratio fields before printing.
+    """
+    results = {}
+    for system in systems:
+        cmd = [sys.executable, script, *base_args, "--one", system]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            res = {"system": system, "error": proc.stderr.strip().splitlines()[-1:]}
+        else:
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+        if enrich is not None:
+            enrich(res, results)
+        results[system] = res
+        print_line(res)
+    return results
+
+
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+def run_benchmark(args, *, script, run_system, make_store, store_name, workload, base, summary,
+                  enrich=None) -> int:  # fmt: skip
+    """The common main: one system in this process (``--one``), or all in subprocesses.
+
+    Makes the store (in a temporary folder unless ``--store`` names one), prints the
+    system line, each system's line and the summary line.
+    """
+    import tempfile
+    import time
+    from pathlib import Path
+
+    if args.one:
+        print_line(run_system(args.one, args))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="dkmeans-bench-") as tmp:
+        if args.store is None:
+            args.store = str(Path(tmp) / store_name)
+        t = time.perf_counter()
+        make_store(args)
+        print_line(system_line(workload, time.perf_counter() - t))
+        results = run_systems(
+            script, ["--store", args.store, *base], args.systems.split(","), enrich
+        )
+        print_line(summary(results))
+    return 0
