@@ -64,7 +64,7 @@ def _distance_to_assigned(x, labels, centers, w, k):  # pragma: no cover - jit
     return out
 
 
-def _weights(sample_weight, n):
+def _weights(sample_weight):
     return np.empty(0) if sample_weight is None else np.asarray(sample_weight, np.float64)
 
 
@@ -99,7 +99,7 @@ class ClusterMoments(NamedTuple):
 
 def cluster_moments_chunk(X, sample_weight, labels, n_clusters: int) -> ClusterMoments:
     labels = np.asarray(labels, dtype=np.int64)
-    w = _weights(sample_weight, len(labels))
+    w = _weights(sample_weight)
     return ClusterMoments(*_cluster_moments(np.ascontiguousarray(X), labels, w, n_clusters))
 
 
@@ -121,12 +121,12 @@ def combine_cluster_moments(parts: list[ClusterMoments]) -> ClusterMoments:
 # --------------------------------------------------------------------------- Davies-Bouldin
 
 
-def spread_chunk(X, sample_weight, labels, centroids) -> np.ndarray:
+def spread_chunk(X, sample_weight, centroids, labels) -> np.ndarray:
     """Per-cluster Σ w·||x - centroid|| of one block (Davies-Bouldin's intra distances)."""
     labels = np.asarray(labels, dtype=np.int64)
     return _distance_to_assigned(
         np.ascontiguousarray(X), labels, np.ascontiguousarray(centroids, dtype=np.float64),
-        _weights(sample_weight, len(labels)), centroids.shape[0],
+        _weights(sample_weight), centroids.shape[0],
     )  # fmt: skip
 
 
@@ -178,35 +178,46 @@ def silhouette_from_sums(dist_sums, labels, cluster_sizes) -> np.ndarray:
     return np.nan_to_num(s)
 
 
-def pairwise_cluster_sums(xa, xb, labels_b, k, self_offset: int | None = None) -> np.ndarray:
-    """(len(xa), k) sums of Euclidean distances from rows of ``xa`` to each cluster of ``xb``.
-
-    ``self_offset``: when row i of ``xa`` is row ``self_offset + i`` of ``xb``, that
-    distance is set to exactly 0 (the GEMM form leaves a rounding residue).
-    """
+def _distances(xa, xb, self_offset: int | None = None) -> np.ndarray:
+    """Euclidean distances (len(xa), len(xb)) in float64, GEMM form on rows centred on
+    xb's mean.  ``self_offset``: row i of ``xa`` is row ``self_offset + i`` of ``xb``,
+    and that distance is set to exactly 0 (the GEMM form leaves a rounding residue)."""
     xa = np.asarray(xa, dtype=np.float64)
     xb = np.asarray(xb, dtype=np.float64)
     d2 = _sq_distances(xa, xb, xb.mean(axis=0))
     if self_offset is not None:
         i = np.arange(xa.shape[0])
         d2[i, self_offset + i] = 0.0
-    onehot = np.zeros((xb.shape[0], k))
-    onehot[np.arange(xb.shape[0]), labels_b] = 1.0
-    return np.sqrt(d2, out=d2) @ onehot
+    return np.sqrt(d2, out=d2)
 
 
-def silhouette_in_memory(X, labels, k, block_rows: int = 2048) -> np.ndarray:
-    """Exact Euclidean silhouette of every row of an in-memory X, in row blocks.
+def _onehot(labels, k) -> np.ndarray:
+    out = np.zeros((labels.shape[0], k))
+    out[np.arange(labels.shape[0]), labels] = 1.0
+    return out
 
-    Memory is ``block_rows × n`` floats at a time (scikit-learn's chunked approach).
+
+def pairwise_cluster_sums(xa, xb, labels_b, k, self_offset: int | None = None) -> np.ndarray:
+    """(len(xa), k) sums of Euclidean distances from rows of ``xa`` to each cluster of ``xb``."""
+    return _distances(xa, xb, self_offset) @ _onehot(np.asarray(labels_b), k)
+
+
+def silhouette_values(X, labelings, n_clusters, block_rows: int = 1024) -> list[np.ndarray]:
+    """Exact Euclidean silhouette of every row of an in-memory X, under each labeling.
+
+    Row block by row block (memory ``block_rows × n``, scikit-learn's chunked
+    approach); each block's distances are computed once and reused for every labeling.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    sizes = np.bincount(labels, minlength=k).astype(np.float64)
-    out = np.empty(X.shape[0])
-    for s in range(0, X.shape[0], block_rows):
-        e = min(X.shape[0], s + block_rows)
-        sums = pairwise_cluster_sums(X[s:e], X, labels, k, self_offset=s)
-        out[s:e] = silhouette_from_sums(sums, labels[s:e], sizes)
+    n = X.shape[0]
+    labelings = [np.asarray(lab, dtype=np.int64) for lab in labelings]
+    onehots = [_onehot(lab, k) for lab, k in zip(labelings, n_clusters, strict=True)]
+    sizes = [oh.sum(axis=0) for oh in onehots]
+    out = [np.empty(n) for _ in labelings]
+    for s in range(0, n, block_rows):
+        e = min(n, s + block_rows)
+        dist = _distances(X[s:e], X, self_offset=s)
+        for values, lab, oh, sz in zip(out, labelings, onehots, sizes, strict=True):
+            values[s:e] = silhouette_from_sums(dist @ oh, lab[s:e], sz)
     return out
 
 
@@ -384,7 +395,7 @@ def spread_chunk_sets(X, sample_weight, center_sets, shift, moments_list, total_
     out = []
     for cs, mom in zip(center_sets, moments_list, strict=True):
         labels, _ = K.assign_labels(X, cs, shift)
-        spread = spread_chunk(X, sample_weight, labels, mom.means)
+        spread = spread_chunk(X, sample_weight, mom.means, labels)
         sq = sq_silhouette_chunk(X, labels, mom, total_mean)
         out.append((spread, _weighted_sum(sq, sample_weight)))
     return out
@@ -395,31 +406,3 @@ def combine_spreads(parts):
         (np.sum([g[0] for g in group], axis=0), sum(g[1] for g in group))
         for group in zip(*parts, strict=True)
     ]
-
-
-def silhouettes_for_labelings(X, labelings, n_clusters, block_rows: int = 1024):
-    """Exact Euclidean silhouette scores of one in-memory X under several labelings.
-
-    Distances are computed once per row block and reused for every labeling.
-    Returns the mean silhouette of each labeling (NaN where it has one cluster).
-    """
-    X = np.asarray(X, dtype=np.float64)
-    n = X.shape[0]
-    shift = X.mean(axis=0)
-    onehots, sizes, totals = [], [], np.zeros(len(labelings))
-    for lab, k in zip(labelings, n_clusters, strict=True):
-        oh = np.zeros((n, k))
-        oh[np.arange(n), lab] = 1.0
-        onehots.append(oh)
-        sizes.append(oh.sum(axis=0))
-    for s in range(0, n, block_rows):
-        e = min(n, s + block_rows)
-        d2 = _sq_distances(X[s:e], X, shift)
-        i = np.arange(e - s)
-        d2[i, s + i] = 0.0
-        dist = np.sqrt(d2, out=d2)
-        for j, (lab, oh, sz) in enumerate(zip(labelings, onehots, sizes, strict=True)):
-            totals[j] += silhouette_from_sums(dist @ oh, lab[s:e], sz).sum()
-    scores = totals / n
-    scores[[np.count_nonzero(sz) < 2 for sz in sizes]] = np.nan
-    return scores

@@ -139,13 +139,25 @@ def _nearest(xc, c_sq, i):  # pragma: no cover - jit
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
-def _sq_dist(xs, i, best):  # pragma: no cover - jit
-    """||x_i||² + best, clamped at 0 (rounding in the GEMM form), as float64."""
+def _sq_norm(xs, i):  # pragma: no cover - jit
+    """||x_i||² in the data's dtype."""
     xx = xs[i, 0] * xs[i, 0]
     for f in range(1, xs.shape[1]):
         xx += xs[i, f] * xs[i, f]
+    return xx
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _clamped(xx, best):  # pragma: no cover - jit
+    """||x||² + best, clamped at 0 (rounding in the GEMM form), as float64."""
     dd = np.float64(xx) + np.float64(best)
     return dd if dd > 0.0 else 0.0
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
+def _sq_dist(xs, i, best):  # pragma: no cover - jit
+    """Squared distance of row i to the centre whose GEMM-form value is ``best``."""
+    return _clamped(_sq_norm(xs, i), best)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -179,10 +191,7 @@ def _heap_push(far_d, far_i, far_l, dd, row, label):  # pragma: no cover - jit
 def _row_sq_norms(xs, out):  # pragma: no cover - jit
     """||x_i||² of every row in the data's dtype (shared by all centre sets of a tile)."""
     for i in range(xs.shape[0]):
-        xx = xs[i, 0] * xs[i, 0]
-        for f in range(1, xs.shape[1]):
-            xx += xs[i, f] * xs[i, f]
-        out[i] = xx
+        out[i] = _sq_norm(xs, i)
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
@@ -200,8 +209,7 @@ def _assign_accumulate(
     cost = 0.0
     for i in range(xs.shape[0]):
         best, j = _nearest(xc, c_sq, i)
-        dd = np.float64(xx[i]) + np.float64(best)
-        dd = dd if dd > 0.0 else 0.0
+        dd = _clamped(xx[i], best)
         wi = np.float64(w[i]) if has_w else 1.0
         cost += wi * dd
         counts[j] += wi

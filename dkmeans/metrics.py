@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _cluster_stats as S
 from . import _kernels as K
+from . import _reductions as R
 from ._parallel import RowBlocks, active_client, block_seed, single_threaded_blas
 from ._validation import Input, as_generator, as_input
 
@@ -92,16 +93,12 @@ def _label_blocks(lab: _Labelled) -> list:
 def _cluster_moments(lab: _Labelled) -> S.ClusterMoments:
     blocks = _label_blocks(lab)
     mom = lab.rows.reduce(
-        partial(_moments_chunk, n_clusters=lab.n_clusters), S.combine_cluster_moments,
+        partial(S.cluster_moments_chunk, n_clusters=lab.n_clusters), S.combine_cluster_moments,
         "cluster-moments", per_block=lambda i: (blocks[i],),
     )  # fmt: skip
     if not (np.all(np.isfinite(mom.means)) and np.all(np.isfinite(mom.m2))):
         raise ValueError("Input X contains NaN or infinity; remove or impute them first.")
     return mom
-
-
-def _moments_chunk(X, w, labels, n_clusters):
-    return S.cluster_moments_chunk(X, w, labels, n_clusters)
 
 
 # --------------------------------------------------------------------------- CH and DB
@@ -157,17 +154,13 @@ def davies_bouldin_score(X, labels) -> float:
     with single_threaded_blas():
         mom = _cluster_moments(lab)
         spread = lab.rows.reduce(
-            _spread_chunk, _sum, "cluster-spread", mom.means, per_block=lambda i: (blocks[i],)
+            S.spread_chunk,
+            R.combine_sum,
+            "cluster-spread",
+            mom.means,
+            per_block=lambda i: (blocks[i],),
         )
     return S.davies_bouldin(mom.means, spread / mom.counts)
-
-
-def _spread_chunk(X, w, centroids, labels):
-    return S.spread_chunk(X, w, labels, centroids)
-
-
-def _sum(parts):
-    return np.sum(parts, axis=0)
 
 
 # --------------------------------------------------------------------------- silhouettes
@@ -205,9 +198,8 @@ def silhouette_samples(X, labels, *, method="euclidean"):
         if method == "sqeuclidean-exact":
             out = _sq_silhouette(lab)
         elif lab.inp.in_memory:
-            out = S.silhouette_in_memory(
-                np.asarray(lab.inp.array.compute()), lab.codes, lab.n_clusters
-            )
+            X = np.asarray(lab.inp.array.compute())
+            out = S.silhouette_values(X, [lab.codes], [lab.n_clusters])[0]
         else:
             out = _blockwise_silhouette(lab)
         if lab.inp.in_memory and isinstance(out, da.Array):
@@ -242,7 +234,7 @@ def _blockwise_silhouette(lab: _Labelled) -> da.Array:
         return S.silhouette_from_sums(total, np.asarray(li), sizes)
 
     parts = lab.rows.block_pairs(
-        pair, _sum, finalize, "silhouette", per_block=lambda i: (blocks[i],)
+        pair, R.combine_sum, finalize, "silhouette", per_block=lambda i: (blocks[i],)
     )
     return da.concatenate(
         [
@@ -313,9 +305,7 @@ def sample_silhouette(X, labels, sample_size, *, stratify=False, random_state=No
                 f"The sample of {sample.index.shape[0]} rows holds one cluster only; draw a "
                 "larger sample_size or use stratify=True."
             )
-        values = S.silhouette_in_memory(
-            np.asarray(sample.rows, dtype=np.float64), codes, present.shape[0]
-        )
+        values = S.silhouette_values(sample.rows, [codes], [present.shape[0]])[0]
     if stratify:
         drawn_per = np.bincount(sample.labels, minlength=k)
         share = sample.counts / sample.counts.sum()
@@ -401,7 +391,9 @@ def simplified_silhouette_score(X, centers) -> float:
     shift = K.choose_shift(centers.mean(axis=0), centers.var(axis=0))
     cs = K.prepare_centers(centers, shift, inp.array.dtype)
     with single_threaded_blas():
-        total = rows.reduce(_simplified_chunk, _sum, "simplified-silhouette", (centers, cs, shift))
+        total = rows.reduce(
+            _simplified_chunk, R.combine_sum, "simplified-silhouette", (centers, cs, shift)
+        )
     return float(total / inp.n_samples)
 
 

@@ -278,7 +278,12 @@ class _Sweep:
         )  # fmt: skip
         sample_rows = np.asarray(sample.rows)
         sample_labels = [K.assign_labels(sample_rows, cs, shift)[0] for cs in sets]
-        silhouettes = S.silhouettes_for_labelings(sample_rows, sample_labels, self.ks)
+        silhouettes = [
+            float(v.mean()) if np.unique(lab).shape[0] > 1 else np.nan
+            for v, lab in zip(
+                S.silhouette_values(sample_rows, sample_labels, self.ks), sample_labels, strict=True
+            )
+        ]
         records = []
         for i, k in enumerate(self.ks):
             mom = moments[i]
