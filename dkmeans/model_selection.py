@@ -88,8 +88,10 @@ class KSelection:
 def _check_k_range(k_range, n_samples: int) -> list[int]:
     try:
         ks = sorted({int(k) for k in k_range})
-    except TypeError as err:
-        raise TypeError(f"k_range={k_range!r} must be an iterable of ints.") from err
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"k_range={k_range!r} must be an iterable of ints, e.g. range(2, 16)."
+        ) from err
     if not ks:
         raise ValueError(
             "k_range is empty; give the candidate numbers of clusters, e.g. range(2, 16)."

@@ -118,3 +118,10 @@ def test_bad_input(k_range, kwargs, match):
     X, _, _ = blobs(n=100, d=2, k=3)
     with pytest.raises(ValueError, match=match):
         select_k(X, k_range, **kwargs)
+
+
+@pytest.mark.parametrize("k_range", [["a", "b"], 5])
+def test_k_range_that_is_not_ints(k_range):
+    X, _, _ = blobs(n=100, d=2, k=3)
+    with pytest.raises(TypeError, match="iterable of ints"):
+        select_k(X, k_range)
