@@ -6,7 +6,8 @@ Same workload as bench_fit (Gaussian blobs in a Zarr store).  Systems:
   (``persist=False``), every k fitted together and scored (silhouette on a
   10,000-row sample, Davies-Bouldin, Calinski-Harabasz).
 - ``dkmeans-per-k``: one streamed ``KMeans(k)`` fit per k (data passes summed;
-  the longest single fit is what the lockstep sweep is held to).
+  the longest single fit is what the lockstep sweep is held to).  The summary
+  checks that the sweep's centres for every k are bit-identical to these fits.
   ``--persist`` keeps the data in memory in both (same passes, less time: for
   repeating the pass comparison over several seeds).
 - ``dkmeans-lockstep-persisted``: the sweep with the data kept in memory.
@@ -20,6 +21,7 @@ Same workload as bench_fit (Gaussian blobs in a Zarr store).  Systems:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -29,6 +31,10 @@ from _harness import peak_rss_mb, ratio, run_benchmark
 from bench_fit import make_store
 
 SYSTEMS = ("dkmeans-lockstep", "dkmeans-per-k", "dkmeans-lockstep-persisted", "sklearn-per-k")
+
+
+def _digest(centers) -> str:
+    return hashlib.sha1(np.ascontiguousarray(centers).tobytes()).hexdigest()[:12]
 
 
 def run_system(system: str, args) -> dict:
@@ -47,18 +53,20 @@ def run_system(system: str, args) -> dict:
             out["seconds"] = time.perf_counter() - t
         out |= {"data_passes": sel.n_passes, "best_k": sel.best_k,
                 "longest_iterations": int(sel.table["iterations"].max()),
+                "centers_digest": [_digest(sel.centers[k]) for k in ks],
                 "table": json.loads(sel.table.to_json(orient="records"))}  # fmt: skip
     elif system == "dkmeans-per-k":
         from dkmeans import KMeans
 
-        passes, seconds = [], 0.0
+        passes, digests, seconds = [], [], 0.0
         with dask.config.set(scheduler="threads"):
             for k in ks:
                 t = time.perf_counter()
                 km = KMeans(k, persist=args.persist, random_state=args.seed).fit(args.store)
                 seconds += time.perf_counter() - t
                 passes.append(km.n_passes_)
-        out |= {"seconds": seconds, "data_passes": sum(passes),
+                digests.append(_digest(km.cluster_centers_))
+        out |= {"seconds": seconds, "data_passes": sum(passes), "centers_digest": digests,
                 "longest_fit_passes": max(passes), "passes_per_k": passes}  # fmt: skip
     elif system == "sklearn-per-k":
         from sklearn.cluster import KMeans
@@ -95,6 +103,8 @@ def summary(r: dict) -> dict:
             r.get("sklearn-per-k", {}).get("seconds"),
         ),
     }
+    digests = lock.get("centers_digest")
+    out["same_models_as_per_k"] = digests is not None and digests == per_k.get("centers_digest")
     target = out["passes_vs_longest_fit"]
     out["targets_met"] = {"passes_vs_longest_fit": target is not None and target <= 1.5}
     return out

@@ -28,7 +28,7 @@ logger = logging.getLogger("dkmeans")
 # Stage ids keep the per-block random streams of different stages apart.
 _STAGE_KMEANS_PARALLEL = 1
 _STAGE_KMEANS_PLUSPLUS = 2
-_STAGE_GATHER = 3
+_STAGE_WEIGHTS = 3
 _EXTRA_ROUNDS = 10  # rounds k-means|| may add when fewer than k distinct candidates exist
 
 
@@ -72,32 +72,23 @@ def _pad_to_k(distinct: np.ndarray, k: int) -> np.ndarray:
     return distinct[reps]
 
 
-class Candidates(NamedTuple):
-    """k-means|| candidates, the weight each attracts, and the data's column moments."""
+class Fetch(NamedTuple):
+    """A seeder's request for rows by global index (no data pass)."""
 
-    rows: np.ndarray
-    weights: np.ndarray
-    moments: R.Moments
+    index: np.ndarray
+
+
+class Pass(NamedTuple):
+    """A seeder's request for one job in the next shared seeding pass."""
+
+    job: R.SeedingJob
+    state: list | None  # per-block (cost, nearest) from this seeder's previous pass
+    entropy: int
+    stage: int
+    name: str
 
 
 def kmeans_parallel(
-    rows: RowBlocks, n_clusters: int, rng: np.random.Generator, **options
-) -> InitResult:
-    """k-means|| seeding: ``init_rounds`` data passes, then one pass to weight candidates.
-
-    Round r draws every row independently with probability
-    ``min(1, ℓ·w·cost / φ)`` (ℓ = oversampling_factor · n_clusters, φ the total cost),
-    lowering each row's min cost with the previous round's candidates only.  The
-    candidates are then weighted by the weight of the rows they attract and reduced
-    to ``n_clusters`` centres by a weighted k-means++ and Lloyd in memory.
-    ``options``: those of ``kmeans_parallel_candidates``.
-    """
-    cand = kmeans_parallel_candidates(rows, n_clusters, rng, **options)
-    centers = recluster_candidates(cand.rows, cand.weights, n_clusters, rng)
-    return InitResult(centers.astype(rows.dtype), cand.moments)
-
-
-def kmeans_parallel_candidates(
     rows: RowBlocks,
     n_clusters: int,
     rng: np.random.Generator,
@@ -105,46 +96,43 @@ def kmeans_parallel_candidates(
     oversampling_factor: float = 2.0,
     init_rounds: int = 5,
     _n_keep: int | None = None,
-) -> Candidates:
-    """The data passes of k-means||: weighted candidates for up to ``n_clusters`` centres.
+):
+    """k-means|| seeding: ``init_rounds`` data passes, then one pass to weight candidates.
 
-    Candidates drawn for the largest k serve every smaller k too (each is reduced
-    in memory by ``recluster_candidates``), which is how ``select_k`` seeds a whole
-    sweep in ``init_rounds + 1`` passes.
+    A seeder coroutine (run it with ``run_seeders``).  Round r draws every row
+    independently with probability ``min(1, ℓ·w·cost / φ)`` (ℓ = oversampling_factor
+    · n_clusters, φ the total cost), lowering each row's min cost with the previous
+    round's candidates only.  The candidates are then weighted by the weight of the
+    rows they attract and reduced to ``n_clusters`` centres by a weighted k-means++
+    and Lloyd in memory.  Returns an ``InitResult``.
     """
     t0 = time.perf_counter()
     ell = oversampling_factor * n_clusters
     entropy = int(rng.integers(2**63))
 
     # First centre: one weighted draw; reads only the block that holds it.
-    c0 = rows.fetch_rows([rows.draw_row(rng)])
+    c0 = yield Fetch([rows.draw_row(rng)])
     shift = c0[0].astype(np.float64)
-    candidates = [c0]
-    new = c0
-    n_candidates = 1
-    state = None
-    moments = None
-    max_rounds = init_rounds + _EXTRA_ROUNDS
+    candidates, new, n_candidates = [c0], c0, 1
+    state = moments = None
     scale = ell
-    for r in range(1, max_rounds + 1):
+    for r in range(1, init_rounds + _EXTRA_ROUNDS + 1):
         if r > init_rounds:  # short of k distinct candidates: oversample harder
             scale = max(ell, 2.0 * n_clusters)
-        state, draws, mom = rows.seeding_pass(
-            state, new, shift, n_candidates - new.shape[0], scale=scale, entropy=entropy,
-            stage=_STAGE_KMEANS_PARALLEL * 1000 + r, draw="bernoulli",
+        stage = _STAGE_KMEANS_PARALLEL * 1000 + r
+        job = R.SeedingJob(
+            "round", K.prepare_centers(new, shift, rows.dtype), shift,
+            first_index=n_candidates - new.shape[0], scale=scale, draw="bernoulli",
             n_keep=_n_keep or R.top_count(scale),
-            with_moments=moments is None, name=f"kmeans||-round-{r}",
         )  # fmt: skip
+        draws, state, mom = yield Pass(job, state, entropy, stage, f"kmeans||-round-{r}")
         if moments is None:
             moments, shift = accept_moments(mom)
         phi = draws.cost
         if draws.max_dropped > phi:  # a block held more selected rows than it returned
-            draws = rows.gather_pass(
-                state, scale=scale, entropy=entropy, stage=_STAGE_KMEANS_PARALLEL * 1000 + r,
-                draw="bernoulli", threshold=phi, name=f"kmeans||-gather-{r}",
-            )  # fmt: skip
-        selected = draws.keys > phi
-        new = draws.rows[selected]
+            job = R.SeedingJob("gather", None, shift, scale=scale, threshold=phi)
+            draws, _, _ = yield Pass(job, state, entropy, stage, f"kmeans||-gather-{r}")
+        new = draws.rows[draws.keys > phi]
         n_candidates += new.shape[0]
         if new.shape[0]:
             candidates.append(new)
@@ -155,14 +143,17 @@ def kmeans_parallel_candidates(
             break
 
     cand = np.concatenate(candidates)
-    weights = rows.candidate_weights_pass(
-        state, new, shift, n_candidates - new.shape[0], n_candidates, "kmeans||-weights"
-    )
+    job = R.SeedingJob(
+        "weights", K.prepare_centers(new, shift, rows.dtype) if new.shape[0] else None, shift,
+        first_index=n_candidates - new.shape[0], n_candidates=n_candidates,
+    )  # fmt: skip
+    weights, _, _ = yield Pass(job, state, entropy, _STAGE_WEIGHTS, "kmeans||-weights")
     logger.info(
         "k-means||: %d candidates from %d rounds in %.3fs", cand.shape[0], r,
         time.perf_counter() - t0,
     )  # fmt: skip
-    return Candidates(cand, weights, moments)
+    centers = recluster_candidates(cand, weights, n_clusters, rng)
+    return InitResult(centers.astype(rows.dtype), moments)
 
 
 def recluster_candidates(cand, weights, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -188,17 +179,17 @@ def recluster_candidates(cand, weights, n_clusters: int, rng: np.random.Generato
 def kmeans_plusplus_init(rows: RowBlocks, n_clusters: int, rng: np.random.Generator, **_):
     """D² sampling, one data pass per centre after the first (use on in-memory data)."""
     entropy = int(rng.integers(2**63))
-    c0 = rows.fetch_rows([rows.draw_row(rng)])
+    c0 = yield Fetch([rows.draw_row(rng)])
     shift = c0[0].astype(np.float64)
     centers = [c0]
-    state = None
-    moments = None
+    state = moments = None
     for j in range(1, n_clusters):
-        state, draws, mom = rows.seeding_pass(
-            state, centers[-1], shift, j - 1, scale=1.0, entropy=entropy,
-            stage=_STAGE_KMEANS_PLUSPLUS * 1000 + j, draw="exponential", n_keep=1,
-            with_moments=moments is None, name=f"kmeans++-{j}",
+        job = R.SeedingJob(
+            "round", K.prepare_centers(centers[-1], shift, rows.dtype), shift,
+            first_index=j - 1, scale=1.0, draw="exponential", n_keep=1,
         )  # fmt: skip
+        stage = _STAGE_KMEANS_PLUSPLUS * 1000 + j
+        draws, state, mom = yield Pass(job, state, entropy, stage, f"kmeans++-{j}")
         if moments is None:
             moments, shift = accept_moments(mom)
         if draws.cost == 0 or draws.keys.shape[0] == 0 or draws.keys[0] <= 0:
@@ -216,7 +207,8 @@ def random_init(rows: RowBlocks, n_clusters: int, rng: np.random.Generator, **_)
     else:
         w = np.asarray(rows.sample_weight.compute(), dtype=np.float64)
         index = rng.choice(n, size=n_clusters, replace=False, p=w / w.sum())
-    return InitResult(rows.fetch_rows(index), None)
+    centers = yield Fetch(index)
+    return InitResult(centers, None)
 
 
 INITIALIZERS = {
@@ -224,3 +216,58 @@ INITIALIZERS = {
     "k-means++": kmeans_plusplus_init,
     "random": random_init,
 }
+
+
+def _advance(seeder, value):
+    """Send ``value`` to a seeder: ``(next request, None)`` or ``(None, InitResult)``."""
+    try:
+        return seeder.send(value), None
+    except StopIteration as stop:
+        return None, stop.value
+
+
+def run_seeders(rows: RowBlocks, seeders: list) -> list[InitResult]:
+    """Run seeder coroutines together: each pass serves every seeder still running.
+
+    Fetches of single rows are batched into one read; every data pass carries one
+    job per running seeder, so seeding several k (or several ``n_init`` runs) costs
+    as many passes as the longest of them.  The column moments measured by the
+    first pass are handed to every seeder.
+    """
+    results = [None] * len(seeders)
+    pending = {}
+    for i, seeder in enumerate(seeders):
+        pending[i], results[i] = _advance(seeder, None)
+    pending = {i: req for i, req in pending.items() if req is not None}
+    moments = None
+    while pending:
+        fetches = {i: req for i, req in pending.items() if isinstance(req, Fetch)}
+        if fetches:
+            index = [np.asarray(req.index, dtype=np.int64) for req in fetches.values()]
+            fetched = rows.fetch_rows(np.concatenate(index))
+            bounds = np.cumsum([ix.shape[0] for ix in index])[:-1]
+            replies = dict(zip(fetches, np.split(fetched, bounds), strict=True))
+        else:
+            order = list(pending)
+            requests = [pending[i] for i in order]
+            out, states, mom = rows.seeding_pass(
+                [tuple(req[:4]) for req in requests], with_moments=moments is None,
+                name=requests[0].name,
+            )  # fmt: skip
+            moments = moments or mom
+            replies = {i: (res, st, moments) for i, res, st in zip(order, out, states, strict=True)}
+        for i, value in replies.items():
+            pending[i], done = _advance(seeders[i], value)
+            if pending[i] is None:
+                results[i] = done
+                del pending[i]
+    return results
+
+
+def seed_runs(rows: RowBlocks, init: str, n_clusters, rngs, **options) -> list[InitResult]:
+    """Initial centres of several runs, seeded together (``n_clusters`` one int or one
+    per run)."""
+    ks = [n_clusters] * len(rngs) if isinstance(n_clusters, int) else list(n_clusters)
+    make = INITIALIZERS[init]
+    seeders = [make(rows, k, rng, **options) for k, rng in zip(ks, rngs, strict=True)]
+    return run_seeders(rows, seeders)

@@ -427,6 +427,8 @@ def min_cost_update(X, cost, nearest, center_set: CenterSet, shift, first_index:
     n = X.shape[0]
     cost = np.full(n, np.inf) if cost is None else cost.copy()
     nearest = np.zeros(n, np.int32) if nearest is None else nearest.copy()
+    if center_set.shifted.shape[0] == 0:  # a round that drew nothing lowers nothing
+        return cost, nearest
     product = _TileProduct(n, center_set.shifted.shape[0], X.dtype)
     for s, e, xs in _shifted_tiles(X, shift):
         _min_update(

@@ -221,61 +221,36 @@ class RowBlocks:
         (result,) = self._compute(tree_reduce(tasks, combine, f"{name}-reduce"))
         return result
 
-    def seeding_pass(
-        self, state, new_centers, shift, first_index, *, scale, entropy, stage, draw, n_keep,
-        with_moments, name,
-    ):  # fmt: skip
-        """A k-means|| round / k-means++ step: returns (new state, Draw, Moments | None)."""
-        new_set = K.prepare_centers(new_centers, shift, self.dtype)
-        shared = self.broadcast((new_set, shift), f"{name}-candidates")
-        states = [None] * self.n_blocks if state is None else state
+    def seeding_pass(self, requests, *, with_moments: bool, name: str):
+        """One pass serving several seeders: each request is ``(job, state, entropy, stage)``.
+
+        ``job`` is an ``R.SeedingJob``; ``state`` the per-block list an earlier pass
+        returned for that seeder (None at first); block ``i`` draws its keys from
+        ``block_seed(entropy, stage, i)``.  Returns ``(results, states, Moments | None)``
+        with one combined result and one new per-block state list per request.  The
+        data is read only if some job needs it (a pass is then counted).
+        """
+        jobs = tuple(r[0] for r in requests)
+        reads = with_moments or any(job.reads_data for job in jobs)
+        shared = self.broadcast(jobs, f"{name}-jobs")
 
         def per_block(i):
-            return (states[i], block_seed(entropy, stage, i), int(self.offsets[i]))
+            states = [None if r[1] is None else r[1][i] for r in requests]
+            seeds = [block_seed(r[2], r[3], i) for r in requests]
+            return states, seeds, int(self.offsets[i])
 
         tasks = self._map(
-            partial(_seeding_chunk_packed, first_index=first_index, scale=scale, draw=draw,
-                    n_keep=n_keep, with_moments=with_moments),
-            self._key(name, first_index, entropy, stage), shared, per_block=per_block,
+            partial(R.seeding_jobs_chunk, with_moments=with_moments),
+            self._key(name, jobs, [r[2:] for r in requests]), shared,
+            blocks=None if reads else [None] * self.n_blocks, per_block=per_block,
         )  # fmt: skip
-        persisted = self._persist(tasks)
-        parts = [p[1] for p in persisted]
-        combine = partial(R.combine_seeding, n_keep=n_keep)
-        (draws, mom) = dask.compute(tree_reduce(parts, combine, f"{name}-reduce"))[0]
-        return [p[0] for p in persisted], draws, mom
-
-    def gather_pass(self, state, *, scale, entropy, stage, draw, threshold, name) -> R.Draw:
-        """Every row whose key exceeds ``threshold``: the fallback when a draw was cut."""
-
-        def per_block(i):
-            return (state[i], block_seed(entropy, stage, i), int(self.offsets[i]))
-
-        def fn(blk, w, st, seed, offset):
-            return R.gather_chunk(blk, w, st, scale, seed, draw, threshold, offset)
-
-        tasks = self._map(fn, self._key(name, entropy, stage, threshold), per_block=per_block)
-        n_keep = 1 << 62
-        (draws,) = self._compute(
-            tree_reduce(tasks, partial(R.combine_draws, n_keep=n_keep), f"{name}-reduce")
-        )
-        return draws
-
-    def candidate_weights_pass(self, state, new_centers, shift, first_index, n_candidates, name):
-        """Weight attracted by each candidate (a data pass only if there are new ones)."""
-        if new_centers.shape[0]:
-            new_set = K.prepare_centers(new_centers, shift, self.dtype)
-            blocks = self.blocks
-        else:
-            new_set, blocks = None, [None] * self.n_blocks
-        shared = self.broadcast((new_set, shift), f"{name}-candidates")
-        tasks = self._map(
-            _weights_chunk_packed, self._key(name, first_index, n_candidates), shared,
-            first_index, n_candidates, blocks=blocks, per_block=lambda i: (state[i],),
-        )  # fmt: skip
-        reduce = tree_reduce(tasks, R.combine_sum, f"{name}-reduce")
-        if new_set is None:
-            return dask.compute(reduce)[0]
-        return self._compute(reduce)[0]
+        persisted = self._persist(tasks) if reads else list(dask.persist(*tasks))
+        combine = partial(R.combine_seeding_jobs, jobs=jobs)
+        results, mom = dask.compute(
+            tree_reduce([p[0] for p in persisted], combine, f"{name}-reduce")
+        )[0]
+        states = [[p[1 + j] for p in persisted] for j in range(len(requests))]
+        return list(results), states, mom
 
     def cost_pass(self, centers_list, shift, name) -> np.ndarray:
         """Exact costs of several centre sets (one pass)."""
@@ -314,21 +289,6 @@ class RowBlocks:
 def _lloyd_chunk_packed(X, w, shared, n_far, with_moments):
     center_sets, shift = shared
     return R.lloyd_chunk(X, w, center_sets, shift, n_far, with_moments)
-
-
-def _seeding_chunk_packed(
-    X, w, shared, state, seed, offset, *, first_index, scale, draw, n_keep, with_moments
-):
-    new_set, shift = shared
-    return R.seeding_chunk(
-        X, w, state, new_set, shift, first_index, scale, seed, draw, n_keep, offset,
-        with_moments,
-    )  # fmt: skip
-
-
-def _weights_chunk_packed(X, w, shared, first_index, n_candidates, state):
-    new_set, shift = shared
-    return R.candidate_weights_chunk(X, w, state, new_set, shift, first_index, n_candidates)
 
 
 def _cost_chunk_packed(X, w, shared):

@@ -241,29 +241,61 @@ def _draw_from_keys(X, keys, weighted_cost: float, row_offset: int, n_keep: int)
     return Draw(weighted_cost, keys[top], X[top].copy(), top + row_offset, max_dropped)
 
 
-def seeding_chunk(
-    X, sample_weight, state, new_set, shift, first_index, scale, seed, draw, n_keep,
-    row_offset, with_moments,
-):  # fmt: skip
-    """One k-means|| round (or k-means++ step) over a block.
+class SeedingJob(NamedTuple):
+    """One seeder's share of a seeding pass (see ``seeding_jobs_chunk``).
 
-    Lowers the per-row min cost with the NEW candidates only (incremental), then
-    draws keys from the updated costs.  Returns ``(new_state, (Draw, Moments|None))``
-    where ``state = (cost, nearest)`` stays with the block for the next round.
+    kind : ``"round"`` lowers the per-row min costs with ``new_set`` (incremental:
+        the new candidates only) and draws keys from the updated costs (a k-means||
+        round or a k-means++ step); ``"gather"`` returns every row whose key exceeds
+        ``threshold`` (the rare fallback after a cut draw); ``"weights"`` lowers the
+        costs with ``new_set`` (if any) and sums the weight each of ``n_candidates``
+        candidates attracts.
     """
+
+    kind: str
+    new_set: K.CenterSet | None
+    shift: np.ndarray
+    first_index: int = 0
+    scale: float = 1.0
+    draw: str = "bernoulli"
+    n_keep: int = 0
+    threshold: float = 0.0
+    n_candidates: int = 0
+
+    @property
+    def reads_data(self) -> bool:
+        return self.kind != "weights" or self.new_set is not None
+
+
+def _seeding_job(X, sample_weight, job: SeedingJob, state, seed, row_offset):
+    """``(result, new_state)`` of one job over a block; ``state = (cost, nearest)``."""
     cost, nearest = (None, None) if state is None else state
-    cost, nearest = K.min_cost_update(X, cost, nearest, new_set, shift, first_index)
-    keys = K.sampling_keys(cost, sample_weight, scale, seed, draw)
+    if job.kind == "gather":
+        keys = K.sampling_keys(cost, sample_weight, job.scale, seed, job.draw)
+        n_keep = int(np.count_nonzero(keys > job.threshold))
+        return _draw_from_keys(X, keys, 0.0, row_offset, n_keep), None
+    if job.new_set is not None:
+        cost, nearest = K.min_cost_update(X, cost, nearest, job.new_set, job.shift, job.first_index)
+    if job.kind == "weights":
+        return K.weighted_bincount(nearest, sample_weight, job.n_candidates), None
+    keys = K.sampling_keys(cost, sample_weight, job.scale, seed, job.draw)
     wcost = float(np.dot(cost, sample_weight) if sample_weight is not None else cost.sum())
-    part = _draw_from_keys(X, keys, wcost, row_offset, n_keep)
-    return (cost, nearest), (part, moments_chunk(X) if with_moments else None)
+    return _draw_from_keys(X, keys, wcost, row_offset, job.n_keep), (cost, nearest)
 
 
-def gather_chunk(X, sample_weight, state, scale, seed, draw, threshold, row_offset) -> Draw:
-    """All rows of a block whose key exceeds ``threshold`` (rare fallback after a cut)."""
-    keys = K.sampling_keys(state[0], sample_weight, scale, seed, draw)
-    n_keep = int(np.count_nonzero(keys > threshold))
-    return _draw_from_keys(X, keys, 0.0, row_offset, n_keep)
+def seeding_jobs_chunk(X, sample_weight, jobs, states, seeds, row_offset, with_moments):
+    """Several seeders' jobs over one block, sharing its read.
+
+    Returns ``((results, Moments | None), *new_states)``: the first item is reduced
+    across blocks by ``combine_seeding_jobs``; each new state stays with the block
+    for that seeder's next job.
+    """
+    out = [
+        _seeding_job(X, sample_weight, job, state, seed, row_offset)
+        for job, state, seed in zip(jobs, states, seeds, strict=True)
+    ]
+    results = tuple(r for r, _ in out)
+    return (results, moments_chunk(X) if with_moments else None), *(s for _, s in out)
 
 
 def combine_draws(parts: list[Draw], n_keep: int) -> Draw:
@@ -283,15 +315,14 @@ def combine_draws(parts: list[Draw], n_keep: int) -> Draw:
     )
 
 
-def combine_seeding(parts, n_keep: int):
-    draws = combine_draws([p[0] for p in parts], n_keep)
+def combine_seeding_jobs(parts, jobs: tuple[SeedingJob, ...]):
+    """Combine ``seeding_jobs_chunk`` partials: per job by its kind, and the moments."""
+    results = []
+    for j, job in enumerate(jobs):
+        group = [p[0][j] for p in parts]
+        if job.kind == "weights":
+            results.append(combine_sum(group))
+        else:
+            results.append(combine_draws(group, job.n_keep if job.kind == "round" else 1 << 62))
     mom = None if parts[0][1] is None else combine_moments([p[1] for p in parts])
-    return draws, mom
-
-
-def candidate_weights_chunk(X, sample_weight, state, new_set, shift, first_index, n_candidates):
-    """Weight attracted by each candidate, after lowering costs with the last candidates."""
-    cost, nearest = state
-    if new_set is not None:
-        cost, nearest = K.min_cost_update(X, cost, nearest, new_set, shift, first_index)
-    return K.weighted_bincount(nearest, sample_weight, n_candidates)
+    return tuple(results), mom

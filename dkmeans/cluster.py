@@ -18,7 +18,7 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _kernels as K
-from ._init import INITIALIZERS
+from ._init import INITIALIZERS, seed_runs
 from ._lloyd import lloyd
 from ._logging import verbosity
 from ._parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
@@ -311,18 +311,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         rng = as_generator(self.random_state)
         with verbosity(self.verbose), single_threaded_blas():
             rows = self._prepare(inp, sample_weight, client)
-            inits, moments = [], None
-            for run_rng in rng.spawn(self._n_init):
-                if isinstance(self._init, str):
-                    res = INITIALIZERS[self._init](
-                        rows, self.n_clusters, run_rng,
-                        oversampling_factor=self.oversampling_factor,
-                        init_rounds=self.init_rounds,
-                    )  # fmt: skip
-                    inits.append(res.centers)
-                    moments = moments or res.moments
-                else:
-                    inits.append(self._init.astype(rows.dtype))
+            if isinstance(self._init, str):
+                seeded = seed_runs(
+                    rows, self._init, self.n_clusters, rng.spawn(self._n_init),
+                    oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
+                )  # fmt: skip
+                inits = [res.centers for res in seeded]
+                moments = seeded[0].moments
+            else:
+                inits, moments = [self._init.astype(rows.dtype)], None
             self.n_seeding_passes_ = rows.n_passes
             runs, moments = lloyd(
                 rows, inits, max_iter=self.max_iter, tol=self.tol, moments=moments

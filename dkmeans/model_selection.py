@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _cluster_stats as S
 from . import _kernels as K
-from ._init import INITIALIZERS, kmeans_parallel_candidates, recluster_candidates
+from ._init import seed_runs
 from ._lloyd import lloyd
 from ._logging import verbosity
 from ._parallel import RowBlocks, active_client, block_seed, single_threaded_blas
@@ -123,13 +123,16 @@ def select_k(
 ) -> KSelection:
     """Fit k-means for every k in ``k_range`` together, and choose k by a criterion.
 
-    All candidate k are fitted in LOCKSTEP: k-means|| candidates are drawn once for
-    the largest k and reduced in memory for each k (``init_rounds + 1`` passes for
-    the whole sweep), then every Lloyd pass updates every still-running model.  A
-    streamed store is read about as often as by the longest single fit, not the sum
-    over k.  Two more passes score every k (per-cluster moments, simplified
-    silhouette, the silhouette sample; then Davies-Bouldin's distances and the
-    squared-Euclidean silhouette), and one writes the chosen model's labels.
+    All candidate k are fitted in LOCKSTEP: every data pass serves every k still
+    running, first through seeding (each k's own k-means|| rounds share the
+    ``init_rounds + 1`` passes), then through Lloyd.  With an int ``random_state``
+    each k's model is exactly ``KMeans(k, random_state=random_state).fit(X)``, and a
+    streamed store is read as often as by the longest of those fits plus two, not
+    the sum over k.  The two extra passes score every k (per-cluster moments,
+    simplified silhouette, the silhouette sample; then Davies-Bouldin's distances and
+    the squared-Euclidean silhouette); the chosen model's label pass is that of its
+    own fit.  While seeding, k-means|| keeps 12 bytes per row for each k: on stores
+    of billions of rows, sweep a row sample (``sweep_sample_size``).
 
     Parameters
     ----------
@@ -192,7 +195,7 @@ def select_k(
     t0 = time.perf_counter()
     with verbosity(template.verbose), single_threaded_blas():
         rows = template._prepare(inp, sample_weight, active_client())
-        sweep = _Sweep(rows, ks, template, rng)
+        sweep = _Sweep(rows, ks, template, random_state, rng)
         sweep.fit()
         table = sweep.score(min(sample_size, inp.n_samples))
         column, larger = CRITERIA[criterion]
@@ -213,47 +216,46 @@ def select_k(
     return KSelection(best_k, model, table, criterion, rows.n_passes, centers)
 
 
+def _per_k_generators(random_state, n_k: int) -> list[np.random.Generator]:
+    """One Generator per k, as ``KMeans(k, random_state=random_state)`` would make it.
+
+    With an int (or None) every k starts from the same seed as its own fit would, so
+    each k of the sweep reproduces that fit exactly; a Generator is split instead.
+    """
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return [as_generator(random_state) for _ in range(n_k)]
+    return as_generator(random_state).spawn(n_k)
+
+
 class _Sweep:
     """Every k fitted in lockstep over one RowBlocks, then scored in two passes."""
 
-    def __init__(self, rows: RowBlocks, ks: list[int], template: KMeans, rng):
+    def __init__(self, rows: RowBlocks, ks: list[int], template: KMeans, random_state, rng):
         self.rows, self.ks, self.template, self.rng = rows, ks, template, rng
-
-    def _inits(self) -> tuple[list[np.ndarray], object]:
-        """Initial centres ordered (init run, k); k-means|| candidates shared by all k."""
-        t = self.template
-        inits, moments = [], None
-        for run_rng in self.rng.spawn(t._n_init):
-            if t._init == "k-means||":
-                cand = kmeans_parallel_candidates(
-                    self.rows, self.ks[-1], run_rng,
-                    oversampling_factor=t.oversampling_factor, init_rounds=t.init_rounds,
-                )  # fmt: skip
-                moments = moments or cand.moments
-                for k, k_rng in zip(self.ks, run_rng.spawn(len(self.ks)), strict=True):
-                    c = recluster_candidates(cand.rows, cand.weights, k, k_rng)
-                    inits.append(c.astype(self.rows.dtype))
-            else:
-                for k, k_rng in zip(self.ks, run_rng.spawn(len(self.ks)), strict=True):
-                    res = INITIALIZERS[t._init](self.rows, k, k_rng)
-                    inits.append(res.centers)
-                    moments = moments or res.moments
-        return inits, moments
+        self.k_rngs = _per_k_generators(random_state, len(ks))
 
     def fit(self) -> None:
-        t = self.template
-        inits, moments = self._inits()
+        """Seed and fit every (k, init run) together; keep each k's best run."""
+        t, n_k = self.template, len(self.ks)
+        run_rngs = [k_rng.spawn(t._n_init) for k_rng in self.k_rngs]  # as KMeans.fit does
+        seeded = seed_runs(
+            self.rows, t._init, [k for k in self.ks for _ in range(t._n_init)],
+            [r for rngs in run_rngs for r in rngs],
+            oversampling_factor=t.oversampling_factor, init_rounds=t.init_rounds,
+        )  # fmt: skip
         self.n_seeding_passes = self.rows.n_passes
-        runs, moments = lloyd(self.rows, inits, max_iter=t.max_iter, tol=t.tol, moments=moments)
+        runs, moments = lloyd(
+            self.rows, [s.centers for s in seeded], max_iter=t.max_iter, tol=t.tol,
+            moments=seeded[0].moments,
+        )  # fmt: skip
         self.moments = moments
         self.shift = K.choose_shift(moments.mean, moments.variance)
-        n_k = len(self.ks)
         if t._n_init > 1:
             costs = self.rows.cost_pass([r.centers for r in runs], self.shift, "sweep-cost")
-            pick = costs.reshape(t._n_init, n_k).argmin(axis=0)
+            pick = costs.reshape(n_k, t._n_init).argmin(axis=1)
         else:
             pick = np.zeros(n_k, dtype=int)
-        self.best = [runs[int(p) * n_k + i] for i, p in enumerate(pick)]
+        self.best = [runs[i * t._n_init + int(p)] for i, p in enumerate(pick)]
 
     def score(self, sample_size: int):
         """Two passes scoring every k; returns the table."""

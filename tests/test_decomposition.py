@@ -6,6 +6,7 @@ import pytest
 import xarray as xr
 import zarr
 from sklearn.decomposition import PCA as SkPCA
+from sklearn.metrics import adjusted_rand_score
 from sklearn.pipeline import make_pipeline
 
 from dkmeans import PCA, KMeans, StandardScaler
@@ -120,7 +121,8 @@ def test_pipeline_scale_pca_auto_k_streams_the_store(tmp_path):
     km = p[-1]
     assert km.n_clusters_ == 5 and km.k_selection_.best_k == 5
     p_np = pipe().fit(X)
-    np.testing.assert_array_equal(np.asarray(p.predict(X)), p_np.predict(X))
+    # the same partition (cluster ids may differ: k-means|| draws depend on the chunking)
+    assert adjusted_rand_score(np.asarray(p.predict(X)), p_np.predict(X)) == 1.0
     assert p_np[-1].n_clusters_ == 5
 
 

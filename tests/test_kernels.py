@@ -95,6 +95,10 @@ def test_min_cost_update_is_incremental(problem):
         cost, near = K.min_cost_update(
             X, cost, near, K.prepare_centers(C[split:], shift, X.dtype), shift, split
         )
+    # a k-means|| round that drew no candidate lowers nothing
+    cost, near = K.min_cost_update(
+        X, cost, near, K.prepare_centers(C[:0], shift, X.dtype), shift, len(C)
+    )
     D = sq_dists(X, C)
     np.testing.assert_allclose(cost, D.min(axis=1), rtol=1e-7, atol=1e-6 * (1 + D.max()))
     np.testing.assert_allclose(D[np.arange(len(X)), near], D.min(axis=1), rtol=1e-7,

@@ -5,6 +5,8 @@ import dask.array as da
 import numpy as np
 
 from dkmeans import _init
+from dkmeans import _kernels as K
+from dkmeans import _reductions as R
 from dkmeans._parallel import RowBlocks
 
 from .conftest import blobs
@@ -14,12 +16,16 @@ def _rows(X, chunks):
     return RowBlocks(da.from_array(X, chunks=(chunks, -1)))
 
 
+def _seed(rows, k, rng, **options):
+    return _init.run_seeders(rows, [_init.kmeans_parallel(rows, k, rng, **options)])[0]
+
+
 def test_cut_draws_are_gathered_and_give_the_same_candidates():
     """With room for only 2 keys a block, the fallback must recover the exact sample."""
     X, _, _ = blobs(n=2000, d=3, k=8, std=1.0, seed=9)
-    full = _init.kmeans_parallel(_rows(X, 250), 8, np.random.default_rng(0), init_rounds=3)
+    full = _seed(_rows(X, 250), 8, np.random.default_rng(0), init_rounds=3)
     cut_rows = _rows(X, 250)
-    cut = _init.kmeans_parallel(cut_rows, 8, np.random.default_rng(0), init_rounds=3, _n_keep=2)
+    cut = _seed(cut_rows, 8, np.random.default_rng(0), init_rounds=3, _n_keep=2)
     np.testing.assert_array_equal(cut.centers, full.centers)
     # 3 rounds + weights pass + at least one gather pass
     assert cut_rows.n_passes >= 5
@@ -31,12 +37,15 @@ def test_candidate_weights_sum_to_total_weight():
     rows = RowBlocks(da.from_array(X, chunks=(200, -1)), da.from_array(w, chunks=200))
     rng = np.random.default_rng(0)
     c0 = rows.fetch_rows([rows.draw_row(rng)])
-    state, draws, _mom = rows.seeding_pass(
-        None, c0, c0[0], 0, scale=8.0, entropy=1, stage=1, draw="bernoulli", n_keep=30,
-        with_moments=True, name="t",
-    )  # fmt: skip
+    shift = c0[0].astype(np.float64)
+    job = R.SeedingJob("round", K.prepare_centers(c0, shift, X.dtype), shift, scale=8.0, n_keep=30)
+    (draws,), (state,), _mom = rows.seeding_pass([(job, None, 1, 1)], with_moments=True, name="t")
     new = draws.rows[draws.keys > draws.cost]
-    weights = rows.candidate_weights_pass(state, new, c0[0], 1, 1 + len(new), "w")
+    job = R.SeedingJob(
+        "weights", K.prepare_centers(new, shift, X.dtype), shift, first_index=1,
+        n_candidates=1 + len(new),
+    )  # fmt: skip
+    (weights,), _, _ = rows.seeding_pass([(job, state, 1, 2)], with_moments=False, name="w")
     assert weights.shape == (1 + len(new),)
     np.testing.assert_allclose(weights.sum(), w.sum())
     # each candidate's weight is the weight of the rows nearest to it
