@@ -1,7 +1,10 @@
 """dkmeans: k-means for data larger than memory, on Dask arrays and Zarr stores."""
 
+from .alignment import align_labels
+from .archetypes import Archetypes, profile_clusters
 from .cluster import KMeans
 from .decomposition import PCA
+from .deploy import open_cluster
 from .io import from_zarr, open_zarr_array
 from .metrics import (
     calinski_harabasz_score,
@@ -11,17 +14,24 @@ from .metrics import (
     simplified_silhouette_score,
 )
 from .model_selection import KSelection, select_k
+from .persistence import load, save
 from .preprocessing import StandardScaler
 
 __all__ = [
     "PCA",
+    "Archetypes",
     "KMeans",
     "KSelection",
     "StandardScaler",
+    "align_labels",
     "calinski_harabasz_score",
     "davies_bouldin_score",
     "from_zarr",
+    "load",
+    "open_cluster",
     "open_zarr_array",
+    "profile_clusters",
+    "save",
     "select_k",
     "silhouette_samples",
     "silhouette_score",

@@ -118,6 +118,40 @@ def combine_cluster_moments(parts: list[ClusterMoments]) -> ClusterMoments:
     return ClusterMoments(counts, means, m2)
 
 
+class FeatureMoments(NamedTuple):
+    """Per-cluster weight ``(k,)``, mean ``(k, d)`` and Σ w·(x - mean)² per feature
+    ``(k, d)``, float64: the archetype profiles' statistics."""
+
+    counts: np.ndarray
+    means: np.ndarray
+    m2: np.ndarray
+
+
+def feature_moments_chunk(X, sample_weight, n_clusters: int, labels) -> FeatureMoments:
+    """Per-cluster, per-feature moments of one block (two passes over the block)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    X = np.asarray(X, dtype=np.float64)
+    w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    counts = np.bincount(labels, weights=w, minlength=n_clusters)
+    onehot = _onehot(labels, n_clusters) * w[:, None]
+    means = (onehot.T @ X) / np.where(counts > 0, counts, 1.0)[:, None]
+    m2 = onehot.T @ (X - means[labels]) ** 2
+    return FeatureMoments(counts, means, m2)
+
+
+def combine_feature_moments(parts: list[FeatureMoments]) -> FeatureMoments:
+    """Chan's pairwise merge per cluster and feature, in list order."""
+    counts, means, m2 = (a.copy() for a in parts[0])
+    for p in parts[1:]:
+        n = counts + p.counts
+        safe = np.where(n > 0, n, 1.0)
+        delta = p.means - means
+        means += delta * (p.counts / safe)[:, None]
+        m2 += p.m2 + delta**2 * (counts * p.counts / safe)[:, None]
+        counts = n
+    return FeatureMoments(counts, means, m2)
+
+
 # --------------------------------------------------------------------------- Davies-Bouldin
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
+import sys
 
 logger = logging.getLogger("dkmeans")
+_progress_stream = contextvars.ContextVar("dkmeans_progress", default=None)
 
 
 @contextlib.contextmanager
@@ -28,3 +31,21 @@ def verbosity(verbose: int):
         logger.setLevel(old_level)
         if handler is not None:
             logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def progress(stream=None):
+    """Show a progress bar for every pass over the data made inside the block.
+
+    Bars go to ``stream`` (default: stderr); the CLI turns them on unless ``--quiet``.
+    """
+    token = _progress_stream.set(stream or sys.stderr)
+    try:
+        yield
+    finally:
+        _progress_stream.reset(token)
+
+
+def progress_stream():
+    """Where progress bars go now, or None when they are off."""
+    return _progress_stream.get()

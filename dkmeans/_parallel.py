@@ -24,6 +24,7 @@ from dask.delayed import Delayed, delayed
 
 from . import _kernels as K
 from . import _reductions as R
+from ._logging import progress_stream
 
 logger = logging.getLogger("dkmeans")
 
@@ -57,6 +58,30 @@ def memory_budget(client) -> int:
 def block_seed(entropy: int, stage: int, block: int) -> np.random.SeedSequence:
     """Seed of one block's draws in one stage: a function of the fit's entropy only."""
     return np.random.SeedSequence([entropy, stage, block])
+
+
+def run_with_progress(objs, client, *, persist: bool):
+    """``dask.compute`` (or ``dask.persist``) of ``objs``, with a progress bar when
+    ``_logging.progress`` is on: dask's ProgressBar on local schedulers, distributed's
+    text progress bar on a cluster."""
+    stream = progress_stream()
+    run = dask.persist if persist else dask.compute
+    if stream is None:
+        return run(*objs)
+    if client is None:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar(out=stream, minimum=0.5):
+            return run(*objs)
+    from distributed import progress, wait
+
+    futures = client.persist(list(objs)) if persist else client.compute(list(objs))
+    with contextlib.redirect_stdout(stream):
+        progress(futures, notebook=False)
+    if persist:
+        wait(futures)
+        return futures
+    return client.gather(futures)
 
 
 def tree_reduce(parts: Sequence, combine: Callable, name: str, split_every: int = SPLIT_EVERY):
@@ -135,11 +160,11 @@ class RowBlocks:
 
     def _compute(self, *objs):
         self.n_passes += 1
-        return dask.compute(*objs)
+        return run_with_progress(objs, self.client, persist=False)
 
     def _persist(self, tasks):
         self.n_passes += 1
-        return list(dask.persist(*tasks))
+        return list(run_with_progress(tasks, self.client, persist=True))
 
     def aligned(self, values: da.Array) -> list:
         """Per-block delayed pieces of a per-row dask array, chunked like X's rows."""

@@ -117,7 +117,7 @@ def _xarray_input(X, what: str) -> Input:
     fdim = next((d for d in dims if d in FEATURE_DIMS), dims[1])
     sdim = next(d for d in dims if d != fdim)
     X = X.transpose(sdim, fdim)
-    names = np.asarray(X[fdim].values).astype(str) if fdim in X.coords else None
+    names = np.array([str(v) for v in X[fdim].values]) if fdim in X.coords else None
     scoord = X[sdim].values if sdim in X.coords else None
     data = X.data if isinstance(X.data, da.Array) else np.asarray(X.data)
     inp = as_input(data, what)
@@ -128,15 +128,13 @@ def as_input(X, what: str = "X") -> Input:
     """Convert any accepted X into an ``Input`` (lazy; reads nothing)."""
     import zarr
 
-    from .io import open_zarr_array
+    from .io import feature_names, open_zarr_array
 
     if isinstance(X, str | os.PathLike):
         X = open_zarr_array(X)
     if isinstance(X, zarr.Array):
         inp = replace(as_input(da.from_zarr(X), what), kind="zarr")
-        names = X.attrs.get("feature_names")
-        if names is not None:
-            inp.feature_names = np.asarray(names, dtype=str)
+        inp.feature_names = feature_names(X)
         return inp
     mod = type(X).__module__
     if mod.startswith("xarray"):

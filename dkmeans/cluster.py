@@ -9,6 +9,7 @@ import warnings
 from typing import ClassVar
 
 import numpy as np
+from dask.base import tokenize
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -34,13 +35,16 @@ from ._validation import (
     check_fitted_input,
     validate_params,
 )
+from .persistence import SaveMixin
 
 logger = logging.getLogger("dkmeans")
 
 __all__ = ["KMeans"]
 
 
-class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+class KMeans(
+    SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
+):
     """K-means clustering for data larger than memory (Lloyd's algorithm, k-means|| seeding).
 
     Every Lloyd iteration is one pass over the data: each block computes its
@@ -118,6 +122,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         The number of clusters fitted (the chosen one for ``n_clusters="auto"``).
     k_selection_ : KSelection
         Only for ``n_clusters="auto"``: the table of every k and the criterion.
+    cluster_ids_ : ndarray of shape (n_clusters,)
+        Only after :func:`dkmeans.align_labels`: the stable ID of each centre
+        (ascending); ``labels_`` and ``predict`` then give these IDs.
 
     See Also
     --------
@@ -258,6 +265,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     def _set_fitted(self, inp: Input, rows: RowBlocks, best, labels, assignment) -> None:
         """Fitted attributes from the kept run and its final label pass."""
+        vars(self).pop("cluster_ids_", None)  # a refit starts from positional labels
         self.cluster_centers_ = best.centers
         self.n_clusters_ = best.centers.shape[0]
         self.labels_ = inp.wrap_samples(labels, "cluster")
@@ -358,9 +366,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
         X = inp.array
         chunks = (X.chunks[0], *extra_shape)
+        token = tokenize(X.name, centers, name, getattr(self, "cluster_ids_", None))
         out = X.map_blocks(
             block, dtype=dtype, chunks=chunks, drop_axis=None if extra_shape else 1,
-            name=f"dkmeans-{name}",
+            name=f"dkmeans-{name}-{token}",
         )  # fmt: skip
         if inp.in_memory:
             with single_threaded_blas():
@@ -369,6 +378,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     def predict(self, X):
         """Index of the nearest centre for each sample.
+
+        After :func:`dkmeans.align_labels`, the stable ID of that centre
+        (``cluster_ids_[index]``).
 
         Parameters
         ----------
@@ -380,9 +392,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         labels : ndarray, dask array (lazy) or xarray.DataArray of shape (n_samples,)
         """
         inp = check_fitted_input(self, X)
-        return self._map_rows(
-            inp, lambda x, cs, s: K.assign_labels(x, cs, s)[0], (), np.int32, "predict"
-        )
+        ids = getattr(self, "cluster_ids_", None)
+
+        def nearest(x, cs, shift):
+            labels = K.assign_labels(x, cs, shift)[0]
+            return labels if ids is None else ids[labels].astype(np.int32)
+
+        return self._map_rows(inp, nearest, (), np.int32, "predict")
 
     def transform(self, X):
         """Euclidean distance from each sample to each centre.

@@ -10,7 +10,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-__all__ = ["make_blobs", "write_zarr"]
+__all__ = ["make_blobs", "make_communities", "write_communities", "write_zarr"]
 
 
 def _blob_block(block_id, *, sizes, centers, cluster_std, dtype, entropy, with_labels):
@@ -81,6 +81,131 @@ def write_zarr(X: da.Array, path: str | os.PathLike, *, overwrite: bool = False,
             import zarr
 
             zarr.open_array(str(tmp), mode="r+").attrs.update(attrs)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return path
+
+
+# --------------------------------------------------------------------------- communities
+
+# (name, unit, transform): values are drawn on a latent scale, then mapped to units.
+COMMUNITY_FEATURES = (
+    ("posts_per_day", "posts/day", "exp"),
+    ("member_count", "members", "exp"),
+    ("retention_30d", "fraction", "logistic"),
+    ("vocabulary_density", "distinct words per 100", "scale100"),
+    ("engagement_rate", "replies/post", "exp"),
+    ("churn_rate", "fraction/month", "logistic"),
+    ("moderator_ratio", "moderators per 1000 members", "exp"),
+    ("cross_promotion_fit", "score in [-1, 1]", "tanh"),
+    ("thread_depth", "replies", "exp"),
+    ("account_age_days", "days", "exp"),
+)
+
+# Planted archetypes: latent means per feature (order of COMMUNITY_FEATURES) and share.
+COMMUNITY_ARCHETYPES = {
+    "thriving_hub": ((2.5, 9.5, 1.2, 0.45, 1.4, -2.2, 0.3, 0.4, 1.8, 6.8), 0.15),
+    "niche_experts": ((0.5, 6.0, 1.8, 0.80, 1.0, -2.8, 1.2, -0.3, 2.3, 7.4), 0.20),
+    "dormant": ((-2.0, 7.0, -1.5, 0.40, -1.2, 0.8, -0.5, 0.0, 0.2, 7.2), 0.30),
+    "spam_farm": ((3.5, 5.0, -2.5, 0.15, -2.0, 1.5, -2.0, 0.9, -0.5, 4.0), 0.10),
+    "casual_chat": ((1.5, 8.0, 0.2, 0.30, 0.6, -1.0, 0.0, 0.1, 1.0, 6.0), 0.25),
+}
+_LATENT_STD = 0.35
+_NOISE_SHARE = 0.02  # rows drawn from no archetype
+
+
+def _to_units(z: np.ndarray, transform: str) -> np.ndarray:
+    if transform == "exp":
+        return np.exp(z)
+    if transform == "logistic":
+        return 1.0 / (1.0 + np.exp(-z))
+    if transform == "tanh":
+        return np.tanh(z)
+    return 100.0 * np.clip(z, 0.0, 1.0)  # scale100
+
+
+def _community_block(block_id, *, sizes, means, shares, entropy, with_labels):
+    i = block_id[0]
+    rng = np.random.default_rng(np.random.SeedSequence([entropy, i]))
+    n = sizes[i]
+    labels = rng.choice(len(shares), size=n, p=shares)
+    noise = rng.random(n) < _NOISE_SHARE
+    z = means[labels] + _LATENT_STD * rng.standard_normal((n, means.shape[1]))
+    lo, hi = means.min(axis=0), means.max(axis=0)
+    z[noise] = rng.uniform(lo, hi, size=(int(noise.sum()), means.shape[1]))
+    if with_labels:
+        return np.where(noise, -1, labels).astype(np.int8)
+    cols = [_to_units(z[:, j], f[2]) for j, f in enumerate(COMMUNITY_FEATURES)]
+    return np.stack(cols, axis=1).astype(np.float32)
+
+
+def make_communities(n_samples: int = 1_000_000, *, chunks: int = 125_000, random_state=0):
+    """Synthetic online communities: named features in their own units, planted archetypes.
+
+    Ten features (posting frequency, member count, retention, vocabulary density,
+    engagement, churn, moderation, cross-promotion fit, thread depth, account
+    age) on very different scales, heavy-tailed where real ones are; five
+    archetypes in unequal shares; 2% of rows from no archetype (label -1).
+
+    Returns
+    -------
+    X : dask.array.Array of shape (n_samples, 10), float32
+    archetype : dask.array.Array of shape (n_samples,), int8 (-1 for noise rows)
+    feature_names : list of str
+    units : list of str
+    archetype_names : list of str
+    """
+    rng = np.random.default_rng(random_state)
+    means = np.array([m for m, _ in COMMUNITY_ARCHETYPES.values()], dtype=np.float64)
+    shares = np.array([s for _, s in COMMUNITY_ARCHETYPES.values()])
+    entropy = int(rng.integers(2**63))
+    row_chunks = da.core.normalize_chunks((chunks,), (n_samples,))[0]
+    kw = dict(sizes=row_chunks, means=means, shares=shares / shares.sum(), entropy=entropy)
+    X = da.map_blocks(
+        lambda block_id=None: _community_block(block_id, with_labels=False, **kw),
+        chunks=(row_chunks, (len(COMMUNITY_FEATURES),)), dtype=np.float32,
+        name=f"communities-X-{entropy}",
+    )  # fmt: skip
+    y = da.map_blocks(
+        lambda block_id=None: _community_block(block_id, with_labels=True, **kw),
+        chunks=(row_chunks,), dtype=np.int8, name=f"communities-y-{entropy}",
+    )  # fmt: skip
+    names = [f[0] for f in COMMUNITY_FEATURES]
+    units = [f[1] for f in COMMUNITY_FEATURES]
+    return X, y, names, units, list(COMMUNITY_ARCHETYPES)
+
+
+def write_communities(path, n_samples: int = 1_000_000, *, chunks: int = 125_000,
+                      random_state=0, overwrite: bool = False) -> Path:  # fmt: skip
+    """Write :func:`make_communities` as an xarray-style Zarr group, atomically.
+
+    The group holds ``features`` (community × feature, float32, with ``units``),
+    ``archetype`` (the planted archetype of each row, -1 for noise) and the
+    ``feature`` coordinate, so ``xarray.open_zarr(path)`` opens it as a Dataset.
+    """
+    import xarray as xr
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+    X, y, names, units, archetypes = make_communities(
+        n_samples, chunks=chunks, random_state=random_state
+    )
+    ds = xr.Dataset(
+        {
+            "features": (("community", "feature"), X, {"units": units}),
+            "archetype": (("community",), y, {"names": archetypes, "noise": -1}),
+        },
+        coords={"feature": np.array(names, dtype=object)},
+        attrs={"description": "synthetic online communities (dkmeans.datasets)"},
+    )
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        ds.to_zarr(str(tmp), mode="w", consolidated=False)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -8,6 +8,7 @@ from functools import partial
 from typing import ClassVar
 
 import numpy as np
+from dask.base import tokenize
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.extmath import svd_flip
 
@@ -23,6 +24,7 @@ from ._validation import (
     check_fitted_input,
     validate_params,
 )
+from .persistence import SaveMixin
 
 __all__ = ["PCA"]
 
@@ -89,7 +91,7 @@ def _check_finite(res: L.Centred) -> None:
 SOLVERS = {"covariance": _covariance, "tsqr": _tsqr, "randomized": _randomized}
 
 
-class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Principal component analysis for data larger than memory.
 
     Solvers (all centre the data; none forms the n × d centred copy):
@@ -285,7 +287,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         mean = self.mean_.astype(dtype)
         out = arr.map_blocks(
             lambda x: (x - mean) @ proj,
-            chunks=(arr.chunks[0], (self.n_components_,)), dtype=dtype, name="dkmeans-pca",
+            chunks=(arr.chunks[0], (self.n_components_,)), dtype=dtype,
+            name=f"dkmeans-pca-{tokenize(arr.name, proj, mean)}",
         )  # fmt: skip
         return self._finish(inp, out, self.get_feature_names_out())
 
@@ -314,6 +317,6 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         out = arr.map_blocks(
             lambda z: z @ back + mean,
             chunks=(arr.chunks[0], (self.n_features_in_,)), dtype=dtype,
-            name="dkmeans-pca-inverse",
+            name=f"dkmeans-pca-inverse-{tokenize(arr.name, back, mean)}",
         )  # fmt: skip
         return self._finish(inp, out, getattr(self, "feature_names_in_", None))

@@ -1,14 +1,19 @@
-"""Open Zarr stores as (n_samples, n_features) arrays.  Thin: no arithmetic."""
+"""Open Zarr stores as (n_samples, n_features) arrays, and write labels back beside
+them.  Thin: no arithmetic."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
+import uuid
 from pathlib import Path
 
 import dask.array as da
+import numpy as np
 import zarr
 
-__all__ = ["from_zarr", "open_zarr_array"]
+__all__ = ["feature_names", "from_zarr", "open_zarr_array", "store_info", "write_labels"]
 
 
 def _is_remote(path: str) -> bool:
@@ -82,3 +87,198 @@ def from_zarr(path: str | os.PathLike | zarr.Array, variable: str | None = None)
     """
     arr = path if isinstance(path, zarr.Array) else open_zarr_array(path, variable)
     return da.from_zarr(arr)
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def dimension_names(arr: zarr.Array) -> tuple | None:
+    """The array's dimension names (Zarr v3 metadata, or xarray's v2 attribute)."""
+    names = getattr(arr.metadata, "dimension_names", None)
+    if names is None:
+        names = arr.attrs.get("_ARRAY_DIMENSIONS")
+    return tuple(names) if names is not None and all(n is not None for n in names) else None
+
+
+def _parent_group(arr: zarr.Array) -> zarr.Group:
+    parent = arr.path.rpartition("/")[0]
+    return zarr.open_group(store=arr.store, path=parent, mode="r")
+
+
+def feature_names(arr: zarr.Array) -> np.ndarray | None:
+    """Feature names of a (n_samples, n_features) Zarr array, or None.
+
+    Taken from the array's ``feature_names`` attribute, or else from the xarray
+    coordinate of its feature dimension in the same group.
+
+    Raises
+    ------
+    ValueError
+        If the names are duplicated or do not match the number of features.
+    """
+    names = arr.attrs.get("feature_names")
+    dims = dimension_names(arr)
+    if names is None and dims is not None and arr.path:
+        group = _parent_group(arr)
+        if dims[-1] in group and group[dims[-1]].ndim == 1:
+            names = group[dims[-1]][:]
+    if names is None:
+        return None
+    names = np.array([str(n) for n in np.asarray(names, dtype=object).ravel()])
+    if names.shape != (arr.shape[1],):
+        raise ValueError(
+            f"The store lists {names.shape[0]} feature names for {arr.shape[1]} features; "
+            "fix its feature_names attribute (or feature coordinate)."
+        )
+    values, counts = np.unique(names, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(
+            f"The store's feature names are duplicated: {sorted(values[counts > 1])}; "
+            "give every feature a unique name."
+        )
+    return names
+
+
+def store_info(path: str | os.PathLike, variable: str | None = None) -> dict:
+    """Shape, chunks, dtype, codecs, sizes and feature names of a store's records."""
+    arr = open_zarr_array(path, variable)
+    codecs = [type(c).__name__ for c in getattr(arr.metadata, "codecs", ())] or [
+        str(getattr(arr.metadata, "compressor", None))
+    ]
+    return {
+        "path": os.fspath(path),
+        "array": arr.path or "/",
+        "shape": tuple(int(s) for s in arr.shape),
+        "chunks": tuple(int(c) for c in arr.chunks),
+        "dtype": str(arr.dtype),
+        "codecs": codecs,
+        "zarr_format": arr.metadata.zarr_format,
+        "dimension_names": dimension_names(arr),
+        "bytes": int(arr.nbytes),
+        "stored_bytes": int(arr.nbytes_stored()),
+        "feature_names": None if (n := feature_names(arr)) is None else n.tolist(),
+    }
+
+
+# --------------------------------------------------------------------------- write-back
+
+
+def _local_root(arr: zarr.Array) -> Path:
+    root = getattr(arr.store, "root", None)
+    if root is None:
+        raise ValueError(
+            f"Labels can be written back only into a local Zarr store, not {arr.store}; "
+            "write them to a local path with labels_out=PATH."
+        )
+    return Path(root)
+
+
+def _remove_settled(path: Path, settle: float = 0.3, limit: float = 10.0) -> None:
+    """Remove ``path`` and keep it removed while straggling tasks of a failed write
+    (still running in the thread pool after the first error) finish their chunks."""
+    deadline = time.monotonic() + limit
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle:
+            return
+        time.sleep(0.05)
+
+
+def write_labels(
+    labels: da.Array,
+    records: str | os.PathLike | zarr.Array,
+    name: str = "cluster",
+    *,
+    variable: str | None = None,
+    into: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    attrs: dict | None = None,
+) -> str:
+    """Write per-record labels into the records' Zarr group, beside the records.
+
+    The labels become a 1-D int32 array ``name`` in the group that holds the
+    records, chunked like the records' rows (each task writes whole chunks, the
+    records are never rewritten) and on the same sample dimension, so xarray opens
+    it as a variable of the same Dataset.  It is written under a temporary name and
+    renamed into place when complete: a failed write leaves nothing behind.
+
+    Parameters
+    ----------
+    labels : dask.array.Array or ndarray of shape (n_samples,)
+    records : path or zarr.Array
+        The records (``"store.zarr"`` with ``variable``, or ``"store.zarr/features"``).
+    name : str, default="cluster"
+    variable : str, optional
+        The records' array inside the group at ``records``.
+    into : path, optional
+        Write into this (local) Zarr group instead, created if missing; the labels
+        keep the records' row chunks and sample dimension.
+    overwrite : bool, default=False
+        Replace an existing array called ``name``.
+    attrs : dict, optional
+        Attributes of the labels array (e.g. the model that made them).
+
+    Returns
+    -------
+    str : the path of the written array.
+    """
+    arr = records if isinstance(records, zarr.Array) else open_zarr_array(records, variable)
+    if into is None and not arr.path:
+        raise ValueError(
+            "The records are a Zarr array at the root of their store, so there is no group "
+            "to write labels beside them; write them to another store (into=PATH, "
+            "--labels-out PATH)."
+        )
+    if labels.shape != (arr.shape[0],):
+        raise ValueError(f"labels have shape {labels.shape}; expected ({arr.shape[0]},).")
+    if into is None:
+        group_dir = _local_root(arr) / arr.path.rpartition("/")[0]
+        group = zarr.open_group(str(group_dir), mode="r+")
+        if name == arr.path.rpartition("/")[2]:
+            raise ValueError(f"name={name!r} is the records' own name; choose another.")
+    else:
+        group_dir = Path(into)
+        if "://" in os.fspath(into):
+            raise ValueError(f"into={os.fspath(into)!r}: labels are written to local paths only.")
+        group = zarr.open_group(str(group_dir), mode="a")
+    if name in group and not overwrite:
+        raise FileExistsError(
+            f"{group_dir / name} exists; pass overwrite=True (--overwrite) to replace it."
+        )
+    rows = arr.chunks[0]
+    dims = dimension_names(arr)
+    for stale in group_dir.glob(f".{name}.tmp-*"):  # left by a killed earlier write
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    attributes = dict(attrs or {})
+    on_dim = {}
+    if dims is not None and arr.metadata.zarr_format == 3:
+        on_dim = {"dimension_names": (dims[0],)}
+    elif dims is not None:
+        attributes["_ARRAY_DIMENSIONS"] = [dims[0]]  # xarray's convention for Zarr v2
+    out = group.create_array(
+        tmp, shape=(arr.shape[0],), chunks=(rows,), dtype=np.int32, attributes=attributes,
+        fill_value=-1,  # never a label: xarray reads the fill value as missing
+        **on_dim,
+    )  # fmt: skip
+    try:
+        from ._parallel import active_client, run_with_progress
+
+        labels = da.asarray(labels)
+        stored = da.store(labels.astype(np.int32).rechunk(rows), out, lock=False, compute=False)
+        run_with_progress([stored], active_client(), persist=False)
+        final = group_dir / name
+        trash = group_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
+        if final.exists():
+            os.replace(final, trash)
+        os.replace(group_dir / tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    except BaseException:
+        _remove_settled(group_dir / tmp)
+        raise
+    if group.metadata.consolidated_metadata is not None:
+        zarr.consolidate_metadata(str(group_dir))
+    return str(group_dir / name)

@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from ._init import check_finite
 from ._parallel import RowBlocks, active_client, single_threaded_blas
 from ._validation import OneOf, as_input, as_sample_weight, check_fitted_input, validate_params
+from .persistence import SaveMixin
 
 __all__ = ["StandardScaler"]
 
@@ -20,7 +21,7 @@ def _is_constant(var, mean, n) -> np.ndarray:
     return var <= n * eps * var + (n * mean * eps) ** 2
 
 
-class StandardScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class StandardScaler(SaveMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Standardise features by removing the mean and scaling to unit variance, out of core.
 
     ``fit`` is ONE pass over the data: each block's count, mean and centred sum of

@@ -5,7 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import zarr
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,21 +19,101 @@ def _run(*args, timeout=300):
     )  # fmt: skip
 
 
-def test_demo_runs_on_a_local_cluster(tmp_path):
-    proc = _run("demo", "--rows", "20000", "--features", "4", "--k", "3", "--out", str(tmp_path))
+def test_demo_runs_the_whole_job_on_a_local_cluster(tmp_path):
+    proc = _run("demo", "--rows", "20000", "--workers", "1", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "dashboard: http" in out
-    assert "k: 3" in out
-    assert "iterations: " in out
-    assert (tmp_path / "blobs.zarr").exists()
+    assert "k selection (criterion: silhouette)" in out
+    assert "k: 5" in out  # the five planted archetypes
+    ari = float(out.split("adjusted Rand index): ")[1].split()[0])
+    assert ari > 0.9
+    store = tmp_path / "communities.zarr"
+    labels = zarr.open_array(str(store / "cluster"), mode="r")
+    assert labels.shape == (20000,)
+    assert (tmp_path / "model" / "model.json").is_file()
+    assert (tmp_path / "archetypes.md").read_text().startswith("| cluster |")
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {
+        "silhouette.png", "scatter.png", "centroids.png", "k_selection.png"}  # fmt: skip
+    assert "Nanny" not in out + proc.stderr  # cluster logs do not flood the output
 
 
-def test_user_error_is_one_line_without_traceback():
-    proc = _run("demo", "--rows", "0")
+@pytest.fixture
+def communities(tmp_path):
+    from dkmeans.datasets import write_communities
+
+    return write_communities(tmp_path / "c.zarr", 6000, chunks=1500, random_state=1)
+
+
+def test_fit_predict_profile_info(tmp_path, communities):
+    store = str(communities)
+    model = tmp_path / "model"
+    proc = _run("fit", store, "--k", "5", "--model-out", str(model), "-q")
+    assert proc.returncode == 0, proc.stderr
+    fitted = zarr.open_array(str(communities / "cluster"), mode="r")[:]
+    # refuses to replace the labels without --overwrite, and writes nothing
+    again = _run("fit", store, "--k", "5", "--model-out", str(tmp_path / "m2"), "-q")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert not (tmp_path / "m2").exists()
+    proc = _run("predict", str(model), store, "--labels-out", f"{tmp_path / 'out.zarr'}:pred")
+    assert proc.returncode == 0, proc.stderr
+    predicted = zarr.open_array(str(tmp_path / "out.zarr" / "pred"), mode="r")[:]
+    np.testing.assert_array_equal(predicted, fitted)
+    proc = _run("profile", str(model), store, "--score", "retention_30d - churn_rate")
+    assert proc.returncode == 0, proc.stderr
+    assert "| cluster | rank | size | share | score |" in proc.stdout
+    proc = _run("info", store)
+    assert proc.returncode == 0, proc.stderr
+    assert "shape: (6000, 10)" in proc.stdout and "feature_names: ['posts_per_day'" in proc.stdout
+
+
+def test_select_k_prints_the_table_and_writes_nothing(communities):
+    proc = _run("select-k", str(communities), "--k-range", "3:6", "--pca", "none", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "k selection" in proc.stdout
+    assert not (communities / "cluster").exists()
+
+
+def test_run_a_job_file(tmp_path, communities):
+    job = tmp_path / "job.yaml"
+    job.write_text(f"store: {communities}\nk: 4\npca: null\nwrite_labels: false\n")
+    proc = _run("run", str(job), "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "k: 4" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("info", "missing.zarr"), "No Zarr store"),
+        (("fit", "{store}", "--variable", "nope"), "No variable 'nope'"),
+        (("fit", "{store}", "--cluster", "{bad_yaml}"), "unknown key(s) ['n_wrokers']"),
+        (("predict", "{tmp}/no-model", "{store}"), "not a dkmeans model directory"),
+        (("fit", "{store}", "--k-range", "2-9"), "LOW:HIGH"),
+        (("demo", "--rows", "0"), "--rows must be at least 1"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(tmp_path, communities, args, message):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("kind: local\nn_wrokers: 2\n")
+    fill = {"store": communities, "bad_yaml": bad_yaml, "tmp": tmp_path}
+    proc = _run(*(a.format(**fill) for a in args))
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("dkmeans: error:")
     assert "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert not (communities / "cluster").exists()
+
+
+def test_predict_refuses_a_store_with_other_features(tmp_path, communities):
+    model = tmp_path / "model"
+    assert _run("fit", str(communities), "--k", "3", "--model-out", str(model), "--no-labels",
+                "-q").returncode == 0  # fmt: skip
+    other = tmp_path / "other.zarr"
+    g = zarr.open_group(str(other), mode="w")
+    g.create_array("features", data=np.zeros((100, 4), np.float32))
+    proc = _run("predict", str(model), str(other))
+    assert proc.returncode == 2
+    assert "4 features but the model was trained on 10" in proc.stderr
 
 
 @pytest.mark.slow
@@ -51,56 +133,3 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
     assert "error" not in by["dkmeans-threaded"], by["dkmeans-threaded"]
     assert by["dkmeans-threaded"]["init_passes"] == 6
     assert by["dkmeans-threaded"]["inertia_vs_sklearn"] < 1.05
-
-
-def test_demo_output_is_not_flooded_by_cluster_logs(tmp_path):
-    proc = _run("demo", "--rows", "5000", "--features", "3", "--k", "2", "--out", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    assert "Nanny" not in proc.stdout + proc.stderr
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("script", "args", "check"),
-    [
-        (
-            "bench_select_k.py",
-            [
-                "--rows",
-                "6000",
-                "--features",
-                "3",
-                "--k",
-                "3",
-                "--std",
-                "1",
-                "--chunk",
-                "1500",
-                "--k-max",
-                "5",
-            ],
-            lambda by: (
-                by["summary"]["targets_met"]["passes_vs_longest_fit"]
-                and by["dkmeans-lockstep"]["best_k"] == 3
-            ),
-        ),
-        (
-            "bench_pca.py",
-            ["--rows", "6000", "--features", "16", "--chunk", "1500"],
-            lambda by: (
-                by["summary"]["targets_met"]["at_most_2_passes"]
-                and by["dkmeans-pca"]["data_passes"] == 1
-            ),
-        ),
-    ],
-)
-def test_other_benchmarks_run_at_tiny_size(tmp_path, script, args, check):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--store",
-         str(tmp_path / "b.zarr")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    by = {line["system"]: line for line in map(json.loads, proc.stdout.splitlines())}
-    assert not [s for s, line in by.items() if "error" in line], by
-    assert check(by), by

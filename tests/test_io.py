@@ -34,3 +34,102 @@ def test_feature_names_from_zarr_attributes(tmp_path):
     z.attrs["feature_names"] = ["posts", "churn"]
     km = KMeans(2, random_state=0).fit(z)
     assert list(km.feature_names_in_) == ["posts", "churn"]
+
+
+# --------------------------------------------------------------------------- write-back
+
+
+def _dataset_store(path, zarr_format=3, n=1000, chunk=250):
+    import xarray as xr
+
+    X = np.random.default_rng(1).normal(size=(n, 3)).astype(np.float32)
+    ds = xr.Dataset(
+        {"features": (("community", "feature"), X)},
+        coords={"feature": np.array(["a", "b", "c"], dtype=object)},
+    ).chunk({"community": chunk})
+    ds.to_zarr(str(path), mode="w", consolidated=False, zarr_format=zarr_format)
+    return X
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_labels_written_beside_the_records_as_a_dataset_variable(tmp_path, zarr_format):
+    import xarray as xr
+
+    from dkmeans.io import feature_names, write_labels
+
+    path = tmp_path / "c.zarr"
+    X = _dataset_store(path, zarr_format)
+    records = open_zarr_array(path, "features")
+    assert list(feature_names(records)) == ["a", "b", "c"]  # from the xarray coordinate
+    before = (path / "features").stat().st_mtime_ns, records[:].tobytes()
+    km = KMeans(3, random_state=0).fit(str(path / "features"))
+    write_labels(km.labels_, path, "cluster", variable="features")
+    ds = xr.open_zarr(str(path), consolidated=False)
+    assert ds["cluster"].dims == ("community",)
+    assert ds["cluster"].encoding["chunks"] == (250,)
+    np.testing.assert_array_equal(ds["cluster"].values, np.asarray(km.labels_))
+    np.testing.assert_array_equal(ds["features"].values, X)
+    assert open_zarr_array(path, "features")[:].tobytes() == before[1]  # records untouched
+
+
+def test_existing_labels_are_replaced_only_with_overwrite(tmp_path):
+    from dkmeans.io import write_labels
+
+    path = tmp_path / "c.zarr"
+    _dataset_store(path)
+    write_labels(np.zeros(1000, np.int32), path, variable="features")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_labels(np.ones(1000, np.int32), path, variable="features")
+    assert zarr.open_array(str(path / "cluster"), mode="r")[:].sum() == 0
+    write_labels(np.ones(1000, np.int32), path, variable="features", overwrite=True)
+    assert zarr.open_array(str(path / "cluster"), mode="r")[:].sum() == 1000
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+    import dask.array as da
+
+    from dkmeans.io import write_labels
+
+    path = tmp_path / "c.zarr"
+    _dataset_store(path)
+
+    def boom(block):
+        if block[0] == 500:
+            raise RuntimeError("worker lost")
+        return block
+
+    labels = da.arange(1000, chunks=250, dtype=np.int32).map_blocks(boom, dtype=np.int32)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        write_labels(labels, path, variable="features")
+    assert sorted(p.name for p in path.iterdir()) == ["feature", "features", "zarr.json"]
+
+
+def test_labels_into_another_store_and_root_arrays(tmp_path):
+    from dkmeans.io import write_labels
+
+    root = zarr.create_array(str(tmp_path / "x.zarr"), shape=(100, 2), chunks=(30, 2), dtype="f4")
+    with pytest.raises(ValueError, match="another store"):
+        write_labels(np.zeros(100, np.int32), tmp_path / "x.zarr")
+    out = write_labels(np.arange(100) % 3, root, "k", into=tmp_path / "labels.zarr")
+    written = zarr.open_array(out, mode="r")
+    assert written.chunks == (30,) and written[:].tolist() == (np.arange(100) % 3).tolist()
+    with pytest.raises(ValueError, match="expected \\(100,\\)"):
+        write_labels(np.zeros(99, np.int32), root, into=tmp_path / "labels.zarr")
+
+
+def test_duplicate_feature_names_are_refused(tmp_path):
+    arr = zarr.create_array(str(tmp_path / "x.zarr"), shape=(10, 2), dtype="f4")
+    arr.attrs["feature_names"] = ["a", "a"]
+    with pytest.raises(ValueError, match="duplicated"):
+        KMeans(2).fit(str(tmp_path / "x.zarr"))
+
+
+def test_store_info(tmp_path):
+    from dkmeans.io import store_info
+
+    _dataset_store(tmp_path / "c.zarr")
+    info = store_info(tmp_path / "c.zarr", "features")
+    assert info["shape"] == (1000, 3) and info["chunks"] == (250, 3)
+    assert info["dtype"] == "float32" and info["feature_names"] == ["a", "b", "c"]
+    assert info["dimension_names"] == ("community", "feature") and info["stored_bytes"] > 0

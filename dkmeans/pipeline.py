@@ -1,0 +1,325 @@
+"""The archetype job: store -> scale -> PCA -> choose k -> fit -> labels -> profiles -> model.
+
+A :class:`Job` describes the whole run (a dataclass, loadable from YAML); :func:`run`
+does it and returns a :class:`JobResult`.  Each step is optional and logged on the
+``dkmeans`` logger; the CLI's ``dkmeans fit`` is this function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import io
+from .alignment import align_labels
+from .archetypes import Archetypes, profile_clusters
+from .cluster import KMeans
+from .decomposition import PCA
+from .model_selection import CRITERIA, KSelection, select_k
+from .persistence import data_fingerprint, load, save
+from .preprocessing import StandardScaler
+
+__all__ = ["Job", "JobResult", "run"]
+
+logger = logging.getLogger("dkmeans")
+
+
+@dataclass
+class Job:
+    """What one clustering run does.
+
+    Parameters
+    ----------
+    store : str
+        The Zarr store of the records (a group, or ``"store.zarr/array"``).
+    variable : str, optional
+        The records' array in the group (needed when it holds several 2-D arrays).
+    k : int or "auto", default="auto"
+        Clusters, or choose among ``k_range`` by ``criterion``.
+    k_range : [int, int], default=[2, 16]
+        Smallest and largest k tried (both included).
+    criterion : str, default="silhouette"
+        See :func:`dkmeans.select_k`.
+    scale : bool, default=True
+        Standard-scale the features first (they come in different units).
+    pca : float, int or None, default=0.95
+        Keep the fewest components reaching this explained variance (float), this
+        many components (int), or no PCA (None).
+    feature_names : list of str, optional
+        Names of the features when the store carries none.
+    sample_size, sweep_sample_size : int
+        Silhouette sample, and optional row sample for the k sweep (:func:`select_k`).
+    random_state : int, default=0
+    persist : "auto" or bool, default="auto"
+        Keep the (scaled, reduced) data in memory during the fit.
+    labels_out : str, optional
+        ``"STORE[:NAME]"``: where the labels go.  Default: an array ``cluster`` beside
+        the records in their own group.  ``write_labels=False`` skips writing.
+    write_labels : bool, default=True
+    overwrite : bool, default=False
+        Replace an existing labels array, model directory or profile files.
+    model_out : str, optional
+        Directory to save the fitted model to (:func:`dkmeans.save`).
+    align_to : str, optional
+        A saved model whose cluster IDs this run keeps (:func:`dkmeans.align_labels`).
+    score : dict or str, optional
+        Ranks the archetypes (see :func:`dkmeans.profile_clusters`).
+    profile_out : str, optional
+        Directory for ``archetypes.csv`` and ``archetypes.md``.
+    plots : str, optional
+        Directory for the PNG plots (:mod:`dkmeans.plot`).
+    cluster : str, optional
+        A cluster config (``cluster_configs/*.yaml``); used by the CLI.
+    """
+
+    store: str
+    variable: str | None = None
+    k: int | str = "auto"
+    k_range: list = field(default_factory=lambda: [2, 16])
+    criterion: str = "silhouette"
+    scale: bool = True
+    pca: float | int | None = 0.95
+    feature_names: list | None = None
+    sample_size: int = 10_000
+    sweep_sample_size: int | None = None
+    random_state: int = 0
+    persist: str | bool = "auto"
+    labels_out: str | None = None
+    write_labels: bool = True
+    overwrite: bool = False
+    model_out: str | None = None
+    align_to: str | None = None
+    score: dict | str | None = None
+    profile_out: str | None = None
+    plots: str | None = None
+    cluster: str | None = None
+
+    def __post_init__(self):
+        if self.k != "auto" and not (isinstance(self.k, int) and self.k >= 1):
+            raise ValueError(f"k={self.k!r} must be 'auto' or a positive int.")
+        lo, hi = [*list(self.k_range), None, None][:2]
+        if not (isinstance(lo, int) and isinstance(hi, int) and 2 <= lo <= hi):
+            raise ValueError(f"k_range={self.k_range!r} must be [low, high] with 2 <= low <= high.")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion={self.criterion!r} is not one of {list(CRITERIA)}.")
+        if self.pca is not None and not (
+            (isinstance(self.pca, float) and 0 < self.pca < 1)
+            or (isinstance(self.pca, int) and self.pca >= 1)
+        ):
+            raise ValueError(
+                f"pca={self.pca!r} must be a variance share in (0, 1), a number of "
+                "components, or None."
+            )
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> Job:
+        """A job from a YAML file (safe-loaded; unknown keys are errors)."""
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"No job file at {p}.")
+        doc = yaml.safe_load(p.read_text())
+        if not isinstance(doc, dict):
+            raise ValueError(f"{p}: expected a mapping of job settings.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise ValueError(f"{p}: unknown key(s) {unknown}; known keys: {sorted(known)}.")
+        return cls(**doc)
+
+    @property
+    def ks(self) -> range:
+        return range(self.k_range[0], self.k_range[1] + 1)
+
+
+@dataclass
+class JobResult:
+    """What :func:`run` made.
+
+    model : sklearn.pipeline.Pipeline (scaler, PCA, KMeans; the steps that ran)
+    selection : KSelection or None
+    archetypes : Archetypes
+    labels_path, model_path, profile_paths, plot_paths : where outputs were written
+    seconds : dict of step -> wall seconds
+    n_features_out : int (features after PCA)
+    """
+
+    model: object
+    selection: KSelection | None
+    archetypes: Archetypes
+    labels_path: str | None = None
+    model_path: str | None = None
+    profile_paths: list = field(default_factory=list)
+    plot_paths: list = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
+    n_features_out: int = 0
+
+    @property
+    def kmeans(self) -> KMeans:
+        return self.model.steps[-1][1]
+
+
+class _Timer:
+    def __init__(self):
+        self.seconds = {}
+
+    def step(self, name: str):
+        timer = self
+
+        class _Step:
+            def __enter__(self):
+                logger.info("step %s ...", name)
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.seconds[name] = time.perf_counter() - self.t0
+                if exc[0] is None:
+                    logger.info("step %s done in %.2fs", name, timer.seconds[name])
+
+        return _Step()
+
+
+def _open_records(job: Job):
+    """The records as a DataArray with feature names (lazy), and the Zarr array."""
+    import dask.array as da
+    import xarray as xr
+
+    arr = io.open_zarr_array(job.store, job.variable)
+    names = io.feature_names(arr)
+    if names is None and job.feature_names is None:
+        raise ValueError(
+            f"The records in {job.store!r} carry no feature names; add a feature_names "
+            "attribute (or an xarray feature coordinate) to the store, or give feature_names."
+        )
+    if job.feature_names is not None:
+        names = np.asarray([str(n) for n in job.feature_names])
+        if names.shape != (arr.shape[1],) or len(set(names)) != names.shape[0]:
+            raise ValueError(f"feature_names must be {arr.shape[1]} unique names.")
+    dims = io.dimension_names(arr) or ("sample", "feature")
+    X = xr.DataArray(da.from_zarr(arr), dims=dims, coords={dims[1]: names})
+    return X, arr
+
+
+def _labels_target(job: Job, arr) -> tuple[str | None, str]:
+    """``(group to write into or None for beside the records, array name)``."""
+    if job.labels_out is None:
+        return None, "cluster"
+    target, _, name = job.labels_out.partition(":")
+    return target, name or "cluster"
+
+
+def run(job: Job) -> JobResult:
+    """Run a :class:`Job` end to end (on the active Dask scheduler or client).
+
+    Reads the store once to scale, once for PCA, once (or once per pass when the
+    reduced data does not fit in memory) to fit, and once to profile the archetypes.
+    """
+    from sklearn.pipeline import Pipeline
+
+    timer = _Timer()
+    X, arr = _open_records(job)
+    if job.write_labels:  # refuse before any work, not after
+        into, name = _labels_target(job, arr)
+        _check_labels_free(arr, into, name, job.overwrite)
+    if job.model_out and Path(job.model_out).exists() and not job.overwrite:
+        raise FileExistsError(
+            f"{job.model_out} exists; pass overwrite=True (--overwrite) to replace it."
+        )
+    reference = load(job.align_to) if job.align_to else None
+    steps, data = [], X
+    if job.scale:
+        with timer.step("scale"):
+            scaler = StandardScaler().fit(data)
+        steps.append(("scale", scaler))
+        data = scaler.transform(data)
+    if job.pca is not None:
+        with timer.step("pca"):
+            pca = PCA(job.pca, random_state=job.random_state).fit(data)
+        logger.info("PCA keeps %d components", pca.n_components_)
+        steps.append(("pca", pca))
+        data = pca.transform(data)
+    selection = None
+    with timer.step("kmeans"):
+        if job.k == "auto":
+            selection = select_k(
+                data, job.ks, criterion=job.criterion, sample_size=job.sample_size,
+                sweep_sample_size=job.sweep_sample_size, random_state=job.random_state,
+                persist=job.persist,
+            )  # fmt: skip
+            km = selection.best_model
+            km.k_selection_ = selection
+        else:
+            km = KMeans(job.k, random_state=job.random_state, persist=job.persist).fit(data)
+    steps.append(("kmeans", km))
+    model = Pipeline(steps)
+    if reference is not None:
+        align_labels(model, reference)
+    ids = getattr(km, "cluster_ids_", None)
+    labels = km.labels_.data if hasattr(km.labels_, "dims") else km.labels_
+    result = JobResult(model, selection, None, n_features_out=int(data.shape[1]))
+    with timer.step("archetypes"):
+        result.archetypes = profile_clusters(
+            X, labels, n_clusters=km.cluster_centers_.shape[0], cluster_ids=ids, score=job.score
+        )
+    if job.write_labels:
+        with timer.step("labels"):
+            into, name = _labels_target(job, arr)
+            result.labels_path = io.write_labels(
+                labels, arr, name, into=into, overwrite=job.overwrite,
+                attrs={"model": job.model_out, "k": int(km.cluster_centers_.shape[0])},
+            )  # fmt: skip
+    if job.model_out:
+        with timer.step("save"):
+            result.model_path = str(save(
+                model, job.model_out, overwrite=job.overwrite,
+                fingerprint=data_fingerprint(arr), metadata={"job": dataclasses.asdict(job)},
+            ))  # fmt: skip
+    if job.profile_out:
+        result.profile_paths = _write_profiles(result.archetypes, Path(job.profile_out))
+    if job.plots:
+        from .plot import save_plots
+
+        with timer.step("plots"):
+            result.plot_paths = save_plots(job.plots, result, data, random_state=job.random_state)
+    result.seconds = timer.seconds
+    return result
+
+
+def _check_labels_free(arr, into, name, overwrite: bool) -> None:
+    import zarr
+
+    if overwrite:
+        return
+    if into is None:
+        if not arr.path:
+            raise ValueError(
+                "The records are a Zarr array at the root of their store; give --labels-out "
+                "STORE[:NAME] (labels_out) to write the labels elsewhere."
+            )
+        group = io._parent_group(arr)
+    elif Path(into).exists():
+        group = zarr.open_group(str(into), mode="r")
+    else:
+        return
+    if name in group:
+        raise FileExistsError(
+            f"Labels {name!r} already exist in {into or 'the records group'}; pass "
+            "overwrite=True (--overwrite) to replace them."
+        )
+
+
+def _write_profiles(arch: Archetypes, folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    csv, md = folder / "archetypes.csv", folder / "archetypes.md"
+    arch.to_csv(csv)
+    tmp = md.with_suffix(".md.tmp")
+    tmp.write_text(arch.to_markdown())
+    os.replace(tmp, md)
+    return [str(csv), str(md)]

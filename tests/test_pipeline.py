@@ -1,0 +1,123 @@
+"""The archetype job end to end on small stores (threaded scheduler and LocalCluster)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+from sklearn.metrics import adjusted_rand_score
+
+from dkmeans import load
+from dkmeans.datasets import write_communities
+from dkmeans.pipeline import Job, run
+
+
+@pytest.fixture
+def store(tmp_path):
+    return write_communities(tmp_path / "c.zarr", 8000, chunks=2000, random_state=3)
+
+
+def test_job_recovers_the_planted_archetypes_and_writes_everything(tmp_path, store):
+    job = Job(
+        store=str(store), k_range=[2, 8], model_out=str(tmp_path / "model"),
+        profile_out=str(tmp_path / "profiles"), plots=str(tmp_path / "plots"),
+        score={"retention_30d": 1.0, "churn_rate": -1.0},
+    )  # fmt: skip
+    result = run(job)
+    km = result.kmeans
+    assert result.selection.best_k == km.cluster_centers_.shape[0] == 5
+    assert [name for name, _ in result.model.steps] == ["scale", "pca", "kmeans"]
+    ds = xr.open_zarr(str(store), consolidated=False)
+    planted = ds["archetype"].values
+    found = ds["cluster"].values
+    assert ds["cluster"].dims == ds["archetype"].dims
+    assert adjusted_rand_score(planted[planted >= 0], found[planted >= 0]) > 0.95
+    # the archetypes are profiled on the ORIGINAL features, in their units
+    df = pd.DataFrame(ds["features"].values.astype(np.float64), columns=ds["feature"].values)
+    expected = df.groupby(found).mean()
+    np.testing.assert_allclose(result.archetypes.means.to_numpy(), expected.to_numpy(),
+                               rtol=1e-9)  # fmt: skip
+    assert result.archetypes.table["score"].is_monotonic_decreasing
+    # the saved model predicts the written labels
+    model = load(tmp_path / "model")
+    np.testing.assert_array_equal(np.asarray(model.predict(ds["features"])), found)
+    assert model[-1].k_table_["k"].tolist() == list(range(2, 9))
+    assert (tmp_path / "profiles" / "archetypes.csv").is_file()
+    assert len(result.plot_paths) == 4
+
+
+def test_refuses_to_replace_outputs_before_doing_any_work(tmp_path, store):
+    run(Job(store=str(store), k=3, pca=None))
+    before = zarr.open_array(str(store / "cluster"), mode="r")[:]
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run(Job(store=str(store), k=4, pca=None, model_out=str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists()
+    np.testing.assert_array_equal(zarr.open_array(str(store / "cluster"), mode="r")[:], before)
+    run(Job(store=str(store), k=4, pca=None, overwrite=True))
+    assert zarr.open_array(str(store / "cluster"), mode="r")[:].max() == 3
+
+
+def test_align_to_keeps_cluster_ids_across_retrains(tmp_path, store):
+    first = run(Job(store=str(store), k=5, model_out=str(tmp_path / "w1"), write_labels=False))
+    second = run(
+        Job(
+            store=str(store),
+            k=5,
+            random_state=9,
+            align_to=str(tmp_path / "w1"),
+            labels_out=f"{tmp_path / 'w2.zarr'}:cluster",
+            pca=3,
+        )
+    )
+    X = xr.open_zarr(str(store), consolidated=False)["features"]
+    a = np.asarray(first.model.predict(X))
+    b = zarr.open_array(str(tmp_path / "w2.zarr" / "cluster"), mode="r")[:]
+    assert np.mean(a == b) > 0.97  # same archetype, same ID (PCA and seed differ)
+    assert list(second.archetypes.means.index) == sorted(second.kmeans.cluster_ids_)
+
+
+def test_job_from_yaml(tmp_path, store):
+    path = tmp_path / "job.yaml"
+    path.write_text(f"store: {store}\nk: 3\nk_range: [2, 5]\npca: 0.9\nscore: churn_rate\n")
+    job = Job.from_yaml(path)
+    assert job.k == 3 and job.pca == 0.9 and job.score == "churn_rate"
+    path.write_text(f"store: {store}\nkk: 3\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['kk'\]"):
+        Job.from_yaml(path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"k": 0}, "positive int"),
+        ({"k_range": [5, 2]}, "low <= high"),
+        ({"pca": 1.5}, "variance share"),
+        ({"criterion": "gap"}, "not one of"),
+    ],
+)
+def test_bad_jobs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Job(store="x.zarr", **kwargs)
+
+
+def test_store_without_feature_names(tmp_path):
+    arr = zarr.create_array(str(tmp_path / "x.zarr"), shape=(50, 2), dtype="f4")
+    arr[:] = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="carry no feature names"):
+        run(Job(store=str(tmp_path / "x.zarr"), k=2, labels_out=str(tmp_path / "l.zarr")))
+    result = run(Job(store=str(tmp_path / "x.zarr"), k=2, pca=None, feature_names=["a", "b"],
+                     labels_out=str(tmp_path / "l.zarr")))  # fmt: skip
+    assert list(result.archetypes.means.columns) == ["a", "b"]
+
+
+def test_on_a_local_cluster_matches_threaded(store):
+    from distributed import Client, LocalCluster
+
+    threaded = run(Job(store=str(store), k=5, write_labels=False))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster):  # fmt: skip
+        on_cluster = run(Job(store=str(store), k=5, write_labels=False))
+    np.testing.assert_array_equal(
+        on_cluster.kmeans.cluster_centers_, threaded.kmeans.cluster_centers_
+    )
+    pd.testing.assert_frame_equal(on_cluster.archetypes.means, threaded.archetypes.means)
