@@ -297,6 +297,17 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     _common(p)
 
 
+def _model_command(sub, name: str, help: str, func) -> argparse.ArgumentParser:
+    """A subcommand taking a saved MODEL and a STORE."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("model", help="model directory (dkmeans fit --model-out)")
+    p.add_argument("store", help="Zarr store of the records")
+    p.add_argument("--variable", help="the records' array in the store's group")
+    _common(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -335,24 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     _fit_options(sel)
     sel.set_defaults(func=_select_k)
 
-    pred = sub.add_parser("predict", help="label a store with a saved model")
-    pred.add_argument("model")
-    pred.add_argument("store")
-    pred.add_argument("--variable")
+    pred = _model_command(sub, "predict", "label a store with a saved model", _predict)
     pred.add_argument("--labels-out", help="STORE[:NAME] (default: 'cluster' beside the records)")
     pred.add_argument("--overwrite", action="store_true")
-    _common(pred)
-    pred.set_defaults(func=_predict)
 
-    prof = sub.add_parser("profile", help="archetype table of a store under a saved model")
-    prof.add_argument("model")
-    prof.add_argument("store")
-    prof.add_argument("--variable")
+    prof = _model_command(sub, "profile", "archetype table of a store under a model", _profile)
     prof.add_argument("--score", help="ranking expression over feature means")
     prof.add_argument("--score-weights", type=_weights)
     prof.add_argument("--out", help="folder for archetypes.csv and archetypes.md")
-    _common(prof)
-    prof.set_defaults(func=_profile)
 
     info = sub.add_parser("info", help="shape, chunks, dtype, codecs and size of a store")
     info.add_argument("store")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -72,22 +73,29 @@ def write_zarr(X: da.Array, path: str | os.PathLike, *, overwrite: bool = False,
         Stored as the array's attributes (e.g. ``feature_names=[...]``).
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with _atomic_dir(path, overwrite) as tmp:
         X.to_zarr(str(tmp))
         if attrs:
             import zarr
 
             zarr.open_array(str(tmp), mode="r+").attrs.update(attrs)
+    return path
+
+
+@contextlib.contextmanager
+def _atomic_dir(path: Path, overwrite: bool):
+    """Yield a temporary sibling of ``path`` to write; move it into place on success."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return path
 
 
 # --------------------------------------------------------------------------- communities
@@ -190,8 +198,6 @@ def write_communities(path, n_samples: int = 1_000_000, *, chunks: int = 125_000
     import xarray as xr
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
     X, y, names, units, archetypes = make_communities(
         n_samples, chunks=chunks, random_state=random_state
     )
@@ -203,13 +209,6 @@ def write_communities(path, n_samples: int = 1_000_000, *, chunks: int = 125_000
         coords={"feature": np.array(names, dtype=object)},
         attrs={"description": "synthetic online communities (dkmeans.datasets)"},
     )
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with _atomic_dir(path, overwrite) as tmp:
         ds.to_zarr(str(tmp), mode="w", consolidated=False)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return path

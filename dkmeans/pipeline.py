@@ -219,7 +219,8 @@ def run(job: Job) -> JobResult:
     """Run a :class:`Job` end to end (on the active Dask scheduler or client).
 
     Reads the store once to scale, once for PCA, once (or once per pass when the
-    reduced data does not fit in memory) to fit, and once to profile the archetypes.
+    reduced data does not fit in memory) to fit, and once to profile the archetypes;
+    the reduced data, when it fits, is persisted once and serves the fit and the plots.
     """
     from sklearn.pipeline import Pipeline
 
@@ -245,6 +246,7 @@ def run(job: Job) -> JobResult:
         logger.info("PCA keeps %d components", pca.n_components_)
         steps.append(("pca", pca))
         data = pca.transform(data)
+    data = _keep_in_memory(data, job.persist)
     selection = None
     with timer.step("kmeans"):
         if job.k == "auto":
@@ -290,6 +292,17 @@ def run(job: Job) -> JobResult:
             result.plot_paths = save_plots(job.plots, result, data, random_state=job.random_state)
     result.seconds = timer.seconds
     return result
+
+
+def _keep_in_memory(data, persist):
+    """Persist the (scaled, reduced) data once when it fits, so that the fit, the plots
+    and every later step read it from memory instead of the store."""
+    from ._parallel import active_client, memory_budget
+
+    arr = data.data if hasattr(data, "dims") else data
+    if persist == "auto":
+        persist = arr.nbytes <= memory_budget(active_client())
+    return data.persist() if persist else data
 
 
 def _check_labels_free(arr, into, name, overwrite: bool) -> None:
