@@ -48,15 +48,21 @@ def lloyd(
     tol: float,
     moments: R.Moments | None,
     name: str = "lloyd",
+    runs: list[Run] | None = None,
+    on_iteration=None,
 ) -> tuple[list[Run], R.Moments]:
     """Run Lloyd from each initial centre array until all converge or ``max_iter``.
 
     ``moments`` are the data's column moments if a previous pass measured them;
     otherwise the first pass measures them (and checks for NaN/inf) on the way.
+    ``runs`` continues runs restored from a checkpoint instead (``inits`` is then
+    ignored); ``on_iteration(runs, moments)`` is called after every pass.
     Returns the runs and the moments.
     """
     dtype = rows.dtype
-    runs = [Run(np.asarray(c, dtype=dtype)) for c in inits]
+    if runs is None:
+        runs = [Run(np.asarray(c, dtype=dtype)) for c in inits]
+    inits = [r.centers for r in runs]
     # Shift for the GEMM form: the data mean, or the mean of the first centres until known.
     shift = (
         K.choose_shift(moments.mean, moments.variance) if moments is not None
@@ -64,7 +70,7 @@ def lloyd(
     )  # fmt: skip
     tol_abs = tolerance(tol, moments) if moments is not None else None
     n_far = min(MAX_FAR, max(r.centers.shape[0] for r in runs))
-    for it in range(1, max_iter + 1):
+    for it in range(max(r.n_iter for r in runs) + 1, max_iter + 1):
         active = [r for r in runs if not r.converged]
         if not active:
             break
@@ -94,4 +100,6 @@ def lloyd(
             ", ".join(f"{h.history[-1][1]:.3g}" for h in active),
             seconds,
         )  # fmt: skip
+        if on_iteration is not None:
+            on_iteration(runs, moments)
     return runs, moments

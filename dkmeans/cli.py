@@ -121,7 +121,8 @@ def _job_from_args(args, store: str):
         write_labels=not args.no_labels, overwrite=args.overwrite, model_out=args.model_out,
         align_to=args.align_to, score=args.score_weights or args.score,
         profile_out=args.profile_out, plots=args.plots, cluster=args.cluster,
-        sweep_sample_size=args.sweep_sample_size,
+        sweep_sample_size=args.sweep_sample_size, checkpoint=args.checkpoint,
+        resume=args.resume,
     )  # fmt: skip
 
 
@@ -223,7 +224,7 @@ def _profile(args) -> int:
 def _select_k(args) -> int:
     args.no_labels, args.model_out, args.align_to, args.labels_out = True, None, None, None
     args.k, args.profile_out, args.score, args.score_weights = "auto", None, None, None
-    args.overwrite = False
+    args.overwrite, args.checkpoint, args.resume = False, None, False
     return _fit(args)
 
 
@@ -335,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--score", help="ranking expression over feature means")
     fit.add_argument("--score-weights", type=_weights, help="FEATURE=W,... over standardised means")
     fit.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    fit.add_argument("--checkpoint", help="folder for the fit's state after every iteration")
+    fit.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     fit.set_defaults(func=_fit)
 
     run = sub.add_parser("run", help="run a job described in a YAML file")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import numbers
+import os
 import time
 import warnings
 from typing import ClassVar
@@ -19,8 +21,9 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _kernels as K
+from ._checkpoint import Checkpoint, seed_and_iterate
 from ._init import INITIALIZERS, seed_runs
-from ._lloyd import lloyd
+from ._lloyd import Run
 from ._logging import verbosity
 from ._parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
 from ._validation import (
@@ -88,6 +91,13 @@ class KMeans(
         Candidate numbers of clusters when ``n_clusters="auto"``.
     k_criterion : str, default="silhouette"
         Criterion of :func:`dkmeans.select_k` when ``n_clusters="auto"``.
+    checkpoint : str, path-like or None, default=None
+        Directory where the fit saves its state after seeding and after every Lloyd
+        iteration (one file, replaced atomically).
+    resume : bool, default=False
+        Continue from the state in ``checkpoint`` if there is one: the result is the
+        same as that of an uninterrupted fit.  A checkpoint of another fit (other
+        data shape or parameters) is refused.
 
     Attributes
     ----------
@@ -155,6 +165,8 @@ class KMeans(
         "random_state": [RANDOM_STATE],
         "persist": [OneOf("auto", True, False)],
         "verbose": [Interval(numbers.Integral, 0, None)],
+        "checkpoint": [IsInstance(type(None), str, os.PathLike, label="None or a directory")],
+        "resume": [OneOf(True, False)],
     }
 
     def __init__(
@@ -172,6 +184,8 @@ class KMeans(
         verbose=0,
         k_range=range(2, 16),
         k_criterion="silhouette",
+        checkpoint=None,
+        resume=False,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -185,6 +199,8 @@ class KMeans(
         self.verbose = verbose
         self.k_range = k_range
         self.k_criterion = k_criterion
+        self.checkpoint = checkpoint
+        self.resume = resume
 
     # ------------------------------------------------------------------ validation
     def _check_params(self, inp: Input) -> None:
@@ -293,6 +309,35 @@ class KMeans(
                 stacklevel=3,
             )
 
+    def _seed(self, rows: RowBlocks, rng) -> tuple[list[Run], object]:
+        """Initial runs (every ``n_init`` seeded together) and moments, if measured."""
+        if not isinstance(self._init, str):
+            return [Run(self._init.astype(rows.dtype))], None
+        seeded = seed_runs(
+            rows, self._init, self.n_clusters, rng.spawn(self._n_init),
+            oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
+        )  # fmt: skip
+        return [Run(res.centers) for res in seeded], seeded[0].moments
+
+    def _checkpoint(self, inp: Input, sample_weight):
+        """The fit's Checkpoint, or None; the key ties it to this data and these params."""
+        if self.checkpoint is None:
+            if self.resume:
+                raise ValueError("resume=True needs checkpoint=DIR (where the state was saved).")
+            return None
+        params = {k: v for k, v in self.get_params().items()
+                  if k not in ("verbose", "persist", "checkpoint", "resume", "k_range",
+                               "k_criterion", "max_iter")}  # fmt: skip
+        if not isinstance(self.random_state, numbers.Integral | type(None)):
+            raise ValueError(
+                "checkpoint needs an int random_state (a Generator cannot be restored)."
+            )
+        if not isinstance(self._init, str):
+            params["init"] = hashlib.sha1(np.ascontiguousarray(self._init).tobytes()).hexdigest()
+        key = {"shape": list(inp.array.shape), "dtype": str(inp.array.dtype),
+               "weighted": sample_weight is not None, **params}  # fmt: skip
+        return Checkpoint(self.checkpoint, key)
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering.
@@ -319,19 +364,10 @@ class KMeans(
         rng = as_generator(self.random_state)
         with verbosity(self.verbose), single_threaded_blas():
             rows = self._prepare(inp, sample_weight, client)
-            if isinstance(self._init, str):
-                seeded = seed_runs(
-                    rows, self._init, self.n_clusters, rng.spawn(self._n_init),
-                    oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
-                )  # fmt: skip
-                inits = [res.centers for res in seeded]
-                moments = seeded[0].moments
-            else:
-                inits, moments = [self._init.astype(rows.dtype)], None
-            self.n_seeding_passes_ = rows.n_passes
-            runs, moments = lloyd(
-                rows, inits, max_iter=self.max_iter, tol=self.tol, moments=moments
-            )
+            runs, moments, self.n_seeding_passes_ = seed_and_iterate(
+                rows, lambda: self._seed(rows, rng), self._checkpoint(inp, sample_weight),
+                self.resume, max_iter=self.max_iter, tol=self.tol,
+            )  # fmt: skip
             best = runs[0]
             shift = K.choose_shift(moments.mean, moments.variance)
             if len(runs) > 1:

@@ -7,13 +7,15 @@ import numbers
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
 from . import _cluster_stats as S
 from . import _kernels as K
+from ._checkpoint import seed_and_iterate
 from ._init import seed_runs
-from ._lloyd import lloyd
+from ._lloyd import Run
 from ._logging import verbosity
 from ._parallel import RowBlocks, active_client, block_seed, single_threaded_blas
 from ._validation import as_generator, as_input
@@ -195,7 +197,10 @@ def select_k(
     t0 = time.perf_counter()
     with verbosity(template.verbose), single_threaded_blas():
         rows = template._prepare(inp, sample_weight, active_client())
-        sweep = _Sweep(rows, ks, template, random_state, rng)
+        checkpoint = template._checkpoint(inp, sample_weight)
+        if checkpoint is not None:
+            checkpoint.key["k_range"] = ks
+        sweep = _Sweep(rows, ks, template, random_state, rng, checkpoint)
         sweep.fit()
         table = sweep.score(min(sample_size, inp.n_samples))
         column, larger = CRITERIA[criterion]
@@ -230,24 +235,29 @@ def _per_k_generators(random_state, n_k: int) -> list[np.random.Generator]:
 class _Sweep:
     """Every k fitted in lockstep over one RowBlocks, then scored in two passes."""
 
-    def __init__(self, rows: RowBlocks, ks: list[int], template: KMeans, random_state, rng):
+    def __init__(
+        self, rows: RowBlocks, ks: list[int], template: KMeans, random_state, rng, checkpoint
+    ):
         self.rows, self.ks, self.template, self.rng = rows, ks, template, rng
+        self.checkpoint = checkpoint
         self.k_rngs = _per_k_generators(random_state, len(ks))
 
     def fit(self) -> None:
         """Seed and fit every (k, init run) together; keep each k's best run."""
         t, n_k = self.template, len(self.ks)
-        run_rngs = [k_rng.spawn(t._n_init) for k_rng in self.k_rngs]  # as KMeans.fit does
-        seeded = seed_runs(
-            self.rows, t._init, [k for k in self.ks for _ in range(t._n_init)],
-            [r for rngs in run_rngs for r in rngs],
-            oversampling_factor=t.oversampling_factor, init_rounds=t.init_rounds,
-        )  # fmt: skip
-        self.n_seeding_passes = self.rows.n_passes
-        runs, moments = lloyd(
-            self.rows, [s.centers for s in seeded], max_iter=t.max_iter, tol=t.tol,
-            moments=seeded[0].moments,
-        )  # fmt: skip
+
+        def seed():
+            run_rngs = [k_rng.spawn(t._n_init) for k_rng in self.k_rngs]  # as KMeans.fit does
+            seeded = seed_runs(
+                self.rows, t._init, [k for k in self.ks for _ in range(t._n_init)],
+                [r for rngs in run_rngs for r in rngs],
+                oversampling_factor=t.oversampling_factor, init_rounds=t.init_rounds,
+            )  # fmt: skip
+            return [Run(s.centers) for s in seeded], seeded[0].moments
+
+        runs, moments, self.n_seeding_passes = seed_and_iterate(
+            self.rows, seed, self.checkpoint, t.resume, max_iter=t.max_iter, tol=t.tol
+        )
         self.moments = moments
         self.shift = K.choose_shift(moments.mean, moments.variance)
         if t._n_init > 1:
@@ -333,10 +343,15 @@ def _select_on_sample(X, inp, ks, template, rng, criterion, sample_size, sweep_s
         params.pop(name)
     params.pop("k_range", None)
     params.pop("k_criterion", None)
+    # int seeds (checkpoints restore ints), and one checkpoint folder per stage
+    sweep_seed, fit_seed = (int(s) for s in rng.integers(2**31 - 1, size=2))
+    folder = params.pop("checkpoint")
+    stage = {"checkpoint": None if folder is None else Path(folder) / "sweep"}
     sub = select_k(
         sample, ks, criterion=criterion, sample_size=sample_size, n_init=template.n_init,
-        random_state=rng, **params,
+        random_state=sweep_seed, **params, **stage,
     )  # fmt: skip
-    model = KMeans(sub.best_k, n_init=template.n_init, random_state=rng, **params)
+    stage = {"checkpoint": None if folder is None else Path(folder) / "fit"}
+    model = KMeans(sub.best_k, n_init=template.n_init, random_state=fit_seed, **params, **stage)
     model.fit(X)
     return KSelection(sub.best_k, model, sub.table, criterion, 1 + model.n_passes_, sub.centers)

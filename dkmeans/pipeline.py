@@ -76,6 +76,10 @@ class Job:
         Directory for the PNG plots (:mod:`dkmeans.plot`).
     cluster : str, optional
         A cluster config (``cluster_configs/*.yaml``); used by the CLI.
+    checkpoint : str, optional
+        Directory for the fit's checkpoints (after seeding and every iteration).
+    resume : bool, default=False
+        Continue the fit from ``checkpoint`` (same result as an uninterrupted run).
     """
 
     store: str
@@ -99,6 +103,8 @@ class Job:
     profile_out: str | None = None
     plots: str | None = None
     cluster: str | None = None
+    checkpoint: str | None = None
+    resume: bool = False
 
     def __post_init__(self):
         if self.k != "auto" and not (isinstance(self.k, int) and self.k >= 1):
@@ -253,12 +259,15 @@ def run(job: Job) -> JobResult:
             selection = select_k(
                 data, job.ks, criterion=job.criterion, sample_size=job.sample_size,
                 sweep_sample_size=job.sweep_sample_size, random_state=job.random_state,
-                persist=job.persist,
+                persist=job.persist, checkpoint=job.checkpoint, resume=job.resume,
             )  # fmt: skip
             km = selection.best_model
             km.k_selection_ = selection
         else:
-            km = KMeans(job.k, random_state=job.random_state, persist=job.persist).fit(data)
+            km = KMeans(
+                job.k, random_state=job.random_state, persist=job.persist,
+                checkpoint=job.checkpoint, resume=job.resume,
+            ).fit(data)  # fmt: skip
     steps.append(("kmeans", km))
     model = Pipeline(steps)
     if reference is not None:

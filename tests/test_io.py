@@ -133,3 +133,23 @@ def test_store_info(tmp_path):
     assert info["shape"] == (1000, 3) and info["chunks"] == (250, 3)
     assert info["dtype"] == "float32" and info["feature_names"] == ["a", "b", "c"]
     assert info["dimension_names"] == ("community", "feature") and info["stored_bytes"] > 0
+
+
+def test_an_interrupted_overwrite_keeps_the_previous_labels(tmp_path):
+    import dask.array as da
+
+    from dkmeans.io import write_labels
+
+    path = tmp_path / "c.zarr"
+    _dataset_store(path)
+    write_labels(np.full(1000, 7, np.int32), path, variable="features")
+
+    def boom(block):
+        if block[0] == 750:
+            raise RuntimeError("client killed")
+        return block
+
+    labels = da.arange(1000, chunks=250, dtype=np.int32).map_blocks(boom, dtype=np.int32)
+    with pytest.raises(RuntimeError, match="client killed"):
+        write_labels(labels, path, variable="features", overwrite=True)
+    assert (zarr.open_array(str(path / "cluster"), mode="r")[:] == 7).all()
