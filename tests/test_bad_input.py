@@ -89,3 +89,119 @@ def test_unfitted_predict():
 
     with pytest.raises(NotFittedError):
         KMeans(2).predict(X)
+
+
+# --------------------------------------------------------------------------- the whole surface
+# Each row: (what, call(tmp_path), exception, message).  Calls that write get an existing
+# output to protect; the test then checks that nothing in tmp_path changed.
+
+
+def _store(tmp, names=("a", "b", "c")):
+    import zarr
+
+    group = zarr.open_group(str(tmp / "s.zarr"), mode="w")
+    arr = group.create_array("features", shape=(100, 3), chunks=(25, 3), dtype="f8")
+    arr[:] = X
+    if names is not None:
+        arr.attrs["feature_names"] = list(names)
+    return tmp / "s.zarr"
+
+
+def _model(tmp):
+    from dkmeans import save
+
+    return save(KMeans(3, random_state=0).fit(X), tmp / "model")
+
+
+def _edit_manifest(tmp, change):
+    import json
+
+    path = _model(tmp)
+    doc = json.loads((path / "model.json").read_text())
+    change(doc)
+    (path / "model.json").write_text(json.dumps(doc))
+    return path
+
+
+def _corrupt_store(tmp):
+    path = _store(tmp)
+    (path / "features" / "zarr.json").write_text("{not json")
+    return path
+
+
+def _job(tmp, **kw):
+    from dkmeans.pipeline import Job, run
+
+    return run(Job(**kw))
+
+
+SURFACE = [
+    ("select_k empty range", lambda t: __import__("dkmeans").select_k(X, []), ValueError,
+     "k_range is empty"),
+    ("select_k k=1", lambda t: __import__("dkmeans").select_k(X, [1, 2]), ValueError,
+     "at least 2"),
+    ("select_k k>=n", lambda t: __import__("dkmeans").select_k(X[:5], [2, 5]), ValueError,
+     "only 5 samples"),
+    ("select_k criterion", lambda t: __import__("dkmeans").select_k(X, criterion="gap"),
+     ValueError, "criterion='gap'"),
+    ("select_k NaN", lambda t: __import__("dkmeans").select_k(_with(np.nan), [2, 3]),
+     ValueError, "NaN or infinite"),
+    ("PCA n_components=0", lambda t: __import__("dkmeans").PCA(0).fit(X), ValueError,
+     "n_components"),
+    ("PCA n_components>d", lambda t: __import__("dkmeans").PCA(4).fit(X), ValueError,
+     "at most min"),
+    ("PCA 1-D", lambda t: __import__("dkmeans").PCA(1).fit(X[:, 0]), ValueError, "2-D"),
+    ("PCA NaN", lambda t: __import__("dkmeans").PCA(2).fit(_with(np.inf)), ValueError,
+     "NaN or infinity"),
+    ("scaler strings", lambda t: __import__("dkmeans").StandardScaler().fit(X.astype(str)),
+     TypeError, "not numeric"),
+    ("scaler transform width", lambda t: __import__("dkmeans").StandardScaler().fit(X)
+     .transform(X[:, :2]), ValueError, "2 features"),
+    ("silhouette labels length", lambda t: __import__("dkmeans").silhouette_score(
+        X, np.arange(99) % 2), ValueError, "labels have shape"),
+    ("silhouette one cluster", lambda t: __import__("dkmeans").silhouette_score(
+        X, np.zeros(100, int)), ValueError, "Number of labels is 1"),
+    ("silhouette sample too big", lambda t: __import__("dkmeans").silhouette_score(
+        X, np.arange(100) % 2, sample_size=500), ValueError, "sample_size=500"),
+    ("davies_bouldin NaN", lambda t: __import__("dkmeans").davies_bouldin_score(
+        _with(np.nan), np.arange(100) % 2), ValueError, "NaN"),
+    ("missing store", lambda t: KMeans(2).fit(str(t / "nope.zarr")), FileNotFoundError,
+     "No Zarr store"),
+    ("corrupt store", lambda t: KMeans(2).fit(str(_corrupt_store(t) / "features")),
+     FileNotFoundError, "not a Zarr array or group"),
+    ("duplicated names", lambda t: KMeans(2).fit(str(_store(t, ("a", "a", "b")) / "features")),
+     ValueError, "duplicated"),
+    ("job store missing", lambda t: _job(t, store=str(t / "nope.zarr"), k=2), FileNotFoundError,
+     "No Zarr store"),
+    ("job variable missing", lambda t: _job(t, store=str(_store(t)), variable="x", k=2),
+     KeyError, "No variable 'x'"),
+    ("job without names", lambda t: _job(t, store=str(_store(t, None)), k=2), ValueError,
+     "carry no feature names"),
+    ("job k > n", lambda t: _job(t, store=str(_store(t)), k=500, pca=None), ValueError,
+     "larger than the number of samples"),
+    ("load: not a model", lambda t: __import__("dkmeans").load(t), FileNotFoundError,
+     "not a dkmeans model directory"),
+    ("load: edited JSON", lambda t: (_model(t) / "model.json").write_text("{") and
+     __import__("dkmeans").load(t / "model"), ValueError, "not valid JSON"),
+    ("load: unknown version", lambda t: __import__("dkmeans").load(_edit_manifest(
+        t, lambda d: d.update(format_version=2))), ValueError, "format version 2"),
+    ("load: unknown class", lambda t: __import__("dkmeans").load(_edit_manifest(
+        t, lambda d: d["steps"][0].update({"class": "Pickle"}))), ValueError,
+     "unknown estimator class 'Pickle'"),
+    ("load: array removed", lambda t: [p.unlink() for p in (_model(t) / "arrays").glob(
+        "*cluster_centers_*")] and __import__("dkmeans").load(t / "model"), FileNotFoundError,
+     "cluster_centers_"),
+    ("predict width", lambda t: __import__("dkmeans").load(_model(t)).predict(X[:, :2]),
+     ValueError, "X has 2 features"),
+    ("cluster config key", lambda t: __import__("dkmeans").open_cluster(
+        {"kind": "local", "workers": 2}).__enter__(), ValueError, r"unknown key\(s\)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "call", "exc", "match"), SURFACE, ids=[s[0] for s in SURFACE])
+def test_bad_input_across_the_public_surface(tmp_path, what, call, exc, match):
+    with pytest.raises(exc, match=match) as info:
+        call(tmp_path)
+    assert "\n" not in str(info.value).strip()  # one line
+    leftovers = [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    assert not leftovers, leftovers
