@@ -13,6 +13,7 @@ from .metrics import (
     silhouette_score,
     simplified_silhouette_score,
 )
+from .minibatch import MiniBatchKMeans
 from .model_selection import KSelection, select_k
 from .persistence import load, save
 from .preprocessing import StandardScaler
@@ -22,6 +23,7 @@ __all__ = [
     "Archetypes",
     "KMeans",
     "KSelection",
+    "MiniBatchKMeans",
     "StandardScaler",
     "align_labels",
     "calinski_harabasz_score",

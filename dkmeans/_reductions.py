@@ -326,3 +326,24 @@ def combine_seeding_jobs(parts, jobs: tuple[SeedingJob, ...]):
             results.append(combine_draws(group, job.n_keep if job.kind == "round" else 1 << 62))
     mom = None if parts[0][1] is None else combine_moments([p[1] for p in parts])
     return tuple(results), mom
+
+
+# --------------------------------------------------------------------------- mini-batch
+
+
+def minibatch_update(X, sample_weight, centers, counts):
+    """One mini-batch step (in memory): assign, then move each centre to the running
+    mean of every row it has attracted so far (learning rate weight / total weight,
+    as scikit-learn's MiniBatchKMeans).
+
+    Returns new ``(centers, counts, cost)``; the inputs are not modified.
+    """
+    c64 = centers.astype(np.float64)
+    shift = K.choose_shift(c64.mean(axis=0), c64.var(axis=0))
+    (part,) = K.lloyd_step(X, [K.prepare_centers(centers, shift, X.dtype)], shift, sample_weight)
+    total = counts + part.counts
+    hit = part.counts > 0
+    batch_mean = part.sums[hit] / part.counts[hit, None] + shift
+    new = c64.copy()
+    new[hit] += (batch_mean - c64[hit]) * (part.counts[hit] / total[hit])[:, None]
+    return new.astype(centers.dtype), total, float(part.cost)

@@ -39,9 +39,10 @@ class SaveMixin:
 def _classes() -> dict:
     from .cluster import KMeans
     from .decomposition import PCA
+    from .minibatch import MiniBatchKMeans
     from .preprocessing import StandardScaler
 
-    return {c.__name__: c for c in (KMeans, PCA, StandardScaler)}
+    return {c.__name__: c for c in (KMeans, MiniBatchKMeans, PCA, StandardScaler)}
 
 
 def _json_value(value):
