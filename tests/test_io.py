@@ -51,6 +51,18 @@ def _dataset_store(path, zarr_format=3, n=1000, chunk=250):
     return X
 
 
+def _failing_labels(at: int):
+    """1,000 labels in chunks of 250 whose chunk starting at row ``at`` fails."""
+    import dask.array as da
+
+    def boom(block):
+        if block[0] == at:
+            raise RuntimeError("interrupted")
+        return block
+
+    return da.arange(1000, chunks=250, dtype=np.int32).map_blocks(boom, dtype=np.int32)
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
 def test_labels_written_beside_the_records_as_a_dataset_variable(tmp_path, zarr_format):
     import xarray as xr
@@ -87,20 +99,14 @@ def test_existing_labels_are_replaced_only_with_overwrite(tmp_path):
 
 
 def test_a_failed_write_leaves_nothing(tmp_path):
-    import dask.array as da
 
     from dkmeans.io import write_labels
 
     path = tmp_path / "c.zarr"
     _dataset_store(path)
 
-    def boom(block):
-        if block[0] == 500:
-            raise RuntimeError("worker lost")
-        return block
-
-    labels = da.arange(1000, chunks=250, dtype=np.int32).map_blocks(boom, dtype=np.int32)
-    with pytest.raises(RuntimeError, match="worker lost"):
+    labels = _failing_labels(at=500)
+    with pytest.raises(RuntimeError, match="interrupted"):
         write_labels(labels, path, variable="features")
     assert sorted(p.name for p in path.iterdir()) == ["feature", "features", "zarr.json"]
 
@@ -136,7 +142,6 @@ def test_store_info(tmp_path):
 
 
 def test_an_interrupted_overwrite_keeps_the_previous_labels(tmp_path):
-    import dask.array as da
 
     from dkmeans.io import write_labels
 
@@ -144,12 +149,7 @@ def test_an_interrupted_overwrite_keeps_the_previous_labels(tmp_path):
     _dataset_store(path)
     write_labels(np.full(1000, 7, np.int32), path, variable="features")
 
-    def boom(block):
-        if block[0] == 750:
-            raise RuntimeError("client killed")
-        return block
-
-    labels = da.arange(1000, chunks=250, dtype=np.int32).map_blocks(boom, dtype=np.int32)
-    with pytest.raises(RuntimeError, match="client killed"):
+    labels = _failing_labels(at=750)
+    with pytest.raises(RuntimeError, match="interrupted"):
         write_labels(labels, path, variable="features", overwrite=True)
     assert (zarr.open_array(str(path / "cluster"), mode="r")[:] == 7).all()
