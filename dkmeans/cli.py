@@ -166,16 +166,9 @@ def _check_model_features(model, arr) -> None:
 
 
 def _records(store: str, variable):
-    import dask.array as da
-    import xarray as xr
+    from .pipeline import open_records
 
-    from .io import dimension_names, feature_names, open_zarr_array
-
-    arr = open_zarr_array(store, variable)
-    names = feature_names(arr)
-    dims = dimension_names(arr) or ("sample", "feature")
-    coords = {} if names is None else {dims[1]: names}
-    return xr.DataArray(da.from_zarr(arr), dims=dims, coords=coords), arr
+    return open_records(store, variable, require_names=False)
 
 
 def _predict(args) -> int:

@@ -192,25 +192,26 @@ class _Timer:
         return _Step()
 
 
-def _open_records(job: Job):
-    """The records as a DataArray with feature names (lazy), and the Zarr array."""
+def open_records(store: str, variable=None, feature_names=None, *, require_names=True):
+    """The records as a lazy DataArray on their own dimensions, with feature names, and
+    the Zarr array.  ``feature_names`` stand in for a store that carries none."""
     import dask.array as da
     import xarray as xr
 
-    arr = io.open_zarr_array(job.store, job.variable)
+    arr = io.open_zarr_array(store, variable)
     names = io.feature_names(arr)
-    if names is None and job.feature_names is None:
+    if names is None and feature_names is None and require_names:
         raise ValueError(
-            f"The records in {job.store!r} carry no feature names; add a feature_names "
+            f"The records in {store!r} carry no feature names; add a feature_names "
             "attribute (or an xarray feature coordinate) to the store, or give feature_names."
         )
-    if job.feature_names is not None:
-        names = np.asarray([str(n) for n in job.feature_names])
+    if feature_names is not None:
+        names = np.asarray([str(n) for n in feature_names])
         if names.shape != (arr.shape[1],) or len(set(names)) != names.shape[0]:
             raise ValueError(f"feature_names must be {arr.shape[1]} unique names.")
     dims = io.dimension_names(arr) or ("sample", "feature")
-    X = xr.DataArray(da.from_zarr(arr), dims=dims, coords={dims[1]: names})
-    return X, arr
+    coords = {} if names is None else {dims[1]: names}
+    return xr.DataArray(da.from_zarr(arr), dims=dims, coords=coords), arr
 
 
 def _labels_target(job: Job, arr) -> tuple[str | None, str]:
@@ -231,7 +232,7 @@ def run(job: Job) -> JobResult:
     from sklearn.pipeline import Pipeline
 
     timer = _Timer()
-    X, arr = _open_records(job)
+    X, arr = open_records(job.store, job.variable, job.feature_names)
     if job.write_labels:  # refuse before any work, not after
         into, name = _labels_target(job, arr)
         _check_labels_free(arr, into, name, job.overwrite)
