@@ -104,7 +104,9 @@ class Checkpoint:
         return {"stage": meta["stage"], "runs": runs, "moments": moments, "meta": meta}
 
 
-def seed_and_iterate(rows, seed, checkpoint: Checkpoint | None, resume: bool, *, max_iter, tol):
+def seed_and_iterate(
+    rows, seed, checkpoint: Checkpoint | None, resume: bool, *, max_iter, tol, spherical=False
+):
     """Seeding then Lloyd, checkpointed after each, or resumed from the checkpoint.
 
     ``seed()`` returns ``(runs, moments)``.  Returns ``(runs, moments,
@@ -126,6 +128,6 @@ def seed_and_iterate(rows, seed, checkpoint: Checkpoint | None, resume: bool, *,
 
     runs, moments = lloyd(
         rows, None, max_iter=max_iter, tol=tol, moments=moments, runs=runs,
-        on_iteration=None if checkpoint is None else save,
+        on_iteration=None if checkpoint is None else save, spherical=spherical,
     )  # fmt: skip
     return runs, moments, n_seeding

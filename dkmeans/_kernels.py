@@ -402,6 +402,23 @@ def distances(X, center_set: CenterSet, shift) -> np.ndarray:
     return np.sqrt(sq, out=sq)
 
 
+def unit_rows(X, *, strict: bool = True) -> np.ndarray:
+    """Rows scaled to unit Euclidean length (norms in float64; X's dtype kept).
+
+    ``strict``: a zero row has no direction and raises ValueError; otherwise it is
+    left as it is (an empty cluster's centre).
+    """
+    X = np.asarray(X)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    zero = norms == 0
+    if strict and zero.any():
+        raise ValueError(
+            f"metric='cosine': {int(zero.sum())} row(s) are all zeros and have no direction; "
+            "drop them or use metric='euclidean'."
+        )
+    return (X / np.where(zero, 1.0, norms)[:, None]).astype(X.dtype, copy=False)
+
+
 def moments(X) -> tuple[int, np.ndarray, np.ndarray, int]:
     """Row count, column means, centred sums of squares (float64) and non-finite count."""
     mean, m2, n_bad = _moments(np.ascontiguousarray(X))

@@ -50,6 +50,7 @@ def lloyd(
     name: str = "lloyd",
     runs: list[Run] | None = None,
     on_iteration=None,
+    spherical: bool = False,
 ) -> tuple[list[Run], R.Moments]:
     """Run Lloyd from each initial centre array until all converge or ``max_iter``.
 
@@ -57,6 +58,8 @@ def lloyd(
     otherwise the first pass measures them (and checks for NaN/inf) on the way.
     ``runs`` continues runs restored from a checkpoint instead (``inits`` is then
     ignored); ``on_iteration(runs, moments)`` is called after every pass.
+    ``spherical``: centres are scaled back to unit length after each update
+    (spherical k-means on unit-normalised rows).
     Returns the runs and the moments.
     """
     dtype = rows.dtype
@@ -86,6 +89,10 @@ def lloyd(
         seconds = time.perf_counter() - t0
         for run, part in zip(active, parts, strict=True):
             upd = R.finalize_lloyd(part, run.centers, pass_shift)
+            if spherical:
+                unit = K.unit_rows(upd.centers, strict=False)
+                move = float(((unit.astype(np.float64) - run.centers) ** 2).sum())
+                upd = upd._replace(centers=unit, center_shift=move)
             run.centers = upd.centers
             run.n_iter = it
             run.history.append((upd.cost, upd.center_shift, seconds))

@@ -91,6 +91,12 @@ class KMeans(
         Candidate numbers of clusters when ``n_clusters="auto"``.
     k_criterion : str, default="silhouette"
         Criterion of :func:`dkmeans.select_k` when ``n_clusters="auto"``.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        ``"cosine"``: spherical k-means.  Rows are scaled to unit length (lazily; an
+        all-zero row is an error), centres are scaled back to unit length after every
+        update, and ``inertia_`` is the summed cosine distance ``Σ w·(1 - cos)``;
+        ``predict`` picks the most similar centre and ``transform`` gives cosine
+        distances.  The k-selection metrics are computed on the unit rows.
     checkpoint : str, path-like or None, default=None
         Directory where the fit saves its state after seeding and after every Lloyd
         iteration (one file, replaced atomically).
@@ -165,6 +171,7 @@ class KMeans(
         "random_state": [RANDOM_STATE],
         "persist": [OneOf("auto", True, False)],
         "verbose": [Interval(numbers.Integral, 0, None)],
+        "metric": [OneOf("euclidean", "cosine")],
         "checkpoint": [IsInstance(type(None), str, os.PathLike, label="None or a directory")],
         "resume": [OneOf(True, False)],
     }
@@ -184,6 +191,7 @@ class KMeans(
         verbose=0,
         k_range=range(2, 16),
         k_criterion="silhouette",
+        metric="euclidean",
         checkpoint=None,
         resume=False,
     ):
@@ -199,6 +207,7 @@ class KMeans(
         self.verbose = verbose
         self.k_range = k_range
         self.k_criterion = k_criterion
+        self.metric = metric
         self.checkpoint = checkpoint
         self.resume = resume
 
@@ -234,9 +243,15 @@ class KMeans(
         elif self.n_init == "auto":
             self._n_init = 10 if self.init == "random" else 1
 
+    def _rows_for_metric(self, X):
+        """X as the metric sees it: unit rows for cosine (lazy), else X itself."""
+        if getattr(self, "metric", "euclidean") != "cosine":
+            return X
+        return X.map_blocks(K.unit_rows, dtype=X.dtype, name=f"dkmeans-unit-{tokenize(X.name)}")
+
     def _prepare(self, inp: Input, sample_weight, client):
         """Decide persistence and return the row blocks to fit on."""
-        X = inp.array
+        X = self._rows_for_metric(inp.array)
         w = as_sample_weight(sample_weight, X)
         if self.persist == "auto":
             persist = client is not None if inp.in_memory else X.nbytes <= memory_budget(client)
@@ -285,7 +300,8 @@ class KMeans(
         self.cluster_centers_ = best.centers
         self.n_clusters_ = best.centers.shape[0]
         self.labels_ = inp.wrap_samples(labels, "cluster")
-        self.inertia_ = float(assignment.cost)
+        # cosine: Σ||u - c||² over unit vectors is 2·Σ(1 - cos)
+        self.inertia_ = float(assignment.cost) / (2.0 if self.metric == "cosine" else 1.0)
         total = float(assignment.weights.sum())
         k = best.centers.shape[0]
         self.simplified_silhouette_ = assignment.simplified / total if k > 1 else float("nan")
@@ -312,12 +328,16 @@ class KMeans(
     def _seed(self, rows: RowBlocks, rng) -> tuple[list[Run], object]:
         """Initial runs (every ``n_init`` seeded together) and moments, if measured."""
         if not isinstance(self._init, str):
-            return [Run(self._init.astype(rows.dtype))], None
+            return [Run(self._unit_centers(self._init.astype(rows.dtype)))], None
         seeded = seed_runs(
             rows, self._init, self.n_clusters, rng.spawn(self._n_init),
             oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
         )  # fmt: skip
-        return [Run(res.centers) for res in seeded], seeded[0].moments
+        return [Run(self._unit_centers(res.centers)) for res in seeded], seeded[0].moments
+
+    def _unit_centers(self, centers):
+        """Centres on the unit sphere for cosine (seeds and recluster give means)."""
+        return K.unit_rows(centers, strict=False) if self.metric == "cosine" else centers
 
     def _checkpoint(self, inp: Input, sample_weight):
         """The fit's Checkpoint, or None; the key ties it to this data and these params."""
@@ -367,6 +387,7 @@ class KMeans(
             runs, moments, self.n_seeding_passes_ = seed_and_iterate(
                 rows, lambda: self._seed(rows, rng), self._checkpoint(inp, sample_weight),
                 self.resume, max_iter=self.max_iter, tol=self.tol,
+                spherical=self.metric == "cosine",
             )  # fmt: skip
             best = runs[0]
             shift = K.choose_shift(moments.mean, moments.variance)
@@ -392,13 +413,14 @@ class KMeans(
         centers = self.cluster_centers_
         shift = K.choose_shift(centers.mean(axis=0), centers.var(axis=0))
         cs = K.prepare_centers(centers, shift, inp.array.dtype)
+        cosine = getattr(self, "metric", "euclidean") == "cosine"
 
         def block(x):
             if not np.all(np.isfinite(x)):
                 raise ValueError(
                     "Input X contains NaN or infinity; remove or impute them before predicting."
                 )
-            return fn(x, cs, shift)
+            return fn(K.unit_rows(x) if cosine else x, cs, shift)
 
         X = inp.array
         chunks = (X.chunks[0], *extra_shape)
@@ -437,7 +459,8 @@ class KMeans(
         return self._map_rows(inp, nearest, (), np.int32, "predict")
 
     def transform(self, X):
-        """Euclidean distance from each sample to each centre.
+        """Distance from each sample to each centre: Euclidean, or ``1 - cos`` for
+        ``metric="cosine"``.
 
         Returns
         -------
@@ -445,7 +468,13 @@ class KMeans(
         """
         inp = check_fitted_input(self, X)
         k = self.cluster_centers_.shape[0]
-        return self._map_rows(inp, K.distances, ((k,),), inp.array.dtype, "transform")
+        fn = K.distances
+        if getattr(self, "metric", "euclidean") == "cosine":
+
+            def fn(x, cs, shift):  # unit vectors: 1 - cos = ||u - c||² / 2
+                return K.distances(x, cs, shift) ** 2 / 2
+
+        return self._map_rows(inp, fn, ((k,),), inp.array.dtype, "transform")
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the (weighted) sum of squared distances of X to its nearest centres.
@@ -455,10 +484,10 @@ class KMeans(
         score : float
         """
         inp = check_fitted_input(self, X)
-        w = as_sample_weight(sample_weight, inp.array)
-        rows = RowBlocks(inp.array, w, active_client())
+        X = self._rows_for_metric(inp.array)
+        rows = RowBlocks(X, as_sample_weight(sample_weight, X), active_client())
         c = self.cluster_centers_.astype(np.float64)
         shift = K.choose_shift(c.mean(axis=0), c.var(axis=0))
         with single_threaded_blas():
             cost = rows.cost_pass([self.cluster_centers_], shift, "score")
-        return -float(cost[0])
+        return -float(cost[0]) / (2.0 if getattr(self, "metric", "euclidean") == "cosine" else 1.0)

@@ -91,6 +91,7 @@ class MiniBatchKMeans(KMeans):
         "init_rounds": KMeans._constraints["init_rounds"],
         "checkpoint": [IsInstance(type(None), label="None (not supported)")],
         "resume": [OneOf(False)],
+        "metric": [OneOf("euclidean")],
     }
 
     def __init__(
@@ -118,12 +119,13 @@ class MiniBatchKMeans(KMeans):
         self.oversampling_factor = oversampling_factor
         self.init_rounds = init_rounds
         self.n_init = 1
+        self.metric = "euclidean"
         self.checkpoint = None
         self.resume = False
 
     def get_params(self, deep=True):
         params = super().get_params(deep)
-        for name in ("n_init", "checkpoint", "resume", "k_range", "k_criterion"):
+        for name in ("n_init", "checkpoint", "resume", "k_range", "k_criterion", "metric"):
             params.pop(name, None)
         return params
 

@@ -253,11 +253,12 @@ class _Sweep:
                 [r for rngs in run_rngs for r in rngs],
                 oversampling_factor=t.oversampling_factor, init_rounds=t.init_rounds,
             )  # fmt: skip
-            return [Run(s.centers) for s in seeded], seeded[0].moments
+            return [Run(t._unit_centers(s.centers)) for s in seeded], seeded[0].moments
 
         runs, moments, self.n_seeding_passes = seed_and_iterate(
-            self.rows, seed, self.checkpoint, t.resume, max_iter=t.max_iter, tol=t.tol
-        )
+            self.rows, seed, self.checkpoint, t.resume, max_iter=t.max_iter, tol=t.tol,
+            spherical=t.metric == "cosine",
+        )  # fmt: skip
         self.moments = moments
         self.shift = K.choose_shift(moments.mean, moments.variance)
         if t._n_init > 1:
@@ -304,6 +305,8 @@ class _Sweep:
             # Σ||x - c||² = Σ||x - mean||² + n·||mean - c||² per cluster
             offset = ((mom.means - centers[i].astype(np.float64)) ** 2).sum(axis=1)
             inertia = float(mom.m2.sum() + mom.counts @ offset)
+            if self.template.metric == "cosine":
+                inertia /= 2.0  # Σ(1 - cos) over unit vectors
             filled = mom.counts > 0
             spread = np.where(filled, spreads[i][0] / np.where(filled, mom.counts, 1), 0.0)
             run = self.best[i]
