@@ -133,3 +133,19 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
     assert "error" not in by["dkmeans-threaded"], by["dkmeans-threaded"]
     assert by["dkmeans-threaded"]["init_passes"] == 6
     assert by["dkmeans-threaded"]["inertia_vs_sklearn"] < 1.05
+
+
+@pytest.mark.slow
+def test_bench_out_of_core_runs_at_tiny_size(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_out_of_core.py"), "--rows", "40000",
+         "--features", "8", "--chunk", "10000", "--iterations", "2",
+         "--store", str(tmp_path / "o.zarr")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    by = {line["system"]: line for line in map(json.loads, proc.stdout.splitlines())}
+    fit = by["dkmeans-streamed"]
+    assert fit["data_passes"] == fit["seeding_passes"] + fit["iterations"] + 1
+    assert not fit["worker_restarted"] and fit["worker_statuses"] == ["running"]
+    assert by["summary"]["targets_met"]["under_limit"]
