@@ -149,3 +149,18 @@ def test_bench_out_of_core_runs_at_tiny_size(tmp_path):
     assert fit["data_passes"] == fit["seeding_passes"] + fit["iterations"] + 1
     assert not fit["worker_restarted"] and fit["worker_statuses"] == ["running"]
     assert by["summary"]["targets_met"]["under_limit"]
+
+
+@pytest.mark.slow
+def test_bench_scaling_runs_at_tiny_size(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_scaling.py"), "--rows", "8000,16000",
+         "--chunk", "4000", "--iterations", "2", "--workers", "1", "--folder", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    fits = [line for line in lines if line["system"] == "dkmeans-1-worker"]
+    assert [f["rows"] for f in fits] == [8000, 16000]
+    assert all(f["seconds_per_lloyd_pass"] > 0 for f in fits)
+    assert "1_worker_16000_vs_8000" in lines[-1]
