@@ -77,6 +77,26 @@ def _sq_distances(X, centers, shift):
     return np.maximum(d, 0.0, out=d)
 
 
+def _own_and_other(X, labels, centers, shift, *, add=None, skip=None):
+    """Per row: squared distance (plus ``add[c]``) to its own cluster ``labels`` and the
+    smallest to any other cluster not in ``skip`` — in row tiles, so memory stays
+    O(tile × k) however large the block or k."""
+    n = X.shape[0]
+    own, other = np.empty(n), np.empty(n)
+    for s in range(0, n, K.SUB_BLOCK_ROWS):
+        e = min(n, s + K.SUB_BLOCK_ROWS)
+        d = _sq_distances(X[s:e], centers, shift)
+        if add is not None:
+            d += add[None, :]
+        idx, lab = np.arange(e - s), labels[s:e]
+        own[s:e] = d[idx, lab]
+        d[idx, lab] = np.inf
+        if skip is not None:
+            d[:, skip] = np.inf
+        other[s:e] = d.min(axis=1)
+    return own, other
+
+
 # --------------------------------------------------------------------------- per-cluster moments
 
 
@@ -266,15 +286,10 @@ def sq_silhouette_chunk(X, labels, moments: ClusterMoments, shift) -> np.ndarray
     counts = moments.counts
     with np.errstate(divide="ignore", invalid="ignore"):
         v = np.where(counts > 0, moments.m2 / counts, 0.0)
-    d = _sq_distances(X, moments.means, shift) + v[None, :]
-    idx = np.arange(labels.shape[0])
+    d_own, b = _own_and_other(X, labels, moments.means, shift, add=v, skip=counts == 0)
     own = counts[labels]
     with np.errstate(divide="ignore", invalid="ignore"):
-        a = own / (own - 1) * d[idx, labels]
-    d[idx, labels] = np.inf
-    d[:, counts == 0] = np.inf
-    b = d.min(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
+        a = own / (own - 1) * d_own
         s = (b - a) / np.maximum(a, b)
     s[own <= 1] = 0.0
     return np.nan_to_num(s)
@@ -287,13 +302,10 @@ def simplified_silhouette_chunk(X, centers, center_set, shift) -> tuple[np.ndarr
     s = (b - a) / max(a, b).  With one centre every row scores 0.
     """
     labels, _ = K.assign_labels(X, center_set, shift)
-    d = _sq_distances(X, centers, K.as_shift(shift, X.dtype))
-    idx = np.arange(labels.shape[0])
-    a = np.sqrt(d[idx, labels])
     if centers.shape[0] < 2:
         return np.zeros(labels.shape[0]), labels
-    d[idx, labels] = np.inf
-    b = np.sqrt(d.min(axis=1))
+    a2, b2 = _own_and_other(X, labels, centers, K.as_shift(shift, X.dtype))
+    a, b = np.sqrt(a2), np.sqrt(b2)
     with np.errstate(divide="ignore", invalid="ignore"):
         s = (b - a) / np.maximum(a, b)
     return np.nan_to_num(s), labels

@@ -164,3 +164,18 @@ def test_bench_scaling_runs_at_tiny_size(tmp_path):
     assert [f["rows"] for f in fits] == [8000, 16000]
     assert all(f["seconds_per_lloyd_pass"] > 0 for f in fits)
     assert "1_worker_16000_vs_8000" in lines[-1]
+
+
+@pytest.mark.slow
+def test_bench_large_k_runs_at_tiny_size(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_large_k.py"), "--rows", "6000",
+         "--features", "8", "--k", "64", "--chunk", "1500", "--iterations", "2",
+         "--store", str(tmp_path / "k.zarr")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    by = {line["system"]: line for line in map(json.loads, proc.stdout.splitlines())}
+    assert "error" not in by["dkmeans"], by["dkmeans"]
+    assert by["dkmeans"]["seeding_passes"] == 6 and by["dkmeans"]["empty_clusters"] == 0
+    assert by["summary"]["inertia_vs_sklearn"] < 1.1

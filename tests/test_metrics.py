@@ -176,3 +176,23 @@ def test_kmeans_reports_the_simplified_silhouette_of_its_label_pass(zarr_blobs):
     assert km.simplified_silhouette_ == pytest.approx(
         M.simplified_silhouette_score(X, km.cluster_centers_), rel=1e-6
     )
+
+
+def test_centroid_silhouettes_are_tiled_without_changing_them():
+    """Blocks longer than one row tile (and many centres) give the untiled values."""
+    from dkmeans import _cluster_stats as S
+    from dkmeans import _kernels as K
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(9_000, 4))
+    C = rng.normal(size=(40, 4))
+    shift = X.mean(axis=0)
+    D = ((X[:, None] - C[None]) ** 2).sum(-1)
+    labels = D.argmin(axis=1)
+    a = np.sqrt(D[np.arange(len(X)), labels])
+    D2 = D.copy()
+    D2[np.arange(len(X)), labels] = np.inf
+    b = np.sqrt(D2.min(axis=1))
+    s, lab = S.simplified_silhouette_chunk(X, C, K.prepare_centers(C, shift, X.dtype), shift)
+    np.testing.assert_array_equal(lab, labels)
+    np.testing.assert_allclose(s, (b - a) / np.maximum(a, b), rtol=1e-9, atol=1e-12)
