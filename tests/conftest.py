@@ -50,14 +50,19 @@ class CountingStore(WrapperStore):
         return sum(self.counter.values())
 
 
+def write_store(path, X, chunk_rows: int):
+    """X as a Zarr array at ``path`` in row chunks of ``chunk_rows``; returns the path."""
+    arr = zarr.create_array(str(path), shape=X.shape, chunks=(chunk_rows, X.shape[1]),
+                            dtype=X.dtype)  # fmt: skip
+    arr[:] = X
+    return path
+
+
 @pytest.fixture
 def zarr_blobs(tmp_path):
     """A small float32 blobs store with 8 row chunks; returns (path, X, y)."""
     X, y, _ = blobs(n=4000, d=6, k=5, std=0.8, seed=3, dtype=np.float32)
-    path = tmp_path / "blobs.zarr"
-    arr = zarr.create_array(str(path), shape=X.shape, chunks=(500, 6), dtype=X.dtype)
-    arr[:] = X
-    return path, X, y
+    return write_store(tmp_path / "blobs.zarr", X, 500), X, y
 
 
 def counting_array(path):

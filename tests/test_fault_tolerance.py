@@ -11,20 +11,16 @@ import time
 
 import numpy as np
 import pytest
-import zarr
 
 from dkmeans import KMeans
 
-from .conftest import blobs
+from .conftest import blobs, write_store
 
 
 @pytest.fixture
 def store(tmp_path):
     X, _, _ = blobs(n=40_000, d=8, k=12, std=4.0, seed=21, dtype=np.float32)
-    path = tmp_path / "x.zarr"
-    arr = zarr.create_array(str(path), shape=X.shape, chunks=(2500, 8), dtype=X.dtype)
-    arr[:] = X
-    return path
+    return write_store(tmp_path / "x.zarr", X, 2500)
 
 
 def _iteration(checkpoint) -> int:
