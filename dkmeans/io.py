@@ -187,6 +187,36 @@ def _remove_settled(path: Path, settle: float = 0.3, limit: float = 10.0) -> Non
         time.sleep(0.05)
 
 
+def check_labels_target(
+    records: zarr.Array, name: str = "cluster", *, into=None, overwrite: bool = False
+) -> Path:
+    """Where :func:`write_labels` would write, checked without writing anything.
+
+    Returns the local group directory; raises the one clear error for records at a
+    store's root (no group beside them), a remote target, the records' own name, or
+    labels already there without ``overwrite``.
+    """
+    if into is None:
+        if not records.path:
+            raise ValueError(
+                "The records are a Zarr array at the root of their store, so there is no "
+                "group to write labels beside them; write them to another store (into=PATH, "
+                "--labels-out PATH)."
+            )
+        if name == records.path.rpartition("/")[2]:
+            raise ValueError(f"name={name!r} is the records' own name; choose another.")
+        group_dir = _local_root(records) / records.path.rpartition("/")[0]
+    else:
+        if "://" in os.fspath(into):
+            raise ValueError(f"into={os.fspath(into)!r}: labels are written to local paths only.")
+        group_dir = Path(into)
+    if not overwrite and (group_dir / name).exists():
+        raise FileExistsError(
+            f"{group_dir / name} exists; pass overwrite=True (--overwrite) to replace it."
+        )
+    return group_dir
+
+
 def write_labels(
     labels: da.Array,
     records: str | os.PathLike | zarr.Array,
@@ -226,28 +256,10 @@ def write_labels(
     str : the path of the written array.
     """
     arr = records if isinstance(records, zarr.Array) else open_zarr_array(records, variable)
-    if into is None and not arr.path:
-        raise ValueError(
-            "The records are a Zarr array at the root of their store, so there is no group "
-            "to write labels beside them; write them to another store (into=PATH, "
-            "--labels-out PATH)."
-        )
     if labels.shape != (arr.shape[0],):
         raise ValueError(f"labels have shape {labels.shape}; expected ({arr.shape[0]},).")
-    if into is None:
-        group_dir = _local_root(arr) / arr.path.rpartition("/")[0]
-        group = zarr.open_group(str(group_dir), mode="r+")
-        if name == arr.path.rpartition("/")[2]:
-            raise ValueError(f"name={name!r} is the records' own name; choose another.")
-    else:
-        group_dir = Path(into)
-        if "://" in os.fspath(into):
-            raise ValueError(f"into={os.fspath(into)!r}: labels are written to local paths only.")
-        group = zarr.open_group(str(group_dir), mode="a")
-    if name in group and not overwrite:
-        raise FileExistsError(
-            f"{group_dir / name} exists; pass overwrite=True (--overwrite) to replace it."
-        )
+    group_dir = check_labels_target(arr, name, into=into, overwrite=overwrite)
+    group = zarr.open_group(str(group_dir), mode="r+" if into is None else "a")
     rows = arr.chunks[0]
     dims = dimension_names(arr)
     for stale in group_dir.glob(f".{name}.tmp-*"):  # left by a killed earlier write

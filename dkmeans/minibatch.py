@@ -148,9 +148,8 @@ class MiniBatchKMeans(KMeans):
         ahead = 2 * cores
         for start in range(0, len(order), ahead):
             group = order[start : start + ahead]
-            blocks = dask.compute(*[rows.blocks[i] for i in group])
-            weights = dask.compute(*[rows.weights[i] for i in group])
-            yield from zip(blocks, weights, strict=True)
+            pairs = dask.compute(*[(rows.blocks[i], rows.weights[i]) for i in group])
+            yield from pairs
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the centres with one chunk of a stream.

@@ -169,6 +169,7 @@ class JobResult:
 
     @property
     def kmeans(self) -> KMeans:
+        """The fitted KMeans (the model's last step)."""
         return self.model.steps[-1][1]
 
 
@@ -235,7 +236,7 @@ def run(job: Job) -> JobResult:
     X, arr = open_records(job.store, job.variable, job.feature_names)
     if job.write_labels:  # refuse before any work, not after
         into, name = _labels_target(job, arr)
-        _check_labels_free(arr, into, name, job.overwrite)
+        io.check_labels_target(arr, name, into=into, overwrite=job.overwrite)
     if job.model_out and Path(job.model_out).exists() and not job.overwrite:
         raise FileExistsError(
             f"{job.model_out} exists; pass overwrite=True (--overwrite) to replace it."
@@ -313,29 +314,6 @@ def _keep_in_memory(data, persist):
     if persist == "auto":
         persist = arr.nbytes <= memory_budget(active_client())
     return data.persist() if persist else data
-
-
-def _check_labels_free(arr, into, name, overwrite: bool) -> None:
-    import zarr
-
-    if overwrite:
-        return
-    if into is None:
-        if not arr.path:
-            raise ValueError(
-                "The records are a Zarr array at the root of their store; give --labels-out "
-                "STORE[:NAME] (labels_out) to write the labels elsewhere."
-            )
-        group = io._parent_group(arr)
-    elif Path(into).exists():
-        group = zarr.open_group(str(into), mode="r")
-    else:
-        return
-    if name in group:
-        raise FileExistsError(
-            f"Labels {name!r} already exist in {into or 'the records group'}; pass "
-            "overwrite=True (--overwrite) to replace them."
-        )
 
 
 def _write_profiles(arch: Archetypes, folder: Path) -> list[str]:

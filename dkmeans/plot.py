@@ -33,10 +33,10 @@ def plot_silhouette(X, labels, *, sample_size: int = 2000, cluster_ids=None, ran
     Parameters
     ----------
     X : array-like or dask array of shape (n_samples, n_features)
-    labels : array-like or dask array of shape (n_samples,), positions ``0 .. k - 1``
+    labels : array-like or dask array of shape (n_samples,)
     sample_size : int, default=2000
     cluster_ids : sequence of int, optional
-        Names shown for the clusters.
+        Names shown for the clusters, in the order of their sorted label values.
     """
     import matplotlib.pyplot as plt
 
@@ -122,11 +122,10 @@ def save_plots(folder: str | os.PathLike, result, data, *, random_state=0) -> li
     km = result.kmeans
     ids = getattr(km, "cluster_ids_", None)
     labels = km.labels_.data if hasattr(km.labels_, "dims") else km.labels_
-    positions = labels if ids is None else labels.map_blocks(
-        lambda b: np.searchsorted(ids, b).astype(np.int32), dtype=np.int32)  # fmt: skip
     X = data.data if hasattr(data, "dims") else data
     figures = {
-        "silhouette.png": plot_silhouette(X, positions, cluster_ids=ids, random_state=random_state),
+        # the metrics encode labels (IDs too) by their sorted values: bar c is ids[c]
+        "silhouette.png": plot_silhouette(X, labels, cluster_ids=ids, random_state=random_state),
         "scatter.png": plot_scatter(X, labels, random_state=random_state),
         "centroids.png": plot_centroid_heatmap(result.archetypes),
     }
