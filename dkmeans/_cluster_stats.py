@@ -16,7 +16,9 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from . import _backend as B
 from . import _kernels as K
+from . import _xp_kernels as XP
 
 # --------------------------------------------------------------------------- numba loops
 
@@ -65,7 +67,9 @@ def _distance_to_assigned(x, labels, centers, w, k):  # pragma: no cover - jit
 
 
 def _weights(sample_weight):
-    return np.empty(0) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    if sample_weight is None:
+        return np.empty(0)
+    return np.asarray(B.to_host(sample_weight), np.float64)
 
 
 def _sq_distances(X, centers, shift):
@@ -80,7 +84,9 @@ def _sq_distances(X, centers, shift):
 def _own_and_other(X, labels, centers, shift, *, add=None, skip=None):
     """Per row: squared distance (plus ``add[c]``) to its own cluster ``labels`` and the
     smallest to any other cluster not in ``skip`` — in row tiles, so memory stays
-    O(tile × k) however large the block or k."""
+    O(tile × k) however large the block or k.  NumPy out."""
+    if not B.is_host(X):
+        return XP.own_and_other(X, labels, centers, shift, add=add, skip=skip)
     n = X.shape[0]
     own, other = np.empty(n), np.empty(n)
     for s in range(0, n, K.SUB_BLOCK_ROWS):
@@ -118,6 +124,7 @@ class ClusterMoments(NamedTuple):
 
 
 def cluster_moments_chunk(X, sample_weight, labels, n_clusters: int) -> ClusterMoments:
+    X = B.to_host(X)  # the numba kernel; a device block is copied
     labels = np.asarray(labels, dtype=np.int64)
     w = _weights(sample_weight)
     return ClusterMoments(*_cluster_moments(np.ascontiguousarray(X), labels, w, n_clusters))
@@ -150,8 +157,8 @@ class FeatureMoments(NamedTuple):
 def feature_moments_chunk(X, sample_weight, n_clusters: int, labels) -> FeatureMoments:
     """Per-cluster, per-feature moments of one block (two passes over the block)."""
     labels = np.asarray(labels, dtype=np.int64)
-    X = np.asarray(X, dtype=np.float64)
-    w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    X = np.asarray(B.to_host(X), dtype=np.float64)
+    w = np.ones(X.shape[0]) if sample_weight is None else _weights(sample_weight)
     counts = np.bincount(labels, weights=w, minlength=n_clusters)
     onehot = _onehot(labels, n_clusters) * w[:, None]
     means = (onehot.T @ X) / np.where(counts > 0, counts, 1.0)[:, None]
@@ -177,6 +184,7 @@ def combine_feature_moments(parts: list[FeatureMoments]) -> FeatureMoments:
 
 def spread_chunk(X, sample_weight, centroids, labels) -> np.ndarray:
     """Per-cluster Σ w·||x - centroid|| of one block (Davies-Bouldin's intra distances)."""
+    X = B.to_host(X)
     labels = np.asarray(labels, dtype=np.int64)
     return _distance_to_assigned(
         np.ascontiguousarray(X), labels, np.ascontiguousarray(centroids, dtype=np.float64),
@@ -236,8 +244,8 @@ def _distances(xa, xb, self_offset: int | None = None) -> np.ndarray:
     """Euclidean distances (len(xa), len(xb)) in float64, GEMM form on rows centred on
     xb's mean.  ``self_offset``: row i of ``xa`` is row ``self_offset + i`` of ``xb``,
     and that distance is set to exactly 0 (the GEMM form leaves a rounding residue)."""
-    xa = np.asarray(xa, dtype=np.float64)
-    xb = np.asarray(xb, dtype=np.float64)
+    xa = np.asarray(B.to_host(xa), dtype=np.float64)
+    xb = np.asarray(B.to_host(xb), dtype=np.float64)
     d2 = _sq_distances(xa, xb, xb.mean(axis=0))
     if self_offset is not None:
         i = np.arange(xa.shape[0])
@@ -304,7 +312,7 @@ def simplified_silhouette_chunk(X, centers, center_set, shift) -> tuple[np.ndarr
     labels, _ = K.assign_labels(X, center_set, shift)
     if centers.shape[0] < 2:
         return np.zeros(labels.shape[0]), labels
-    a2, b2 = _own_and_other(X, labels, centers, K.as_shift(shift, X.dtype))
+    a2, b2 = _own_and_other(X, labels, centers, K.as_shift(shift, B.host_dtype(X)))
     a, b = np.sqrt(a2), np.sqrt(b2)
     with np.errstate(divide="ignore", invalid="ignore"):
         s = (b - a) / np.maximum(a, b)
@@ -353,6 +361,7 @@ def _keep(sample: RowSample, size: int, stratify: bool) -> RowSample:
 
 def sample_chunk(X, labels, seed, size: int, n_clusters: int, stratify: bool, offset: int):
     """Candidate sample rows of one block (uniform keys from the block's own seed)."""
+    X = B.to_host(X)
     keys = np.random.default_rng(seed).random(X.shape[0])
     labels = None if labels is None else np.asarray(labels, dtype=np.int64)
     counts = None if labels is None else np.bincount(labels, minlength=n_clusters)
@@ -405,8 +414,10 @@ def finalize_sample(sample: RowSample, size: int, stratify: bool) -> RowSample:
 # --------------------------------------------------------------------------- select_k's passes
 
 
-def _weighted_sum(values, sample_weight) -> float:
-    return float(values.sum() if sample_weight is None else values @ sample_weight)
+def weighted_sum(values, sample_weight) -> float:
+    """Σ w·values of per-row host values (weights from any array library)."""
+    w = B.to_host(sample_weight)
+    return float(values.sum() if w is None else values @ w)
 
 
 def evaluate_chunk(X, sample_weight, centers_list, center_sets, shift, sampling):
@@ -419,7 +430,7 @@ def evaluate_chunk(X, sample_weight, centers_list, center_sets, shift, sampling)
     for centers, cs in zip(centers_list, center_sets, strict=True):
         simple, labels = simplified_silhouette_chunk(X, centers, cs, shift)
         mom = cluster_moments_chunk(X, sample_weight, labels, centers.shape[0])
-        evals.append((mom, _weighted_sum(simple, sample_weight)))
+        evals.append((mom, weighted_sum(simple, sample_weight)))
     seed, size, offset = sampling
     return evals, sample_chunk(X, None, seed, size, 0, False, offset)
 
@@ -443,7 +454,7 @@ def spread_chunk_sets(X, sample_weight, center_sets, shift, moments_list, total_
         labels, _ = K.assign_labels(X, cs, shift)
         spread = spread_chunk(X, sample_weight, mom.means, labels)
         sq = sq_silhouette_chunk(X, labels, mom, total_mean)
-        out.append((spread, _weighted_sum(sq, sample_weight)))
+        out.append((spread, weighted_sum(sq, sample_weight)))
     return out
 
 

@@ -19,6 +19,7 @@ from sklearn.cluster import KMeans as _SkKMeans
 from sklearn.cluster import kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 
+from . import _backend as B
 from . import _kernels as K
 from . import _reductions as R
 from ._parallel import RowBlocks
@@ -205,7 +206,7 @@ def random_init(rows: RowBlocks, n_clusters: int, rng: np.random.Generator, **_)
     if rows.sample_weight is None:
         index = rng.choice(n, size=n_clusters, replace=False)
     else:
-        w = np.asarray(rows.sample_weight.compute(), dtype=np.float64)
+        w = np.asarray(B.to_host(rows.sample_weight.compute()), dtype=np.float64)
         index = rng.choice(n, size=n_clusters, replace=False, p=w / w.sum())
     centers = yield Fetch(index)
     return InitResult(centers, None)

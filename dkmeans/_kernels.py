@@ -1,9 +1,11 @@
-"""Per-chunk k-means kernels: NumPy and numba only, no dask.
+"""Per-chunk k-means kernels: NumPy and numba, no dask.
 
 Every function here takes one in-memory block of rows ``X`` of shape
 ``(n_rows, n_features)`` and returns small partial results (per-cluster sums,
 counts, costs) that the reductions in ``_reductions.py`` combine.  A NumPy array
 is simply one block, so the in-memory and the dask paths share this arithmetic.
+A block from another array library (CuPy) is handed to ``_xp_kernels``, which
+keeps the same contracts; results are NumPy either way (see ``_backend``).
 
 Distances use the GEMM form ``||x - c||² = ||x||² - 2 x·cᵀ + ||c||²`` on rows
 *shifted* by a common point (the data mean, or a data point before the mean is
@@ -19,6 +21,9 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+
+from . import _backend as B
+from . import _xp_kernels as XP
 
 SUB_BLOCK_ROWS = 4096
 
@@ -331,9 +336,11 @@ def lloyd_step(X, center_sets, shift, sample_weight=None, n_far=0) -> list[Lloyd
     -------
     list of LloydPartial, one per centre set.
     """
+    if not B.is_host(X):
+        return XP.lloyd_step(X, center_sets, shift, sample_weight, n_far, LloydPartial)
     n, d = X.shape
     dtype = X.dtype
-    w = _as_weights(sample_weight, n, dtype)
+    w = _as_weights(B.to_host(sample_weight), n, dtype)
     n_far = min(n_far, n)
     state = []
     for cs in center_sets:
@@ -363,6 +370,8 @@ def lloyd_step(X, center_sets, shift, sample_weight=None, n_far=0) -> list[Lloyd
 
 def assign_labels(X, center_set: CenterSet, shift) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre (int32) and squared distance (GEMM form, X's dtype) for every row."""
+    if not B.is_host(X):
+        return XP.assign_labels(X, center_set, shift)
     n = X.shape[0]
     labels = np.empty(n, np.int32)
     dist = np.empty(n, X.dtype)
@@ -386,43 +395,65 @@ def labels_and_cost(X, centers, center_set, shift, sample_weight=None):
 
 def exact_cost(X, centers, labels, sample_weight=None) -> float:
     """Σ w·||x - c_label||² by direct differences, accumulated in float64."""
-    w = _as_weights(sample_weight, X.shape[0], np.float64)
+    if not B.is_host(X):
+        return XP.exact_cost(X, centers, labels, sample_weight)
+    w = _as_weights(B.to_host(sample_weight), X.shape[0], np.float64)
     centers = np.ascontiguousarray(centers, dtype=X.dtype)
     return float(_exact_cost(X, centers, labels, w))
 
 
-def distances(X, center_set: CenterSet, shift) -> np.ndarray:
-    """Euclidean (not squared) distances to every centre, shape (n_rows, n_centers)."""
-    xs = np.asarray(X, dtype=center_set.shifted.dtype) - np.asarray(
-        shift, dtype=center_set.shifted.dtype
-    )
-    sq = np.einsum("ij,ij->i", xs, xs)[:, None] - 2.0 * (xs @ center_set.shifted.T)
-    sq += center_set.sq_norms[None, :]
-    np.maximum(sq, 0, out=sq)
-    return np.sqrt(sq, out=sq)
+def distances(X, center_set: CenterSet, shift):
+    """Euclidean (not squared) distances to every centre, shape (n_rows, n_centers),
+    in X's array library."""
+    xp = B.namespace(X)
+    dtype = B.host_dtype(center_set.shifted)
+    xs = xp.astype(X, B.xp_dtype(xp, dtype), copy=False) - B.like(X, as_shift(shift, dtype), dtype)
+    xx = xp.sum(xs * xs, axis=1)
+    sq = xx[:, None] - 2 * (xs @ B.like(X, center_set.shifted).T)
+    sq = sq + B.like(X, center_set.sq_norms)[None, :]
+    return xp.sqrt(xp.maximum(sq, 0))
 
 
-def unit_rows(X, *, strict: bool = True) -> np.ndarray:
-    """Rows scaled to unit Euclidean length (norms in float64; X's dtype kept).
+def unit_rows(X, *, strict: bool = True):
+    """Rows scaled to unit Euclidean length (norms in float64; X's dtype and library kept).
 
     ``strict``: a zero row has no direction and raises ValueError; otherwise it is
     left as it is (an empty cluster's centre).
     """
-    X = np.asarray(X)
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    xp = B.namespace(X)
+    X = xp.asarray(X)
+    x64 = xp.astype(X, xp.float64, copy=False)
+    norms = xp.sqrt(xp.sum(x64 * x64, axis=1))
     zero = norms == 0
-    if strict and zero.any():
+    n_zero = int(xp.sum(xp.astype(zero, xp.int64)))
+    if strict and n_zero:
         raise ValueError(
-            f"metric='cosine': {int(zero.sum())} row(s) are all zeros and have no direction; "
+            f"metric='cosine': {n_zero} row(s) are all zeros and have no direction; "
             "drop them or use metric='euclidean'."
         )
-    return (X / np.where(zero, 1.0, norms)[:, None]).astype(X.dtype, copy=False)
+    return xp.astype(x64 / xp.where(zero, 1.0, norms)[:, None], X.dtype, copy=False)
 
 
 def moments(X) -> tuple[int, np.ndarray, np.ndarray, int]:
     """Row count, column means, centred sums of squares (float64) and non-finite count."""
+    if not B.is_host(X):
+        return XP.moments(X)
     mean, m2, n_bad = _moments(np.ascontiguousarray(X))
     return X.shape[0], mean, m2, int(n_bad)
+
+
+def weighted_moments(X, sample_weight) -> tuple[float, np.ndarray, np.ndarray, int]:
+    """As ``moments`` with row weights: the count is the summed weight."""
+    if not B.is_host(X):
+        return XP.moments(X, sample_weight)
+    w = np.asarray(sample_weight, dtype=np.float64)
+    total = float(w.sum())
+    n_bad = int(X.size - np.count_nonzero(np.isfinite(X)))
+    if total == 0:
+        return 0, np.zeros(X.shape[1]), np.zeros(X.shape[1]), n_bad
+    mean = (w @ X) / total
+    m2 = w @ (np.asarray(X, dtype=np.float64) - mean) ** 2
+    return total, mean, m2, n_bad
 
 
 @np.errstate(invalid="ignore", over="ignore")
@@ -446,6 +477,9 @@ def min_cost_update(X, cost, nearest, center_set: CenterSet, shift, first_index:
     nearest = np.zeros(n, np.int32) if nearest is None else nearest.copy()
     if center_set.shifted.shape[0] == 0:  # a round that drew nothing lowers nothing
         return cost, nearest
+    if not B.is_host(X):
+        XP.min_cost_update(X, cost, nearest, center_set, shift, first_index)
+        return cost, nearest
     product = _TileProduct(n, center_set.shifted.shape[0], X.dtype)
     for s, e, xs in _shifted_tiles(X, shift):
         _min_update(
@@ -465,6 +499,7 @@ def sampling_keys(cost, sample_weight, scale: float, seed, draw: str) -> np.ndar
     largest key over all blocks is one draw with probability ∝ w·cost.
     """
     rng = np.random.default_rng(seed)
+    sample_weight = B.to_host(sample_weight)
     u = 1.0 - rng.random(cost.shape[0])
     z = u if draw == "bernoulli" else -np.log(u)
     weighted = cost if sample_weight is None else cost * sample_weight
@@ -476,4 +511,12 @@ def sampling_keys(cost, sample_weight, scale: float, seed, draw: str) -> np.ndar
 
 def weighted_bincount(nearest, sample_weight, n_bins: int) -> np.ndarray:
     """Summed weight of the rows attracted by each candidate, float64 (n_bins,)."""
-    return np.bincount(nearest, weights=sample_weight, minlength=n_bins).astype(np.float64)
+    weights = B.to_host(sample_weight)
+    return np.bincount(nearest, weights=weights, minlength=n_bins).astype(np.float64)
+
+
+def take_rows(X, index) -> np.ndarray:
+    """Rows of a block by local index, as a NumPy copy (from any array library)."""
+    if B.is_host(X):
+        return X[index]
+    return B.to_host(B.namespace(X).take(X, B.like(X, np.asarray(index)), axis=0))

@@ -1,6 +1,7 @@
 """PCA's one-pass reductions: centred Gram, TSQR's R factor, covariance times a matrix.
 
-Same layer as ``_reductions`` (NumPy only, no dask).  Each partial carries the row
+Same layer as ``_reductions`` (no dask); the chunk functions run in the block's
+array library (``_backend``) and return NumPy partials.  Each partial carries the row
 count and the mean of the rows it covers, so blocks are centred on their OWN mean
 and merged exactly (Chan et al.'s update for co-moments):
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+from . import _backend as B
 
 TILE_ROWS = 16384
 
@@ -33,14 +36,18 @@ class Centred(NamedTuple):
     trace: float  # Σ ||x - mean||², the total variance times count
 
 
-def _block_mean(X) -> np.ndarray:
-    return np.asarray(X).mean(axis=0, dtype=np.float64)
+def _block_mean(X):
+    if B.is_host(X):
+        return X.mean(axis=0, dtype=np.float64)
+    xp = B.namespace(X)
+    return xp.mean(xp.astype(X, xp.float64, copy=False), axis=0)
 
 
 def _centred_tiles(X, mean, dtype=np.float64, rows=TILE_ROWS):
+    xp = B.namespace(X)
     for s in range(0, X.shape[0], rows):
-        t = np.asarray(X[s : s + rows], dtype=np.float64) - mean
-        yield t if dtype == np.float64 else t.astype(dtype)
+        t = xp.astype(X[s : min(s + rows, X.shape[0]), ...], xp.float64, copy=False) - mean
+        yield t if dtype == np.float64 else xp.astype(t, B.xp_dtype(xp, dtype))
 
 
 @np.errstate(invalid="ignore", over="ignore")  # NaN/inf surface in the result
@@ -54,13 +61,15 @@ def gram_chunk(X) -> Centred:
     d = X.shape[1]
     if X.shape[0] == 0:
         return Centred(0, np.zeros(d), np.zeros((d, d)), 0.0)
+    xp = B.namespace(X)
     mean = _block_mean(X)
-    gram = np.zeros((d, d))
-    single = X.dtype == np.float32
+    gram = xp.zeros((d, d), dtype=xp.float64)
+    single = B.host_dtype(X) == np.float32
     tiles = _centred_tiles(X, mean, np.float32, 4096) if single else _centred_tiles(X, mean)
     for t in tiles:
-        gram += t.T @ t
-    return Centred(X.shape[0], mean, gram, float(np.trace(gram)))
+        gram += xp.astype(t.T @ t, xp.float64, copy=False)
+    gram = B.to_host(gram)
+    return Centred(X.shape[0], B.to_host(mean), gram, float(np.trace(gram)))
 
 
 @np.errstate(invalid="ignore", over="ignore")  # NaN/inf surface in the result
@@ -69,13 +78,15 @@ def gram_times_chunk(X, basis) -> Centred:
     d, ell = basis.shape
     if X.shape[0] == 0:
         return Centred(0, np.zeros(d), np.zeros((d, ell)), 0.0)
+    xp = B.namespace(X)
     mean = _block_mean(X)
-    out = np.zeros((d, ell))
+    basis = B.like(X, basis, np.float64)
+    out = xp.zeros((d, ell), dtype=xp.float64)
     trace = 0.0
     for t in _centred_tiles(X, mean):
         out += t.T @ (t @ basis)
-        trace += float(np.einsum("ij,ij->", t, t))
-    return Centred(X.shape[0], mean, out, trace)
+        trace += float(xp.sum(t * t))
+    return Centred(X.shape[0], B.to_host(mean), B.to_host(out), trace)
 
 
 def _merged_mean(parts):
@@ -108,8 +119,10 @@ def combine_gram_times(parts: list[Centred], basis) -> Centred:
     return Centred(n, mean, out, _merged_trace(parts, mean))
 
 
-def _r_factor(stacked) -> np.ndarray:
-    return np.linalg.qr(stacked, mode="r")
+def _r_factor(stacked):
+    if B.is_host(stacked):
+        return np.linalg.qr(stacked, mode="r")
+    return B.namespace(stacked).linalg.qr(stacked).R  # the standard has no mode="r"
 
 
 @np.errstate(invalid="ignore", over="ignore")  # NaN/inf surface in the result
@@ -118,11 +131,13 @@ def tsqr_chunk(X) -> Centred:
     d = X.shape[1]
     if X.shape[0] == 0:
         return Centred(0, np.zeros(d), np.zeros((0, d)), 0.0)
+    xp = B.namespace(X)
     mean = _block_mean(X)
-    r = np.zeros((0, d))
+    r = xp.zeros((0, d), dtype=xp.float64)
     for t in _centred_tiles(X, mean):
-        r = _r_factor(np.vstack([r, t]))
-    return Centred(X.shape[0], mean, r, float(np.einsum("ij,ij->", r, r)))
+        r = _r_factor(xp.concat([r, t]))
+    r = B.to_host(r)
+    return Centred(X.shape[0], B.to_host(mean), r, float(np.einsum("ij,ij->", r, r)))
 
 
 def combine_tsqr(parts: list[Centred]) -> Centred:

@@ -22,6 +22,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed, delayed
 
+from . import _backend as B
 from . import _kernels as K
 from . import _reductions as R
 from ._logging import progress_stream
@@ -99,6 +100,25 @@ def tree_reduce(parts: Sequence, combine: Callable, name: str, split_every: int 
     if isinstance(parts[0], Delayed):
         return parts[0]
     return delayed(combine, pure=True)(parts, dask_key_name=(f"{name}-combine", 0))
+
+
+def map_rows(fn, X: da.Array, *row_arrays: da.Array, dtype, name: str) -> da.Array:
+    """``fn(block, *row_blocks)`` -> one NumPy value per row, as a lazy 1-D dask array.
+
+    ``X`` has one chunk along features and ``row_arrays`` are chunked like its rows,
+    so each task gets its block as it is: no concatenation through NumPy, which a
+    CuPy block refuses.
+    """
+
+    def apply(blocks, *rest):
+        return fn(blocks[0], *rest)
+
+    pairs = [X, "ij"] + [p for a in row_arrays for p in (a, "i")]
+    token = tokenize(fn, X.name, *(a.name for a in row_arrays))
+    return da.blockwise(
+        apply, "i", *pairs, dtype=dtype, meta=np.empty(0, dtype), concatenate=False,
+        name=f"{name}-{token}",
+    )  # fmt: skip
 
 
 class RowBlocks:
@@ -216,20 +236,25 @@ class RowBlocks:
         """A row index drawn uniformly, or with probability ∝ sample_weight."""
         if self.sample_weight is None:
             return int(rng.integers(self.n_samples))
-        sums = self.sample_weight.map_blocks(
-            lambda w: np.array([w.sum(dtype=np.float64)]), chunks=(1,), dtype=np.float64
-        ).compute()
+        sums = np.array(dask.compute(*[delayed(_total)(w) for w in self.weights]))
         b = int(rng.choice(sums.shape[0], p=sums / sums.sum()))
-        w = np.asarray(self.sample_weight.blocks[b].compute(), dtype=np.float64)
+        w = np.asarray(B.to_host(self.weights[b].compute()), dtype=np.float64)
         return int(self.offsets[b] + rng.choice(w.shape[0], p=w / w.sum()))
 
     def fetch_rows(self, index) -> np.ndarray:
-        """Rows by global index (reads only the blocks that hold them)."""
+        """Rows by global index, as NumPy (reads only the blocks that hold them)."""
         index = np.asarray(index, dtype=np.int64)
-        order = np.argsort(index, kind="stable")
-        rows = np.asarray(self.X[index[order]].compute())
-        out = np.empty_like(rows)
-        out[order] = rows
+        block = np.searchsorted(self.offsets, index, side="right") - 1
+        held = np.unique(block)
+        pieces = dask.compute(
+            *[
+                delayed(K.take_rows)(self.blocks[b], index[block == b] - self.offsets[b])
+                for b in held
+            ]
+        )
+        out = np.empty((index.shape[0], self.X.shape[1]), dtype=self.dtype)
+        for b, rows in zip(held, pieces, strict=True):
+            out[block == b] = rows
         return out
 
     # ------------------------------------------------------------------ passes
@@ -308,6 +333,11 @@ class RowBlocks:
             for i, (p, n) in enumerate(zip(persisted, self.X.chunks[0], strict=True))
         ]
         return da.concatenate(pieces), assignment
+
+
+def _total(w) -> float:
+    xp = B.namespace(w)
+    return float(xp.sum(xp.astype(w, xp.float64)))
 
 
 # Packed signatures: shared small arguments travel as one broadcast object.

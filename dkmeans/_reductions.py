@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _backend as B
 from . import _cluster_stats as S
 from . import _kernels as K
 
@@ -44,14 +45,7 @@ def weighted_moments_chunk(X, sample_weight=None) -> Moments:
     """Moments with row weights (the count is then the summed weight)."""
     if sample_weight is None:
         return moments_chunk(X)
-    w = np.asarray(sample_weight, dtype=np.float64)
-    total = float(w.sum())
-    n_bad = int(X.size - np.count_nonzero(np.isfinite(X)))
-    if total == 0:
-        return Moments(0, np.zeros(X.shape[1]), np.zeros(X.shape[1]), n_bad)
-    mean = (w @ X) / total
-    m2 = w @ (np.asarray(X, dtype=np.float64) - mean) ** 2
-    return Moments(total, mean, m2, n_bad)
+    return Moments(*K.weighted_moments(X, sample_weight))
 
 
 def combine_moments(parts: list[Moments]) -> Moments:
@@ -170,7 +164,7 @@ def label_chunk(X, sample_weight, centers, center_set, shift):
     simple, labels = S.simplified_silhouette_chunk(X, centers, center_set, shift)
     cost = K.exact_cost(X, centers, labels, sample_weight)
     weights = K.weighted_bincount(labels, sample_weight, centers.shape[0])
-    simplified = float(simple.sum() if sample_weight is None else simple @ sample_weight)
+    simplified = S.weighted_sum(simple, sample_weight)
     return labels, Assignment(cost, weights, simplified)
 
 
@@ -238,7 +232,7 @@ def _draw_from_keys(X, keys, weighted_cost: float, row_offset: int, n_keep: int)
         max_dropped = float(keys[mask].max())
     else:
         max_dropped = 0.0
-    return Draw(weighted_cost, keys[top], X[top].copy(), top + row_offset, max_dropped)
+    return Draw(weighted_cost, keys[top], K.take_rows(X, top), top + row_offset, max_dropped)
 
 
 class SeedingJob(NamedTuple):
@@ -279,7 +273,8 @@ def _seeding_job(X, sample_weight, job: SeedingJob, state, seed, row_offset):
     if job.kind == "weights":
         return K.weighted_bincount(nearest, sample_weight, job.n_candidates), None
     keys = K.sampling_keys(cost, sample_weight, job.scale, seed, job.draw)
-    wcost = float(np.dot(cost, sample_weight) if sample_weight is not None else cost.sum())
+    w = B.to_host(sample_weight)
+    wcost = float(np.dot(cost, w) if w is not None else cost.sum())
     return _draw_from_keys(X, keys, wcost, row_offset, job.n_keep), (cost, nearest)
 
 
@@ -340,7 +335,8 @@ def minibatch_update(X, sample_weight, centers, counts):
     """
     c64 = centers.astype(np.float64)
     shift = K.choose_shift(c64.mean(axis=0), c64.var(axis=0))
-    (part,) = K.lloyd_step(X, [K.prepare_centers(centers, shift, X.dtype)], shift, sample_weight)
+    center_set = K.prepare_centers(centers, shift, B.host_dtype(X))
+    (part,) = K.lloyd_step(X, [center_set], shift, sample_weight)
     total = counts + part.counts
     hit = part.counts > 0
     batch_mean = part.sums[hit] / part.counts[hit, None] + shift

@@ -20,12 +20,19 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 
+from . import _backend as B
 from . import _kernels as K
 from ._checkpoint import Checkpoint, seed_and_iterate
 from ._init import INITIALIZERS, seed_runs
 from ._lloyd import Run
 from ._logging import verbosity
-from ._parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
+from ._parallel import (
+    RowBlocks,
+    active_client,
+    map_rows,
+    memory_budget,
+    single_threaded_blas,
+)
 from ._validation import (
     RANDOM_STATE,
     Input,
@@ -416,7 +423,8 @@ class KMeans(
         cosine = getattr(self, "metric", "euclidean") == "cosine"
 
         def block(x):
-            if not np.all(np.isfinite(x)):
+            xp = B.namespace(x)
+            if not bool(xp.all(xp.isfinite(x))):
                 raise ValueError(
                     "Input X contains NaN or infinity; remove or impute them before predicting."
                 )
@@ -425,10 +433,10 @@ class KMeans(
         X = inp.array
         chunks = (X.chunks[0], *extra_shape)
         token = tokenize(X.name, centers, name, getattr(self, "cluster_ids_", None))
-        out = X.map_blocks(
-            block, dtype=dtype, chunks=chunks, drop_axis=None if extra_shape else 1,
-            name=f"dkmeans-{name}-{token}",
-        )  # fmt: skip
+        if extra_shape:  # distances stay in X's array library
+            out = X.map_blocks(block, dtype=dtype, chunks=chunks, name=f"dkmeans-{name}-{token}")
+        else:  # labels come back as NumPy (see _backend)
+            out = map_rows(block, X, dtype=dtype, name=f"dkmeans-{name}-{token}")
         if inp.in_memory:
             with single_threaded_blas():
                 out = out.compute()

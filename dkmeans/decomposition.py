@@ -12,6 +12,7 @@ from dask.base import tokenize
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.extmath import svd_flip
 
+from . import _backend as B
 from . import _linalg as L
 from ._parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
 from ._validation import (
@@ -286,7 +287,7 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             proj = proj / np.sqrt(self.explained_variance_).astype(dtype)
         mean = self.mean_.astype(dtype)
         out = arr.map_blocks(
-            lambda x: (x - mean) @ proj,
+            lambda x: (x - B.like(x, mean)) @ B.like(x, proj),
             chunks=(arr.chunks[0], (self.n_components_,)), dtype=dtype,
             name=f"dkmeans-pca-{tokenize(arr.name, proj, mean)}",
         )  # fmt: skip
@@ -315,7 +316,7 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             back = back * np.sqrt(self.explained_variance_).astype(dtype)[:, None]
         mean = self.mean_.astype(dtype)
         out = arr.map_blocks(
-            lambda z: z @ back + mean,
+            lambda z: z @ B.like(z, back) + B.like(z, mean),
             chunks=(arr.chunks[0], (self.n_features_in_,)), dtype=dtype,
             name=f"dkmeans-pca-inverse-{tokenize(arr.name, back, mean)}",
         )  # fmt: skip

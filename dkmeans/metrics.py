@@ -28,7 +28,7 @@ import numpy as np
 from . import _cluster_stats as S
 from . import _kernels as K
 from . import _reductions as R
-from ._parallel import RowBlocks, active_client, block_seed, single_threaded_blas
+from ._parallel import RowBlocks, active_client, block_seed, map_rows, single_threaded_blas
 from ._validation import Input, as_generator, as_input
 
 __all__ = [
@@ -215,9 +215,9 @@ def _sq_silhouette(lab: _Labelled) -> da.Array:
         codes = da.from_array(codes, chunks=(lab.inp.array.chunks[0],))
     X = lab.inp.array
     codes = codes.rechunk({0: X.chunks[0]})
-    return da.map_blocks(
-        lambda x, c: S.sq_silhouette_chunk(x, c[:, 0], mom, shift), X, codes[:, None],
-        drop_axis=1, dtype=np.float64, name="dkmeans-sq-silhouette",
+    return map_rows(
+        lambda x, c: S.sq_silhouette_chunk(x, c, mom, shift), X, codes,
+        dtype=np.float64, name="dkmeans-sq-silhouette",
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import dask
 import numpy as np
 from sklearn.cluster import KMeans as _SkKMeans
 
+from . import _backend as B
 from . import _kernels as K
 from . import _reductions as R
 from ._lloyd import Run, tolerance
@@ -176,7 +177,7 @@ class MiniBatchKMeans(KMeans):
             self._rng = as_generator(self.random_state)
         with single_threaded_blas():
             for block, weight in self._blocks(rows, range(rows.n_blocks)):
-                block = np.asarray(block)
+                block, weight = B.to_host(block), B.to_host(weight)  # updates run here
                 if not np.all(np.isfinite(block)):
                     raise ValueError("Input X contains NaN or infinity; remove or impute them.")
                 if first:
@@ -231,8 +232,8 @@ class MiniBatchKMeans(KMeans):
             for epoch in range(1, self.max_iter + 1):
                 start = self.cluster_centers_.astype(np.float64)
                 for block, weight in self._blocks(rows, epoch_rng.permutation(rows.n_blocks)):
-                    w = None if weight is None else np.asarray(weight)
-                    self._batches(np.asarray(block), w, epoch_rng)
+                    w = None if weight is None else np.asarray(B.to_host(weight))
+                    self._batches(np.asarray(B.to_host(block)), w, epoch_rng)
                 rows.n_passes += 1
                 shift = float(((self.cluster_centers_ - start) ** 2).sum())
                 best = Run(self.cluster_centers_, epoch, shift <= tol,

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _backend as B
+
 __all__ = ["FORMAT_VERSION", "SaveMixin", "data_fingerprint", "load", "save"]
 
 FORMAT = "dkmeans-model"
@@ -119,8 +121,8 @@ def data_fingerprint(X) -> dict:
     inp = as_input(X)
     arr = inp.array
     n = inp.n_samples
-    head = np.asarray(arr[: min(n, 1024)].compute())
-    tail = np.asarray(arr[max(n - 1024, 0) :].compute())
+    head = np.asarray(B.to_host(arr[: min(n, 1024)].compute()))
+    tail = np.asarray(B.to_host(arr[max(n - 1024, 0) :].compute()))
     digest = hashlib.sha256()
     for part in (str(arr.shape).encode(), str(arr.dtype).encode(), head.tobytes(), tail.tobytes()):
         digest.update(part)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+from dask.base import tokenize
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
+from . import _backend as B
 from ._init import check_finite
 from ._parallel import RowBlocks, active_client, single_threaded_blas
 from ._validation import OneOf, as_input, as_sample_weight, check_fitted_input, validate_params
@@ -114,18 +116,20 @@ class StandardScaler(SaveMixin, OneToOneFeatureMixin, TransformerMixin, BaseEsti
 
     def _apply(self, X, forward: bool):
         inp = check_fitted_input(self, X)
-        out = inp.array
-        dtype = out.dtype
-        if forward:
-            if self.with_mean:
-                out = out - self.mean_.astype(dtype)
-            if self.with_std:
-                out = out / self.scale_.astype(dtype)
-        else:
-            if self.with_std:
-                out = out * self.scale_.astype(dtype)
-            if self.with_mean:
-                out = out + self.mean_.astype(dtype)
+        dtype = inp.array.dtype
+        mean = self.mean_.astype(dtype) if self.with_mean else None
+        scale = self.scale_.astype(dtype) if self.with_std else None
+
+        def block(x):  # the parameters move to the block's library (CuPy)
+            if forward:
+                x = x if mean is None else x - B.like(x, mean)
+                return x if scale is None else x / B.like(x, scale)
+            x = x if scale is None else x * B.like(x, scale)
+            return x if mean is None else x + B.like(x, mean)
+
+        arr = inp.array
+        name = "dkmeans-scale" if forward else "dkmeans-unscale"
+        out = arr.map_blocks(block, dtype=dtype, name=f"{name}-{tokenize(arr.name, mean, scale)}")
         if inp.in_memory:
             out = out.compute()
         return inp.wrap_features(out, getattr(self, "feature_names_in_", None))

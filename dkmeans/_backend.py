@@ -1,0 +1,60 @@
+"""Which array library a block lives in, and moving results between it and NumPy.
+
+dkmeans takes dask arrays whose blocks are NumPy or any library that follows the
+Python array API standard (CuPy on a GPU, for one).  The chunk kernels dispatch on
+the block: NumPy blocks run the numba loops, other blocks run the same arithmetic
+in their own namespace (the GEMMs, argmin and per-cluster sums stay on the device).
+What a kernel hands back -- partial sums, counts, labels, costs -- is small against
+the block and comes back as NumPy, so the reductions, the driver and the fitted
+attributes are NumPy whatever the data lives in.  Transforms that return a row per
+input row (distances, projections, scaled data) keep the block's library.
+
+``array_api_compat`` gives every library one namespace; this module is the only
+place that knows how to reach the host from each.
+"""
+
+from __future__ import annotations
+
+import array_api_compat as aac
+import numpy as np
+
+
+def is_host(x) -> bool:
+    """True for NumPy arrays (and None or Python scalars): the numba kernels' input."""
+    return x is None or isinstance(x, np.ndarray | np.generic | int | float)
+
+
+def namespace(x):
+    """The array API namespace of ``x`` (``array_api_compat.numpy`` for NumPy)."""
+    return aac.array_namespace(x)
+
+
+def to_host(x):
+    """``x`` as a NumPy array (a copy from the device), NumPy input as it is."""
+    if is_host(x):
+        return x
+    if aac.is_cupy_array(x) or aac.is_torch_array(x):
+        x = aac.to_device(x, "cpu")
+        return x if isinstance(x, np.ndarray) else np.from_dlpack(x)
+    return np.from_dlpack(x)  # CPU-resident array API libraries
+
+
+def host_dtype(x) -> np.dtype:
+    """The NumPy dtype of any array (array API libraries may have their own dtype objects)."""
+    try:
+        return np.dtype(x.dtype)
+    except TypeError:
+        return np.dtype(str(x.dtype).rsplit(".", 1)[-1])
+
+
+def xp_dtype(xp, dtype):
+    """The namespace's dtype object for a NumPy dtype."""
+    return getattr(xp, np.dtype(dtype).name)
+
+
+def like(x, value, dtype=None):
+    """A host array ``value`` moved next to block ``x`` (unchanged for NumPy blocks)."""
+    if is_host(x):
+        return value if dtype is None else np.asarray(value, dtype=dtype)
+    xp = namespace(x)
+    return xp.asarray(value, dtype=None if dtype is None else xp_dtype(xp, dtype))
