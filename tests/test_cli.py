@@ -179,3 +179,18 @@ def test_bench_large_k_runs_at_tiny_size(tmp_path):
     assert "error" not in by["dkmeans"], by["dkmeans"]
     assert by["dkmeans"]["seeding_passes"] == 6 and by["dkmeans"]["empty_clusters"] == 0
     assert by["summary"]["inertia_vs_sklearn"] < 1.1
+
+
+@pytest.mark.slow
+def test_bench_gpu_runs_at_tiny_size_and_says_whether_a_gpu_ran(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--rows", "6000",
+         "--features", "4", "--k", "8", "--chunk", "1500", "--iterations", "3",
+         "--store", str(tmp_path / "g.zarr")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    by = {line["system"]: line for line in map(json.loads, proc.stdout.splitlines())}
+    assert "error" not in by["dkmeans-numpy"], by["dkmeans-numpy"]
+    assert by["summary"]["gpu_ran"] == ("error" not in by["dkmeans-cupy"])
+    assert by["dkmeans-numpy"]["inertia"] <= 1.1 * by["sklearn"]["inertia"]

@@ -1,0 +1,105 @@
+"""GPU benchmark: the same KMeans fit on NumPy blocks and on CuPy blocks of one Zarr store.
+
+Prints JSON lines: dkmeans on NumPy blocks (threaded scheduler), dkmeans on CuPy blocks
+(``map_blocks(cupy.asarray)``, persisted in GPU memory), scikit-learn in RAM; each in
+its own process, same seeds, same iteration budget.  Without CuPy or a GPU the CuPy
+line says why and the others still run.
+
+    python benchmarks/bench_gpu.py
+    python benchmarks/bench_gpu.py --rows 20000 --k 8 --chunk 5000   # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from _harness import peak_rss_mb, ratio, run_benchmark
+
+
+def make_store(args) -> Path:
+    from dkmeans.datasets import make_blobs, write_zarr
+
+    path = Path(args.store)
+    if not path.exists():
+        X, _, _ = make_blobs(args.rows, args.features, args.k, cluster_std=2.0,
+                             chunks=args.chunk, random_state=0)  # fmt: skip
+        write_zarr(X, path)
+    return path
+
+
+def _fit(X, args):
+    from dkmeans import KMeans
+
+    t = time.perf_counter()
+    km = KMeans(args.k, random_state=0, tol=0.0, max_iter=args.iterations, persist=True).fit(X)
+    return km, time.perf_counter() - t
+
+
+def run_system(system: str, args) -> dict:
+    import dask
+    import dask.array as da
+    import zarr
+
+    out = {"system": system}
+    if system == "sklearn":
+        from sklearn.cluster import KMeans
+
+        X = zarr.open_array(args.store, mode="r")[:]
+        t = time.perf_counter()
+        km = KMeans(args.k, n_init=1, max_iter=args.iterations, tol=0.0, random_state=0).fit(X)
+        out |= {"seconds": time.perf_counter() - t, "inertia": float(km.inertia_)}
+    else:
+        X = da.from_zarr(args.store)
+        if system == "dkmeans-cupy":
+            import cupy
+
+            X = X.map_blocks(cupy.asarray, meta=cupy.empty((0, 0), dtype=X.dtype))
+            out["device"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        with dask.config.set(scheduler="threads"):
+            km, seconds = _fit(X, args)
+        out |= {"seconds": seconds, "seconds_per_lloyd_pass": km.iteration_seconds_,
+                "data_passes": km.n_passes_, "inertia": km.inertia_}  # fmt: skip
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def summary(r: dict) -> dict:
+    cpu, gpu, sk = r.get("dkmeans-numpy", {}), r.get("dkmeans-cupy", {}), r.get("sklearn", {})
+    return {
+        "system": "summary",
+        "cupy_vs_numpy_seconds": ratio(gpu.get("seconds"), cpu.get("seconds")),
+        "cupy_vs_numpy_per_pass": ratio(
+            gpu.get("seconds_per_lloyd_pass"), cpu.get("seconds_per_lloyd_pass")
+        ),
+        "cupy_vs_numpy_inertia": ratio(gpu.get("inertia"), cpu.get("inertia")),
+        "numpy_vs_sklearn_seconds": ratio(cpu.get("seconds"), sk.get("seconds")),
+        "gpu_ran": "seconds" in gpu,
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=4_000_000)
+    p.add_argument("--features", type=int, default=32)
+    p.add_argument("--k", type=int, default=64)
+    p.add_argument("--chunk", type=int, default=250_000)
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--store", help="Zarr path (default: a temporary folder)")
+    p.add_argument("--systems", default="dkmeans-numpy,dkmeans-cupy,sklearn")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    workload = {"rows": args.rows, "features": args.features, "k": args.k,
+                "chunk_rows": args.chunk, "iterations": args.iterations}  # fmt: skip
+    base = ["--rows", str(args.rows), "--features", str(args.features), "--k", str(args.k),
+            "--chunk", str(args.chunk), "--iterations", str(args.iterations)]  # fmt: skip
+    return run_benchmark(
+        args, script=__file__, run_system=run_system, make_store=make_store,
+        store_name="gpu.zarr", workload=workload, base=base, summary=summary,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
