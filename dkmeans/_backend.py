@@ -58,3 +58,11 @@ def like(x, value, dtype=None):
         return value if dtype is None else np.asarray(value, dtype=dtype)
     xp = namespace(x)
     return xp.asarray(value, dtype=None if dtype is None else xp_dtype(xp, dtype))
+
+
+def take(x, index):
+    """Rows ``index`` (host integers) of ``x``, in x's library."""
+    if is_host(x):
+        return x[index]
+    xp = namespace(x)
+    return xp.take(x, xp.asarray(np.asarray(index, dtype=np.int64)), axis=0)

@@ -124,8 +124,9 @@ class ClusterMoments(NamedTuple):
 
 
 def cluster_moments_chunk(X, sample_weight, labels, n_clusters: int) -> ClusterMoments:
-    X = B.to_host(X)  # the numba kernel; a device block is copied
     labels = np.asarray(labels, dtype=np.int64)
+    if not B.is_host(X):
+        return ClusterMoments(*XP.cluster_moments(X, labels, sample_weight, n_clusters))
     w = _weights(sample_weight)
     return ClusterMoments(*_cluster_moments(np.ascontiguousarray(X), labels, w, n_clusters))
 
@@ -157,7 +158,11 @@ class FeatureMoments(NamedTuple):
 def feature_moments_chunk(X, sample_weight, n_clusters: int, labels) -> FeatureMoments:
     """Per-cluster, per-feature moments of one block (two passes over the block)."""
     labels = np.asarray(labels, dtype=np.int64)
-    X = np.asarray(B.to_host(X), dtype=np.float64)
+    if not B.is_host(X):
+        return FeatureMoments(
+            *XP.cluster_moments(X, labels, sample_weight, n_clusters, per_feature=True)
+        )
+    X = np.asarray(X, dtype=np.float64)
     w = np.ones(X.shape[0]) if sample_weight is None else _weights(sample_weight)
     counts = np.bincount(labels, weights=w, minlength=n_clusters)
     onehot = _onehot(labels, n_clusters) * w[:, None]
@@ -184,8 +189,9 @@ def combine_feature_moments(parts: list[FeatureMoments]) -> FeatureMoments:
 
 def spread_chunk(X, sample_weight, centroids, labels) -> np.ndarray:
     """Per-cluster Σ w·||x - centroid|| of one block (Davies-Bouldin's intra distances)."""
-    X = B.to_host(X)
     labels = np.asarray(labels, dtype=np.int64)
+    if not B.is_host(X):
+        return XP.distance_to_assigned(X, labels, centroids, sample_weight, centroids.shape[0])
     return _distance_to_assigned(
         np.ascontiguousarray(X), labels, np.ascontiguousarray(centroids, dtype=np.float64),
         _weights(sample_weight), centroids.shape[0],
@@ -244,8 +250,8 @@ def _distances(xa, xb, self_offset: int | None = None) -> np.ndarray:
     """Euclidean distances (len(xa), len(xb)) in float64, GEMM form on rows centred on
     xb's mean.  ``self_offset``: row i of ``xa`` is row ``self_offset + i`` of ``xb``,
     and that distance is set to exactly 0 (the GEMM form leaves a rounding residue)."""
-    xa = np.asarray(B.to_host(xa), dtype=np.float64)
-    xb = np.asarray(B.to_host(xb), dtype=np.float64)
+    xa = np.asarray(xa, dtype=np.float64)
+    xb = np.asarray(xb, dtype=np.float64)
     d2 = _sq_distances(xa, xb, xb.mean(axis=0))
     if self_offset is not None:
         i = np.arange(xa.shape[0])
@@ -261,6 +267,8 @@ def _onehot(labels, k) -> np.ndarray:
 
 def pairwise_cluster_sums(xa, xb, labels_b, k, self_offset: int | None = None) -> np.ndarray:
     """(len(xa), k) sums of Euclidean distances from rows of ``xa`` to each cluster of ``xb``."""
+    if not B.is_host(xa):
+        return XP.pairwise_cluster_sums(xa, xb, labels_b, k, self_offset)
     return _distances(xa, xb, self_offset) @ _onehot(np.asarray(labels_b), k)
 
 
@@ -361,13 +369,14 @@ def _keep(sample: RowSample, size: int, stratify: bool) -> RowSample:
 
 def sample_chunk(X, labels, seed, size: int, n_clusters: int, stratify: bool, offset: int):
     """Candidate sample rows of one block (uniform keys from the block's own seed)."""
-    X = B.to_host(X)
-    keys = np.random.default_rng(seed).random(X.shape[0])
+    n = X.shape[0]
+    keys = np.random.default_rng(seed).random(n)
     labels = None if labels is None else np.asarray(labels, dtype=np.int64)
     counts = None if labels is None else np.bincount(labels, minlength=n_clusters)
-    full = RowSample(keys, X, labels, np.arange(X.shape[0]) + offset, counts)
+    # choose on the keys alone, then copy only the chosen rows (from any array library)
+    full = RowSample(keys, np.empty((n, 0)), labels, np.arange(n) + offset, counts)
     kept = _keep(full, size, stratify)
-    return kept._replace(rows=np.array(kept.rows))
+    return kept._replace(rows=K.take_rows(X, kept.index - offset))
 
 
 def combine_samples(parts: list[RowSample], size: int, stratify: bool) -> RowSample:

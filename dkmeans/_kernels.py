@@ -517,6 +517,4 @@ def weighted_bincount(nearest, sample_weight, n_bins: int) -> np.ndarray:
 
 def take_rows(X, index) -> np.ndarray:
     """Rows of a block by local index, as a NumPy copy (from any array library)."""
-    if B.is_host(X):
-        return X[index]
-    return B.to_host(B.namespace(X).take(X, B.like(X, np.asarray(index)), axis=0))
+    return B.to_host(B.take(X, index))

@@ -11,11 +11,15 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
+import array_api_compat as aac
 import dask.array as da
 import numpy as np
+
+from . import _backend as B
 
 FEATURE_DIMS = ("feature", "features", "variable", "variables", "channel")
 BLOCK_BYTES = 32 * 2**20  # target block size when splitting in-memory arrays
@@ -25,7 +29,8 @@ BLOCK_BYTES = 32 * 2**20  # target block size when splitting in-memory arrays
 class Input:
     """X as a dask array, and how to hand results back.
 
-    kind : "numpy" | "dask" | "xarray" | "zarr"
+    kind : "numpy" | "device" | "dask" | "xarray" | "zarr" ("device": an in-memory
+        array of another library, CuPy for one)
     feature_names : ndarray of str or None
     sample_dim, sample_coord : for xarray input, the labels' dimension and coordinate.
     """
@@ -39,8 +44,8 @@ class Input:
 
     @property
     def in_memory(self) -> bool:
-        """True when the data came as a NumPy array (results go back as NumPy)."""
-        return self.kind == "numpy" or (self.kind == "xarray" and self._numpy_backed)
+        """True when the data came as an in-memory array (results go back computed)."""
+        return self.kind in ("numpy", "device") or (self.kind == "xarray" and self._numpy_backed)
 
     _numpy_backed: bool = False
 
@@ -157,6 +162,8 @@ def as_input(X, what: str = "X") -> Input:
         if arr.numblocks[1] != 1:
             arr = arr.rechunk({1: -1})
         return Input(arr, "dask", names)
+    if not isinstance(X, np.ndarray) and aac.is_array_api_obj(X):
+        return _device_input(X, what, names)
     if not hasattr(X, "__array__") and not isinstance(X, list | tuple):
         raise TypeError(
             f"{what} of type {type(X).__name__} is not supported: pass a NumPy, dask or "
@@ -171,6 +178,36 @@ def as_input(X, what: str = "X") -> Input:
     arr = np.ascontiguousarray(arr, dtype=dtype)
     rows = _rows_per_block(arr.shape[0], arr.shape[1] * arr.itemsize)
     return Input(da.from_array(arr, chunks=(rows, -1), asarray=False), "numpy", names)
+
+
+class _DeviceRows:
+    """An in-memory array of another library as ``dask.array.from_array`` sees it:
+    NumPy's dtype, slices taken (and kept) in that library."""
+
+    def __init__(self, x):
+        self.x, self.shape, self.ndim, self.dtype = x, tuple(x.shape), x.ndim, B.host_dtype(x)
+
+    def __getitem__(self, key):
+        return self.x[key]
+
+
+def _device_input(X, what: str, names) -> Input:
+    """A CuPy (or other array API) array as row blocks that stay where X lives."""
+    _check_shape(tuple(X.shape), what)
+    xp = B.namespace(X)
+    dtype = _float_dtype(B.host_dtype(X), what)
+    if B.host_dtype(X) != dtype:
+        X = xp.astype(X, B.xp_dtype(xp, dtype))
+    try:  # the library's own empty array, where its dtypes are NumPy's (CuPy's are)
+        np.dtype(X.dtype)
+        meta = X[0:0, 0:0]
+    except TypeError:
+        meta = np.empty((0, 0), dtype)
+    rows = _rows_per_block(X.shape[0], X.shape[1] * dtype.itemsize)
+    # named without hashing the data (that would copy it to the host)
+    name = f"dkmeans-device-{uuid.uuid4().hex}"
+    arr = da.from_array(_DeviceRows(X), chunks=(rows, -1), asarray=False, meta=meta, name=name)
+    return Input(arr, "device", names)
 
 
 def check_fitted_input(estimator, X) -> Input:

@@ -191,3 +191,71 @@ def own_and_other(X, labels, centers, shift, *, add=None, skip=None):
         excluded = mine if skip is None else mine | skip[None, :]
         other.append(xp.min(xp.where(excluded, xp.inf, d), axis=1))
     return B.to_host(xp.concat(own)), B.to_host(xp.concat(other))
+
+
+# --------------------------------------------------------------------------- per-cluster sums
+
+
+def _onehot(xp, labels, n_clusters: int, w=None):
+    """(rows, k) float64 indicator of each row's cluster, times its weight."""
+    ids = xp.arange(n_clusters, dtype=labels.dtype)
+    oh = xp.astype(labels[:, None] == ids[None, :], xp.float64)
+    return oh if w is None else oh * w[:, None]
+
+
+def _labelled(X, labels, sample_weight):
+    w = None if sample_weight is None else B.like(X, sample_weight, np.float64)
+    return B.like(X, labels), w
+
+
+def cluster_moments(X, labels, sample_weight, n_clusters: int, *, per_feature=False):
+    """Per-cluster weights, means and Σ w·||x - mean||² (float64; two sweeps of the
+    block); with ``per_feature`` the sums of squares are kept per feature, (k, d)."""
+    xp = B.namespace(X)
+    n, d = X.shape
+    labels, w = _labelled(X, labels, sample_weight)
+
+    def sweep():
+        for s, e in _tiles(n, n_clusters):
+            oh = _onehot(xp, labels[s:e], n_clusters, None if w is None else w[s:e])
+            yield s, e, oh, xp.astype(X[s:e, ...], xp.float64, copy=False)
+
+    counts = xp.zeros(n_clusters, dtype=xp.float64)
+    sums = xp.zeros((n_clusters, d), dtype=xp.float64)
+    for _, _, oh, x in sweep():
+        counts += xp.sum(oh, axis=0)
+        sums += oh.T @ x
+    means = sums / xp.where(counts > 0, counts, 1.0)[:, None]
+    m2 = xp.zeros((n_clusters, d) if per_feature else n_clusters, dtype=xp.float64)
+    for s, e, oh, x in sweep():
+        sq = (x - xp.take(means, labels[s:e], axis=0)) ** 2
+        m2 += oh.T @ (sq if per_feature else xp.sum(sq, axis=1))
+    return B.to_host(counts), B.to_host(means), B.to_host(m2)
+
+
+def distance_to_assigned(X, labels, centers, sample_weight, n_clusters: int):
+    """Per-cluster Σ w·||x - centers[label]|| (Euclidean, not squared), float64."""
+    xp = B.namespace(X)
+    labels, w = _labelled(X, labels, sample_weight)
+    centers = B.like(X, centers, np.float64)
+    out = xp.zeros(n_clusters, dtype=xp.float64)
+    for s, e in _tiles(X.shape[0], n_clusters):
+        x = xp.astype(X[s:e, ...], xp.float64, copy=False)
+        diff = x - xp.take(centers, labels[s:e], axis=0)
+        out += xp.sqrt(xp.sum(diff * diff, axis=1)) @ _onehot(
+            xp, labels[s:e], n_clusters, None if w is None else w[s:e]
+        )
+    return B.to_host(out)
+
+
+def pairwise_cluster_sums(xa, xb, labels_b, n_clusters: int, self_offset):
+    """(len(xa), k) sums of Euclidean distances from rows of ``xa`` to each cluster of
+    ``xb``; ``self_offset`` as ``_cluster_stats._distances``."""
+    xp = B.namespace(xa)
+    xb = B.like(xa, xb)
+    shift = xp.mean(xp.astype(xb, xp.float64), axis=0)
+    d2 = _sq_distances(xa, xb, shift)
+    if self_offset is not None:
+        i = xp.arange(xa.shape[0])[:, None] + self_offset
+        d2 = xp.where(xp.arange(xb.shape[0])[None, :] == i, 0.0, d2)
+    return B.to_host(xp.sqrt(d2) @ _onehot(xp, B.like(xa, labels_b), n_clusters))

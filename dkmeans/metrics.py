@@ -25,6 +25,7 @@ from typing import NamedTuple
 import dask.array as da
 import numpy as np
 
+from . import _backend as B
 from . import _cluster_stats as S
 from . import _kernels as K
 from . import _reductions as R
@@ -198,7 +199,7 @@ def silhouette_samples(X, labels, *, method="euclidean"):
         if method == "sqeuclidean-exact":
             out = _sq_silhouette(lab)
         elif lab.inp.in_memory:
-            X = np.asarray(lab.inp.array.compute())
+            X = np.asarray(B.to_host(lab.inp.array.compute()))
             out = S.silhouette_values(X, [lab.codes], [lab.n_clusters])[0]
         else:
             out = _blockwise_silhouette(lab)

@@ -137,9 +137,10 @@ class MiniBatchKMeans(KMeans):
         order = rng.permutation(n)
         for start in range(0, n, self.batch_size):
             take = np.sort(order[start : start + self.batch_size])
-            w = None if weight is None else weight[take]
+            w = None if weight is None else B.take(weight, take)
+            batch = B.take(block, take)  # a copy, contiguous, in the block's library
             self.cluster_centers_, self.counts_, _ = R.minibatch_update(
-                np.ascontiguousarray(block[take]), w, self.cluster_centers_, self.counts_
+                batch, w, self.cluster_centers_, self.counts_
             )
             self.n_steps_ += 1
 
@@ -177,13 +178,13 @@ class MiniBatchKMeans(KMeans):
             self._rng = as_generator(self.random_state)
         with single_threaded_blas():
             for block, weight in self._blocks(rows, range(rows.n_blocks)):
-                block, weight = B.to_host(block), B.to_host(weight)  # updates run here
-                if not np.all(np.isfinite(block)):
+                xp = B.namespace(block)
+                if not bool(xp.all(xp.isfinite(block))):
                     raise ValueError("Input X contains NaN or infinity; remove or impute them.")
                 if first:
                     self._start(block, weight, inp)
                     first = False
-                self._batches(block, None if weight is None else np.asarray(weight), self._rng)
+                self._batches(block, weight, self._rng)
         return self
 
     def _start(self, block, weight, inp) -> None:
@@ -196,7 +197,8 @@ class MiniBatchKMeans(KMeans):
         # k-means++ restarts refined by Lloyd on the first chunk: mini-batch updates
         # cannot leave a poor start, so it pays to begin well.
         start = _SkKMeans(self.n_clusters, n_init=3, random_state=seed)
-        centers = start.fit(block, sample_weight=weight).cluster_centers_  # fmt: skip
+        block, weight = B.to_host(block), B.to_host(weight)  # scikit-learn: on the host
+        centers = start.fit(block, sample_weight=weight).cluster_centers_
         self.cluster_centers_ = centers.astype(block.dtype)
         self.counts_ = np.zeros(self.n_clusters)
         self.n_steps_ = 0
@@ -232,8 +234,7 @@ class MiniBatchKMeans(KMeans):
             for epoch in range(1, self.max_iter + 1):
                 start = self.cluster_centers_.astype(np.float64)
                 for block, weight in self._blocks(rows, epoch_rng.permutation(rows.n_blocks)):
-                    w = None if weight is None else np.asarray(B.to_host(weight))
-                    self._batches(np.asarray(B.to_host(block)), w, epoch_rng)
+                    self._batches(block, weight, epoch_rng)
                 rows.n_passes += 1
                 shift = float(((self.cluster_centers_ - start) ** 2).sum())
                 best = Run(self.cluster_centers_, epoch, shift <= tol,

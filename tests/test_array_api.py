@@ -103,6 +103,31 @@ def test_assignment_costs_and_moments_on_device_match_numba(problem):
     np.testing.assert_allclose(host(K.unit_rows(Xd, strict=False)), K.unit_rows(X, strict=False))
 
 
+@given(problems())
+def test_per_cluster_sums_on_device_match_numpy(problem):
+    X, C, w = problem
+    k = C.shape[0]
+    labels = np.random.default_rng(0).integers(k, size=X.shape[0])
+    Xd = xs.asarray(X)
+    tol = {"rtol": 1e-9, "atol": 1e-9 * np.abs(X).max() ** 2 * X.shape[0]}
+    pairs = [
+        (S.cluster_moments_chunk(Xd, w, labels, k), S.cluster_moments_chunk(X, w, labels, k)),
+        (S.feature_moments_chunk(Xd, w, k, labels), S.feature_moments_chunk(X, w, k, labels)),
+    ]
+    for got, want in pairs:
+        for g, e in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, e, **tol)
+    np.testing.assert_allclose(
+        S.spread_chunk(Xd, w, C, labels), S.spread_chunk(X, w, C, labels), **tol
+    )
+    half = X.shape[0] // 2
+    for xa, offset in ((X[:half], 0), (X[half:], None)):
+        np.testing.assert_allclose(
+            S.pairwise_cluster_sums(xs.asarray(xa), Xd, labels, k, offset),
+            S.pairwise_cluster_sums(xa, X, labels, k, offset), **tol,
+        )  # fmt: skip
+
+
 def test_moments_on_device_count_nonfinite():
     X = np.arange(12.0).reshape(4, 3)
     X[1, 2], X[3, 0] = np.nan, np.inf
@@ -158,6 +183,14 @@ def test_cosine_and_minibatch_on_device_blocks():
     mb_want = MiniBatchKMeans(4, batch_size=256, random_state=0).fit(Xn)
     mb_got = MiniBatchKMeans(4, batch_size=256, random_state=0).fit(Xd)
     np.testing.assert_allclose(mb_got.cluster_centers_, mb_want.cluster_centers_, rtol=1e-10)
+    stream_want = MiniBatchKMeans(4, batch_size=256, random_state=0)
+    stream_got = MiniBatchKMeans(4, batch_size=256, random_state=0)
+    for start in range(0, Xn.shape[0], 1000):
+        stream_want.partial_fit(Xn[start : start + 1000])
+        stream_got.partial_fit(Xd[start : start + 1000])
+    np.testing.assert_allclose(
+        stream_got.cluster_centers_, stream_want.cluster_centers_, rtol=1e-10
+    )
 
 
 @pytest.mark.parametrize("solver", ["covariance", "tsqr", "randomized"])
@@ -221,3 +254,27 @@ def test_device_blocks_on_a_local_cluster():
         labels = got.labels_.compute()  # held on the workers
     np.testing.assert_allclose(got.cluster_centers_, want.cluster_centers_, rtol=1e-10)
     np.testing.assert_array_equal(labels, want.labels_.compute())
+
+
+def test_in_memory_device_arrays_go_in_as_they_are():
+    """A bare CuPy array (here its stand-in): blocks of it stay on the device, fitted
+    attributes and labels come back as NumPy, transforms as the input's library."""
+    X, _, _ = blobs(n=2000, d=4, k=3)
+    Xd = xs.asarray(X)
+    want = KMeans(3, random_state=0).fit(X)
+    got = KMeans(3, random_state=0).fit(Xd)
+    assert isinstance(got.labels_, np.ndarray)
+    np.testing.assert_array_equal(got.labels_, want.labels_)
+    np.testing.assert_array_equal(got.predict(Xd), want.labels_)
+    distances = got.transform(Xd)
+    assert isinstance(distances, type(Xd))
+    np.testing.assert_allclose(host(distances), want.transform(X))
+    assert dkmeans.silhouette_score(Xd, got.labels_) == pytest.approx(
+        dkmeans.silhouette_score(X, want.labels_)
+    )
+    np.testing.assert_allclose(host(PCA(2).fit(Xd).transform(Xd)), PCA(2).fit(X).transform(X))
+    np.testing.assert_allclose(
+        host(StandardScaler().fit(Xd).transform(Xd)), StandardScaler().fit(X).transform(X)
+    )
+    with pytest.raises(ValueError, match="2-D"):
+        KMeans(2).fit(xs.asarray(X[:, 0]))
