@@ -66,3 +66,12 @@ def take(x, index):
         return x[index]
     xp = namespace(x)
     return xp.take(x, xp.asarray(np.asarray(index, dtype=np.int64)), axis=0)
+
+
+def device_free_bytes(meta) -> int | None:
+    """Free memory of the current GPU when ``meta`` is a CuPy array; None otherwise."""
+    if not aac.is_cupy_array(meta):
+        return None
+    import cupy
+
+    return int(cupy.cuda.runtime.memGetInfo()[0])

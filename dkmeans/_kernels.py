@@ -446,7 +446,7 @@ def weighted_moments(X, sample_weight) -> tuple[float, np.ndarray, np.ndarray, i
     """As ``moments`` with row weights: the count is the summed weight."""
     if not B.is_host(X):
         return XP.moments(X, sample_weight)
-    w = np.asarray(sample_weight, dtype=np.float64)
+    w = np.asarray(B.to_host(sample_weight), dtype=np.float64)
     total = float(w.sum())
     n_bad = int(X.size - np.count_nonzero(np.isfinite(X)))
     if total == 0:

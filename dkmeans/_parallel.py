@@ -44,8 +44,15 @@ def active_client():
         return None
 
 
-def memory_budget(client) -> int:
-    """Bytes we may use to keep data in memory: half the cluster's (or this machine's) RAM."""
+def memory_budget(client, meta=None) -> int:
+    """Bytes we may use to keep data in memory: half the cluster's (or this machine's)
+    RAM, and at most half the GPU's free memory when the blocks (``meta``) live there."""
+    budget = _host_budget(client)
+    device = B.device_free_bytes(meta)
+    return budget if device is None else min(budget, device // 2)
+
+
+def _host_budget(client) -> int:
     if client is not None:
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
         total = sum(int(w.get("memory_limit") or 0) for w in workers)

@@ -28,7 +28,7 @@ def _tiles(n: int, n_centers: int):
         yield s, min(n, s + step)
 
 
-def _shifted(xp, X, s, e, shift):
+def _shifted(X, s, e, shift):
     """Rows s..e minus the shift (``shift`` already on the device, or None)."""
     rows = X[s:e, ...]
     return rows if shift is None else rows - shift
@@ -47,7 +47,7 @@ def _nearest(xp, xs, centers, c_sq):
     return xp.astype(xp.argmin(score, axis=1), xp.int32), xp.maximum(best, 0.0)
 
 
-def _weights(xp, X, sample_weight):
+def _weights(X, sample_weight):
     return None if sample_weight is None else B.like(X, sample_weight, B.host_dtype(X))
 
 
@@ -56,7 +56,7 @@ def lloyd_step(X, center_sets, shift, sample_weight, n_far, partial):
     xp = B.namespace(X)
     n, d = X.shape
     f64 = xp.float64
-    w = _weights(xp, X, sample_weight)
+    w = _weights(X, sample_weight)
     dev_shift = _device_shift(xp, X, shift)
     out = []
     for cs in center_sets:
@@ -68,7 +68,7 @@ def lloyd_step(X, center_sets, shift, sample_weight, n_far, partial):
         labels = xp.empty(n, dtype=xp.int32)
         ids = xp.arange(k, dtype=xp.int32)
         for s, e in _tiles(n, k):
-            xs = _shifted(xp, X, s, e, dev_shift)
+            xs = _shifted(X, s, e, dev_shift)
             lab, dd = _nearest(xp, xs, centers, c_sq)
             onehot = xp.astype(lab[:, None] == ids[None, :], xs.dtype)
             if w is not None:
@@ -78,7 +78,12 @@ def lloyd_step(X, center_sets, shift, sample_weight, n_far, partial):
             dist[s:e] = dd
             labels[s:e] = lab
         cost = float(xp.sum(dist if w is None else dist * xp.astype(w, f64)))
-        far = xp.argsort(dist, descending=True, stable=True)[: min(n_far, n)]
+        n_keep = min(n_far, n)  # farthest first, ties by row (as the numba heap)
+        far = (
+            xp.argsort(dist, descending=True, stable=True)[:n_keep]
+            if n_keep
+            else xp.zeros(0, dtype=xp.int64)
+        )
         far_w = (
             np.ones(far.shape[0], dtype=B.host_dtype(X))
             if w is None
@@ -101,7 +106,7 @@ def assign_labels(X, center_set, shift):
     labels = xp.empty(n, dtype=xp.int32)
     dist = xp.empty(n, dtype=X.dtype)
     for s, e in _tiles(n, centers.shape[0]):
-        lab, dd = _nearest(xp, _shifted(xp, X, s, e, dev_shift), centers, c_sq)
+        lab, dd = _nearest(xp, _shifted(X, s, e, dev_shift), centers, c_sq)
         labels[s:e] = lab
         dist[s:e] = xp.astype(dd, X.dtype)
     return B.to_host(labels), B.to_host(dist)
@@ -113,7 +118,7 @@ def min_cost_update(X, cost, nearest, center_set, shift, first_index):
     centers, c_sq = B.like(X, center_set.shifted), B.like(X, center_set.sq_norms)
     dev_shift = _device_shift(xp, X, shift)
     for s, e in _tiles(X.shape[0], centers.shape[0]):
-        lab, dd = _nearest(xp, _shifted(xp, X, s, e, dev_shift), centers, c_sq)
+        lab, dd = _nearest(xp, _shifted(X, s, e, dev_shift), centers, c_sq)
         lab, dd = B.to_host(lab), B.to_host(dd)
         better = dd < cost[s:e]
         cost[s:e][better] = dd[better]

@@ -261,7 +261,9 @@ class KMeans(
         X = self._rows_for_metric(inp.array)
         w = as_sample_weight(sample_weight, X)
         if self.persist == "auto":
-            persist = client is not None if inp.in_memory else X.nbytes <= memory_budget(client)
+            persist = (
+                client is not None if inp.in_memory else X.nbytes <= memory_budget(client, X._meta)
+            )
         else:
             persist = bool(self.persist)
         if persist and not (inp.in_memory and client is None):

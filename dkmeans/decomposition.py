@@ -222,7 +222,7 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         client = active_client()
         arr = inp.array
         multi_pass = solver == "randomized" and self.n_power_iter > 0
-        if multi_pass and not inp.in_memory and arr.nbytes <= memory_budget(client):
+        if multi_pass and not inp.in_memory and arr.nbytes <= memory_budget(client, arr._meta):
             arr = arr.persist()
         rows = RowBlocks(arr, None, client)
         opts = {

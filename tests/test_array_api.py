@@ -278,3 +278,15 @@ def test_in_memory_device_arrays_go_in_as_they_are():
     )
     with pytest.raises(ValueError, match="2-D"):
         KMeans(2).fit(xs.asarray(X[:, 0]))
+
+
+@pytest.mark.parametrize("free_bytes, persisted", [(2**30, True), (2**20, False)])
+def test_auto_persist_counts_gpu_memory_for_device_blocks(monkeypatch, free_bytes, persisted):
+    from dkmeans import _backend
+
+    X, _, _ = blobs(n=40_000, d=5, k=3)  # 1.6 MB: fits 1 GiB, not half of 1 MiB
+    Xd = on_device(da.from_array(X, chunks=(10_000, -1)))
+    monkeypatch.setattr(
+        _backend, "device_free_bytes", lambda meta: free_bytes if meta is not None else None
+    )
+    assert KMeans(3, random_state=0, max_iter=2).fit(Xd).persisted_ is persisted

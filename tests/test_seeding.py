@@ -68,3 +68,22 @@ def test_one_compute_per_lloyd_pass():
     with dask.config.set(scheduler=counting_get):
         runs, _ = lloyd(rows, [X[:3]], max_iter=4, tol=0.0, moments=None)
     assert len(computes) == runs[0].n_iter == rows.n_passes
+
+
+def test_candidates_handed_to_the_recluster_are_bounded(monkeypatch):
+    """However many rows, k-means|| hands at most 1 + rounds × top_count(ℓ) candidates
+    (ℓ = 2k a round) to the in-memory recluster: its memory is O(k·d), not O(n)."""
+    seen = []
+    real = _init.recluster_candidates
+
+    def spy(cand, weights, n_clusters, rng):
+        seen.append(cand.shape[0])
+        return real(cand, weights, n_clusters, rng)
+
+    monkeypatch.setattr(_init, "recluster_candidates", spy)
+    k = 32
+    X, _, _ = blobs(n=40_000, d=4, k=k, std=3.0, seed=3)
+    rows = _rows(X, 4000)
+    _seed(rows, k, np.random.default_rng(0), init_rounds=5)
+    rounds = rows.n_passes - 1  # the last pass weights the candidates
+    assert k <= seen[0] <= 1 + rounds * R.top_count(2.0 * k)
