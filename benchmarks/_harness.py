@@ -10,6 +10,21 @@ import subprocess
 import sys
 
 
+def blobs_store(args, *, cluster_std: float, seed: int):
+    """The Gaussian-blobs Zarr store of ``--rows/--features/--k/--chunk`` at ``args.store``
+    (made once; an existing store is reused)."""
+    from pathlib import Path
+
+    from dkmeans.datasets import make_blobs, write_zarr
+
+    path = Path(args.store)
+    if not path.exists():
+        X, _, _ = make_blobs(args.rows, args.features, args.k, cluster_std=cluster_std,
+                             chunks=args.chunk, random_state=seed)  # fmt: skip
+        write_zarr(X, path)
+    return path
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (each system runs in its own)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

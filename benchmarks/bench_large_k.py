@@ -16,18 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import peak_rss_mb, ratio, run_benchmark
+from _harness import blobs_store, peak_rss_mb, ratio, run_benchmark
 
 
 def make_store(args) -> Path:
-    from dkmeans.datasets import make_blobs, write_zarr
-
-    path = Path(args.store)
-    if not path.exists():
-        X, _, _ = make_blobs(args.rows, args.features, args.k, cluster_std=2.0,
-                             chunks=args.chunk, random_state=0)  # fmt: skip
-        write_zarr(X, path)
-    return path
+    return blobs_store(args, cluster_std=2.0, seed=0)
 
 
 class _Seconds(logging.Handler):

@@ -19,18 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _harness import print_line, ratio, system_line
+from _harness import blobs_store, print_line, ratio, system_line
 
 
 def make_store(args) -> Path:
-    from dkmeans.datasets import make_blobs, write_zarr
-
-    path = Path(args.store)
-    if not path.exists():
-        X, _, _ = make_blobs(args.rows, args.features, args.k, cluster_std=args.std,
-                             chunks=args.chunk, random_state=args.seed)  # fmt: skip
-        write_zarr(X, path)
-    return path
+    return blobs_store(args, cluster_std=args.std, seed=args.seed)
 
 
 class WorkerWatch:
