@@ -97,3 +97,31 @@ def run_benchmark(args, *, script, run_system, make_store, store_name, workload,
         )
         print_line(summary(results))
     return 0
+
+
+def run_blobs_benchmark(argv, *, doc: str, script: str, run_system, summary, store_name: str,
+                        systems: str, rows: int, features: int, k: int, chunk: int,
+                        iterations: int) -> int:  # fmt: skip
+    """The main of a benchmark on one blobs store (``--rows/--features/--k/--chunk/
+    --iterations/--store/--systems``), with the given defaults."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--rows", type=int, default=rows)
+    p.add_argument("--features", type=int, default=features)
+    p.add_argument("--k", type=int, default=k)
+    p.add_argument("--chunk", type=int, default=chunk)
+    p.add_argument("--iterations", type=int, default=iterations)
+    p.add_argument("--store", help="Zarr path (default: a temporary folder)")
+    p.add_argument("--systems", default=systems)
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    workload = {"rows": args.rows, "features": args.features, "k": args.k,
+                "chunk_rows": args.chunk, "iterations": args.iterations}  # fmt: skip
+    base = ["--rows", str(args.rows), "--features", str(args.features), "--k", str(args.k),
+            "--chunk", str(args.chunk), "--iterations", str(args.iterations)]  # fmt: skip
+    return run_benchmark(
+        args, script=script, run_system=run_system, summary=summary, store_name=store_name,
+        make_store=lambda a: blobs_store(a, cluster_std=2.0, seed=0), workload=workload,
+        base=base,
+    )  # fmt: skip

@@ -11,16 +11,10 @@ line says why and the others still run.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
-from _harness import blobs_store, peak_rss_mb, ratio, run_benchmark
-
-
-def make_store(args) -> Path:
-    return blobs_store(args, cluster_std=2.0, seed=0)
+from _harness import peak_rss_mb, ratio, run_blobs_benchmark
 
 
 def _fit(X, args):
@@ -74,23 +68,10 @@ def summary(r: dict) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=4_000_000)
-    p.add_argument("--features", type=int, default=32)
-    p.add_argument("--k", type=int, default=64)
-    p.add_argument("--chunk", type=int, default=250_000)
-    p.add_argument("--iterations", type=int, default=10)
-    p.add_argument("--store", help="Zarr path (default: a temporary folder)")
-    p.add_argument("--systems", default="dkmeans-numpy,dkmeans-cupy,sklearn")
-    p.add_argument("--one", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    workload = {"rows": args.rows, "features": args.features, "k": args.k,
-                "chunk_rows": args.chunk, "iterations": args.iterations}  # fmt: skip
-    base = ["--rows", str(args.rows), "--features", str(args.features), "--k", str(args.k),
-            "--chunk", str(args.chunk), "--iterations", str(args.iterations)]  # fmt: skip
-    return run_benchmark(
-        args, script=__file__, run_system=run_system, make_store=make_store,
-        store_name="gpu.zarr", workload=workload, base=base, summary=summary,
+    return run_blobs_benchmark(
+        argv, doc=__doc__, script=__file__, run_system=run_system, summary=summary,
+        store_name="gpu.zarr", systems="dkmeans-numpy,dkmeans-cupy,sklearn",
+        rows=4_000_000, features=32, k=64, chunk=250_000, iterations=10,
     )  # fmt: skip
 
 

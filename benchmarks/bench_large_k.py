@@ -10,17 +10,11 @@ budget (k-means++ seeding), each in its own process.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-from _harness import blobs_store, peak_rss_mb, ratio, run_benchmark
-
-
-def make_store(args) -> Path:
-    return blobs_store(args, cluster_std=2.0, seed=0)
+from _harness import peak_rss_mb, ratio, run_blobs_benchmark
 
 
 class _Seconds(logging.Handler):
@@ -76,23 +70,10 @@ def summary(r: dict) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--features", type=int, default=64)
-    p.add_argument("--k", type=int, default=1024)
-    p.add_argument("--chunk", type=int, default=125_000)
-    p.add_argument("--iterations", type=int, default=5)
-    p.add_argument("--store", help="Zarr path (default: a temporary folder)")
-    p.add_argument("--systems", default="dkmeans,sklearn")
-    p.add_argument("--one", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    workload = {"rows": args.rows, "features": args.features, "k": args.k,
-                "chunk_rows": args.chunk, "iterations": args.iterations}  # fmt: skip
-    base = ["--rows", str(args.rows), "--features", str(args.features), "--k", str(args.k),
-            "--chunk", str(args.chunk), "--iterations", str(args.iterations)]  # fmt: skip
-    return run_benchmark(
-        args, script=__file__, run_system=run_system, make_store=make_store,
-        store_name="large-k.zarr", workload=workload, base=base, summary=summary,
+    return run_blobs_benchmark(
+        argv, doc=__doc__, script=__file__, run_system=run_system, summary=summary,
+        store_name="large-k.zarr", systems="dkmeans,sklearn",
+        rows=1_000_000, features=64, k=1024, chunk=125_000, iterations=5,
     )  # fmt: skip
 
 
