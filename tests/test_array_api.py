@@ -290,3 +290,15 @@ def test_auto_persist_counts_gpu_memory_for_device_blocks(monkeypatch, free_byte
         _backend, "device_free_bytes", lambda meta: free_bytes if meta is not None else None
     )
     assert KMeans(3, random_state=0, max_iter=2).fit(Xd).persisted_ is persisted
+
+
+def test_nonfinite_device_blocks_get_the_same_clear_error():
+    X, _, _ = blobs(n=2000, d=3, k=3)
+    X[1234, 1] = np.nan
+    Xd = on_device(da.from_array(X, chunks=(500, -1)))
+    for fit in (KMeans(3).fit, PCA(2).fit, StandardScaler().fit, MiniBatchKMeans(3).fit):
+        with pytest.raises(ValueError, match="NaN or infinit"):
+            fit(Xd)
+    good = KMeans(3, random_state=0).fit(np.nan_to_num(X))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        good.predict(Xd).compute()
