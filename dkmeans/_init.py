@@ -22,7 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 from . import _backend as B
 from . import _kernels as K
 from . import _reductions as R
-from ._parallel import RowBlocks
+from ._parallel import RowBlocks, memory_budget
 
 logger = logging.getLogger("dkmeans")
 
@@ -116,22 +116,27 @@ def kmeans_parallel(
     shift = c0[0].astype(np.float64)
     candidates, new, n_candidates = [c0], c0, 1
     state = moments = None
+    keep_state = keeps_seeding_state(rows)
+    applied = ()  # (set, shift, first index) of every round so far, for replay
     scale = ell
     for r in range(1, init_rounds + _EXTRA_ROUNDS + 1):
         if r > init_rounds:  # short of k distinct candidates: oversample harder
             scale = max(ell, 2.0 * n_clusters)
         stage = _STAGE_KMEANS_PARALLEL * 1000 + r
+        new_set = (K.prepare_centers(new, shift, rows.dtype), shift, n_candidates - new.shape[0])
         job = R.SeedingJob(
-            "round", K.prepare_centers(new, shift, rows.dtype), shift,
-            first_index=n_candidates - new.shape[0], scale=scale, draw="bernoulli",
-            n_keep=_n_keep or R.top_count(scale),
+            "round", *new_set, scale=scale, draw="bernoulli",
+            n_keep=_n_keep or R.top_count(scale), replay=() if keep_state else applied,
+            keep_state=keep_state,
         )  # fmt: skip
+        applied += (new_set,)
         draws, state, mom = yield Pass(job, state, entropy, stage, f"kmeans||-round-{r}")
         if moments is None:
             moments, shift = accept_moments(mom)
         phi = draws.cost
         if draws.max_dropped > phi:  # a block held more selected rows than it returned
-            job = R.SeedingJob("gather", None, shift, scale=scale, threshold=phi)
+            job = R.SeedingJob("gather", None, shift, scale=scale, threshold=phi,
+                               replay=() if keep_state else applied)  # fmt: skip
             draws, _, _ = yield Pass(job, state, entropy, stage, f"kmeans||-gather-{r}")
         new = draws.rows[draws.keys > phi]
         n_candidates += new.shape[0]
@@ -147,6 +152,7 @@ def kmeans_parallel(
     job = R.SeedingJob(
         "weights", K.prepare_centers(new, shift, rows.dtype) if new.shape[0] else None, shift,
         first_index=n_candidates - new.shape[0], n_candidates=n_candidates,
+        replay=() if keep_state else applied,
     )  # fmt: skip
     weights, _, _ = yield Pass(job, state, entropy, _STAGE_WEIGHTS, "kmeans||-weights")
     logger.info(
@@ -155,6 +161,19 @@ def kmeans_parallel(
     )  # fmt: skip
     centers = recluster_candidates(cand, weights, n_clusters, rng)
     return InitResult(centers.astype(rows.dtype), moments)
+
+
+def keeps_seeding_state(rows: RowBlocks) -> bool:
+    """Whether blocks keep k-means||'s per-row min costs between passes, or rebuild
+    them each pass by replaying the earlier rounds (more arithmetic, no memory).
+
+    The costs are 6-12 bytes a row, held twice while a pass runs; they are kept while
+    that is under a quarter of the memory budget.  Both ways give the same result, so
+    the choice may depend on the cluster.
+    """
+    per_row = (4 if rows.dtype == np.float32 else 8) + 4
+    budget = memory_budget(rows.client, rows.X._meta)
+    return 2 * per_row * rows.n_samples <= budget // 4
 
 
 def recluster_candidates(cand, weights, n_clusters: int, rng: np.random.Generator) -> np.ndarray:

@@ -463,19 +463,32 @@ def min_cost_update(X, cost, nearest, center_set: CenterSet, shift, first_index:
     Parameters
     ----------
     X : ndarray of shape (n_rows, n_features)
-    cost : ndarray of shape (n_rows,), float64, or None (start from +inf)
-    nearest : ndarray of shape (n_rows,), int32, or None
+    cost : ndarray of shape (n_rows,), float32 for float32 X (else float64), or None
+        (start from +inf)
+    nearest : ndarray of shape (n_rows,), uint16 (int32 past 65,535 candidates), or None
     center_set : the NEW candidates only, prepared with ``shift``
     first_index : global index of the first new candidate
 
     Returns
     -------
     cost, nearest : new arrays (the inputs are not modified)
+
+    Notes
+    -----
+    This state stays with each block between seeding passes (two copies while a pass
+    runs), so it is kept small: 6 bytes a row for float32 data (float32 is ample for
+    sampling weights; the totals φ are summed in float64).
     """
     n = X.shape[0]
-    cost = np.full(n, np.inf) if cost is None else cost.copy()
-    nearest = np.zeros(n, np.int32) if nearest is None else nearest.copy()
-    if center_set.shifted.shape[0] == 0:  # a round that drew nothing lowers nothing
+    n_new = center_set.shifted.shape[0]
+    cost_dtype = np.float32 if B.host_dtype(X) == np.float32 else np.float64
+    cost = np.full(n, np.inf, cost_dtype) if cost is None else cost.copy()
+    index_dtype = np.uint16 if first_index + n_new <= np.iinfo(np.uint16).max else np.int32
+    if nearest is None:
+        nearest = np.zeros(n, index_dtype)
+    else:
+        nearest = nearest.astype(np.promote_types(nearest.dtype, index_dtype))
+    if n_new == 0:  # a round that drew nothing lowers nothing
         return cost, nearest
     if not B.is_host(X):
         XP.min_cost_update(X, cost, nearest, center_set, shift, first_index)

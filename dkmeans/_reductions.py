@@ -244,6 +244,10 @@ class SeedingJob(NamedTuple):
         ``threshold`` (the rare fallback after a cut draw); ``"weights"`` lowers the
         costs with ``new_set`` (if any) and sums the weight each of ``n_candidates``
         candidates attracts.
+    replay, keep_state : when the per-row costs are too large to keep on the workers
+        between passes (``keep_state=False``), each pass rebuilds them by applying the
+        earlier rounds' candidate sets in ``replay``, in order and with their own
+        shifts: the same arithmetic as the incremental updates, so the same result.
     """
 
     kind: str
@@ -255,15 +259,20 @@ class SeedingJob(NamedTuple):
     n_keep: int = 0
     threshold: float = 0.0
     n_candidates: int = 0
+    replay: tuple = ()  # ((CenterSet, shift, first_index), ...) of the earlier rounds
+    keep_state: bool = True
 
     @property
     def reads_data(self) -> bool:
-        return self.kind != "weights" or self.new_set is not None
+        return self.kind != "weights" or self.new_set is not None or bool(self.replay)
 
 
 def _seeding_job(X, sample_weight, job: SeedingJob, state, seed, row_offset):
     """``(result, new_state)`` of one job over a block; ``state = (cost, nearest)``."""
     cost, nearest = (None, None) if state is None else state
+    if state is None:
+        for center_set, shift, first_index in job.replay:
+            cost, nearest = K.min_cost_update(X, cost, nearest, center_set, shift, first_index)
     if job.kind == "gather":
         keys = K.sampling_keys(cost, sample_weight, job.scale, seed, job.draw)
         n_keep = int(np.count_nonzero(keys > job.threshold))
@@ -274,8 +283,9 @@ def _seeding_job(X, sample_weight, job: SeedingJob, state, seed, row_offset):
         return K.weighted_bincount(nearest, sample_weight, job.n_candidates), None
     keys = K.sampling_keys(cost, sample_weight, job.scale, seed, job.draw)
     w = B.to_host(sample_weight)
-    wcost = float(np.dot(cost, w) if w is not None else cost.sum())
-    return _draw_from_keys(X, keys, wcost, row_offset, job.n_keep), (cost, nearest)
+    wcost = float(np.dot(cost, w) if w is not None else cost.sum(dtype=np.float64))
+    state = (cost, nearest) if job.keep_state else None
+    return _draw_from_keys(X, keys, wcost, row_offset, job.n_keep), state
 
 
 def seeding_jobs_chunk(X, sample_weight, jobs, states, seeds, row_offset, with_moments):

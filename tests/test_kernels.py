@@ -105,6 +105,26 @@ def test_min_cost_update_is_incremental(problem):
                                atol=1e-6 * (1 + D.max()))  # fmt: skip
 
 
+def test_seeding_state_is_six_bytes_a_row_for_float32_and_widens_past_uint16():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 3)).astype(np.float32)
+    shift = np.zeros(3)
+    first = K.prepare_centers(X[:4], shift, X.dtype)
+    cost, near = K.min_cost_update(X, None, None, first, shift, 0)
+    assert (cost.dtype, near.dtype) == (np.float32, np.uint16)
+    far = K.prepare_centers(X[4:8] + 0.0, shift, X.dtype)
+    cost2, near2 = K.min_cost_update(X, cost, near, far, shift, 70_000)
+    assert near2.dtype == np.int32 and near.dtype == np.uint16  # input untouched
+    D = sq_dists(X.astype(np.float64), X[:8].astype(np.float64))
+    index = np.r_[np.arange(4), 70_000 + np.arange(4)]
+    np.testing.assert_allclose(cost2, D.min(axis=1), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(D[np.arange(500), np.searchsorted(index, near2)], D.min(axis=1),
+                               rtol=1e-6, atol=1e-5)  # fmt: skip
+    X64 = X.astype(np.float64)
+    first64 = K.prepare_centers(X64[:4], shift, X64.dtype)
+    assert K.min_cost_update(X64, None, None, first64, shift, 0)[0].dtype == np.float64
+
+
 def test_float32_shift_keeps_precision_far_from_origin():
     rng = np.random.default_rng(0)
     X = (1e4 + rng.normal(size=(2000, 4))).astype(np.float32)

@@ -87,3 +87,30 @@ def test_candidates_handed_to_the_recluster_are_bounded(monkeypatch):
     _seed(rows, k, np.random.default_rng(0), init_rounds=5)
     rounds = rows.n_passes - 1  # the last pass weights the candidates
     assert k <= seen[0] <= 1 + rounds * R.top_count(2.0 * k)
+
+
+def test_replayed_rounds_give_the_same_seeds_as_kept_state(monkeypatch):
+    """Without per-row state on the workers (replaying the earlier rounds instead), the
+    candidates, their weights and the centres are bit for bit the same -- including
+    after a cut draw's gather pass and with sample weights."""
+    X, _, _ = blobs(n=3000, d=3, k=8, std=1.0, seed=9)
+    X = X.astype(np.float32)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, size=X.shape[0])
+
+    def seeds(keep, **options):
+        monkeypatch.setattr(_init, "keeps_seeding_state", lambda rows: keep)
+        rows = RowBlocks(da.from_array(X, chunks=(400, -1)), da.from_array(w, chunks=400))
+        return _seed(rows, 8, np.random.default_rng(0), init_rounds=3, **options), rows
+
+    for options in ({}, {"_n_keep": 2}):
+        kept, kept_rows = seeds(True, **options)
+        replayed, replayed_rows = seeds(False, **options)
+        np.testing.assert_array_equal(replayed.centers, kept.centers)
+        assert replayed_rows.n_passes == kept_rows.n_passes
+
+
+def test_large_data_on_a_small_budget_replays_instead_of_keeping_state(monkeypatch):
+    rows = _rows(np.zeros((1000, 2), np.float32), 250)
+    assert _init.keeps_seeding_state(rows)
+    monkeypatch.setattr(_init, "memory_budget", lambda client, meta=None: 4 * 2 * 8 * 1000 - 1)
+    assert not _init.keeps_seeding_state(rows)
