@@ -96,6 +96,7 @@ def kmeans_parallel(
     *,
     oversampling_factor: float = 2.0,
     init_rounds: int = 5,
+    concurrent: int = 1,
     _n_keep: int | None = None,
 ):
     """k-means|| seeding: ``init_rounds`` data passes, then one pass to weight candidates.
@@ -105,7 +106,8 @@ def kmeans_parallel(
     · n_clusters, φ the total cost), lowering each row's min cost with the previous
     round's candidates only.  The candidates are then weighted by the weight of the
     rows they attract and reduced to ``n_clusters`` centres by a weighted k-means++
-    and Lloyd in memory.  Returns an ``InitResult``.
+    and Lloyd in memory.  Returns an ``InitResult``.  ``concurrent`` seeders share
+    the passes (a sweep over k), which ``keeps_seeding_state`` counts.
     """
     t0 = time.perf_counter()
     ell = oversampling_factor * n_clusters
@@ -116,7 +118,7 @@ def kmeans_parallel(
     shift = c0[0].astype(np.float64)
     candidates, new, n_candidates = [c0], c0, 1
     state = moments = None
-    keep_state = keeps_seeding_state(rows)
+    keep_state = keeps_seeding_state(rows, concurrent)
     applied = ()  # (set, shift, first index) of every round so far, for replay
     scale = ell
     for r in range(1, init_rounds + _EXTRA_ROUNDS + 1):
@@ -163,17 +165,18 @@ def kmeans_parallel(
     return InitResult(centers.astype(rows.dtype), moments)
 
 
-def keeps_seeding_state(rows: RowBlocks) -> bool:
+def keeps_seeding_state(rows: RowBlocks, concurrent: int = 1) -> bool:
     """Whether blocks keep k-means||'s per-row min costs between passes, or rebuild
     them each pass by replaying the earlier rounds (more arithmetic, no memory).
 
-    The costs are 6-12 bytes a row, held twice while a pass runs; they are kept while
-    that is under a quarter of the memory budget.  Both ways give the same result, so
-    the choice may depend on the cluster.
+    The costs are 6-12 bytes a row for each of the ``concurrent`` seeders sharing the
+    passes, held twice while a pass runs; they are kept while that is under a quarter
+    of the memory budget.  Both ways give the same result, so the choice may depend on
+    the cluster.
     """
     per_row = (4 if rows.dtype == np.float32 else 8) + 4
     budget = memory_budget(rows.client, rows.X._meta)
-    return 2 * per_row * rows.n_samples <= budget // 4
+    return 2 * per_row * rows.n_samples * concurrent <= budget // 4
 
 
 def recluster_candidates(cand, weights, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -289,5 +292,6 @@ def seed_runs(rows: RowBlocks, init: str, n_clusters, rngs, **options) -> list[I
     per run)."""
     ks = [n_clusters] * len(rngs) if isinstance(n_clusters, int) else list(n_clusters)
     make = INITIALIZERS[init]
+    options.setdefault("concurrent", len(ks))
     seeders = [make(rows, k, rng, **options) for k, rng in zip(ks, rngs, strict=True)]
     return run_seeders(rows, seeders)

@@ -98,7 +98,7 @@ def test_replayed_rounds_give_the_same_seeds_as_kept_state(monkeypatch):
     w = np.random.default_rng(2).uniform(0.5, 2.0, size=X.shape[0])
 
     def seeds(keep, **options):
-        monkeypatch.setattr(_init, "keeps_seeding_state", lambda rows: keep)
+        monkeypatch.setattr(_init, "keeps_seeding_state", lambda rows, concurrent: keep)
         rows = RowBlocks(da.from_array(X, chunks=(400, -1)), da.from_array(w, chunks=400))
         return _seed(rows, 8, np.random.default_rng(0), init_rounds=3, **options), rows
 
@@ -112,5 +112,8 @@ def test_replayed_rounds_give_the_same_seeds_as_kept_state(monkeypatch):
 def test_large_data_on_a_small_budget_replays_instead_of_keeping_state(monkeypatch):
     rows = _rows(np.zeros((1000, 2), np.float32), 250)
     assert _init.keeps_seeding_state(rows)
-    monkeypatch.setattr(_init, "memory_budget", lambda client, meta=None: 4 * 2 * 8 * 1000 - 1)
+    monkeypatch.setattr(_init, "memory_budget", lambda client, meta=None: 4 * 2 * 8 * 1000)
+    assert _init.keeps_seeding_state(rows)
+    assert not _init.keeps_seeding_state(rows, concurrent=2)  # a sweep seeds several k
+    monkeypatch.setattr(_init, "memory_budget", lambda client, meta=None: 4 * 2 * 8 * 1000 - 4)
     assert not _init.keeps_seeding_state(rows)
