@@ -250,9 +250,19 @@ class KMeans(
         elif self.n_init == "auto":
             self._n_init = 10 if self.init == "random" else 1
 
+    @property
+    def _spherical(self) -> bool:
+        """metric="cosine" (a model saved before the parameter existed is Euclidean)."""
+        return getattr(self, "metric", "euclidean") == "cosine"
+
+    def _inertia(self, cost: float) -> float:
+        """Inertia from the summed squared distance: for cosine, Σ||u - c||² over unit
+        vectors is 2·Σ(1 - cos)."""
+        return cost / 2.0 if self._spherical else cost
+
     def _rows_for_metric(self, X):
         """X as the metric sees it: unit rows for cosine (lazy), else X itself."""
-        if getattr(self, "metric", "euclidean") != "cosine":
+        if not self._spherical:
             return X
         return X.map_blocks(K.unit_rows, dtype=X.dtype, name=f"dkmeans-unit-{tokenize(X.name)}")
 
@@ -309,8 +319,7 @@ class KMeans(
         self.cluster_centers_ = best.centers
         self.n_clusters_ = best.centers.shape[0]
         self.labels_ = inp.wrap_samples(labels, "cluster")
-        # cosine: Σ||u - c||² over unit vectors is 2·Σ(1 - cos)
-        self.inertia_ = float(assignment.cost) / (2.0 if self.metric == "cosine" else 1.0)
+        self.inertia_ = self._inertia(float(assignment.cost))
         total = float(assignment.weights.sum())
         k = best.centers.shape[0]
         self.simplified_silhouette_ = assignment.simplified / total if k > 1 else float("nan")
@@ -346,7 +355,7 @@ class KMeans(
 
     def _unit_centers(self, centers):
         """Centres on the unit sphere for cosine (seeds and recluster give means)."""
-        return K.unit_rows(centers, strict=False) if self.metric == "cosine" else centers
+        return K.unit_rows(centers, strict=False) if self._spherical else centers
 
     def _checkpoint(self, inp: Input, sample_weight):
         """The fit's Checkpoint, or None; the key ties it to this data and these params."""
@@ -396,7 +405,7 @@ class KMeans(
             runs, moments, self.n_seeding_passes_ = seed_and_iterate(
                 rows, lambda: self._seed(rows, rng), self._checkpoint(inp, sample_weight),
                 self.resume, max_iter=self.max_iter, tol=self.tol,
-                spherical=self.metric == "cosine",
+                spherical=self._spherical,
             )  # fmt: skip
             best = runs[0]
             shift = K.choose_shift(moments.mean, moments.variance)
@@ -422,7 +431,7 @@ class KMeans(
         centers = self.cluster_centers_
         shift = K.choose_shift(centers.mean(axis=0), centers.var(axis=0))
         cs = K.prepare_centers(centers, shift, inp.array.dtype)
-        cosine = getattr(self, "metric", "euclidean") == "cosine"
+        cosine = self._spherical
 
         def block(x):
             xp = B.namespace(x)
@@ -479,7 +488,7 @@ class KMeans(
         inp = check_fitted_input(self, X)
         k = self.cluster_centers_.shape[0]
         fn = K.distances
-        if getattr(self, "metric", "euclidean") == "cosine":
+        if self._spherical:
 
             def fn(x, cs, shift):  # unit vectors: 1 - cos = ||u - c||² / 2
                 return K.distances(x, cs, shift) ** 2 / 2
@@ -500,4 +509,4 @@ class KMeans(
         shift = K.choose_shift(c.mean(axis=0), c.var(axis=0))
         with single_threaded_blas():
             cost = rows.cost_pass([self.cluster_centers_], shift, "score")
-        return -float(cost[0]) / (2.0 if getattr(self, "metric", "euclidean") == "cosine" else 1.0)
+        return -self._inertia(float(cost[0]))

@@ -23,7 +23,9 @@ from ._validation import (
     OneOf,
     as_generator,
     as_input,
+    as_sample_weight,
     check_fitted_input,
+    validate_params,
 )
 from .cluster import KMeans
 
@@ -168,8 +170,6 @@ class MiniBatchKMeans(KMeans):
         -------
         self
         """
-        from ._validation import as_sample_weight, validate_params
-
         validate_params(self, self._constraints)
         first = not hasattr(self, "cluster_centers_")
         inp = as_input(X) if first else check_fitted_input(self, X)

@@ -257,7 +257,7 @@ class _Sweep:
 
         runs, moments, self.n_seeding_passes = seed_and_iterate(
             self.rows, seed, self.checkpoint, t.resume, max_iter=t.max_iter, tol=t.tol,
-            spherical=t.metric == "cosine",
+            spherical=t._spherical,
         )  # fmt: skip
         self.moments = moments
         self.shift = K.choose_shift(moments.mean, moments.variance)
@@ -304,9 +304,7 @@ class _Sweep:
             mom = moments[i]
             # Σ||x - c||² = Σ||x - mean||² + n·||mean - c||² per cluster
             offset = ((mom.means - centers[i].astype(np.float64)) ** 2).sum(axis=1)
-            inertia = float(mom.m2.sum() + mom.counts @ offset)
-            if self.template.metric == "cosine":
-                inertia /= 2.0  # Σ(1 - cos) over unit vectors
+            inertia = self.template._inertia(float(mom.m2.sum() + mom.counts @ offset))
             filled = mom.counts > 0
             spread = np.where(filled, spreads[i][0] / np.where(filled, mom.counts, 1), 0.0)
             run = self.best[i]

@@ -116,19 +116,29 @@ def test_predict_refuses_a_store_with_other_features(tmp_path, communities):
     assert "4 features but the model was trained on 10" in proc.stderr
 
 
-@pytest.mark.slow
-def test_bench_fit_runs_at_tiny_size(tmp_path):
-    """The benchmark itself must not rot: run it in seconds at a tiny size."""
+def _bench(script: str, *args: str) -> list[dict]:
+    """Run a benchmark script; its JSON lines (it must exit 0)."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_fit.py"), "--rows", "6000",
-         "--features", "4", "--k", "3", "--chunk", "1500", "--streamed-iters", "3",
-         "--systems", "floor-read,floor-gemm,sklearn,dkmeans-threaded,dkmeans-threaded-streamed",
-         "--store", str(tmp_path / "b.zarr")],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    by = {line["system"]: line for line in lines}
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def _by_system(lines: list[dict]) -> dict:
+    return {line["system"]: line for line in lines}
+
+
+@pytest.mark.slow
+def test_bench_fit_runs_at_tiny_size(tmp_path):
+    """The benchmark itself must not rot: run it in seconds at a tiny size."""
+    by = _by_system(_bench(
+        "bench_fit.py", "--rows", "6000", "--features", "4", "--k", "3", "--chunk", "1500",
+        "--streamed-iters", "3",
+        "--systems", "floor-read,floor-gemm,sklearn,dkmeans-threaded,dkmeans-threaded-streamed",
+        "--store", str(tmp_path / "b.zarr"),
+    ))  # fmt: skip
     assert {"system", "sklearn", "dkmeans-threaded", "summary"} <= set(by)
     assert "error" not in by["dkmeans-threaded"], by["dkmeans-threaded"]
     assert by["dkmeans-threaded"]["init_passes"] == 6
@@ -137,14 +147,10 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
 
 @pytest.mark.slow
 def test_bench_out_of_core_runs_at_tiny_size(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_out_of_core.py"), "--rows", "40000",
-         "--features", "8", "--chunk", "10000", "--iterations", "2",
-         "--store", str(tmp_path / "o.zarr")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    by = {line["system"]: line for line in map(json.loads, proc.stdout.splitlines())}
+    by = _by_system(_bench(
+        "bench_out_of_core.py", "--rows", "40000", "--features", "8", "--chunk", "10000",
+        "--iterations", "2", "--store", str(tmp_path / "o.zarr"),
+    ))  # fmt: skip
     fit = by["dkmeans-streamed"]
     assert fit["data_passes"] == fit["seeding_passes"] + fit["iterations"] + 1
     assert not fit["worker_restarted"] and fit["worker_statuses"] == ["running"]
@@ -153,13 +159,19 @@ def test_bench_out_of_core_runs_at_tiny_size(tmp_path):
 
 @pytest.mark.slow
 def test_bench_scaling_runs_at_tiny_size(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_scaling.py"), "--rows", "8000,16000",
-         "--chunk", "4000", "--iterations", "2", "--workers", "1", "--folder", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    lines = _bench(
+        "bench_scaling.py",
+        "--rows",
+        "8000,16000",
+        "--chunk",
+        "4000",
+        "--iterations",
+        "2",
+        "--workers",
+        "1",
+        "--folder",
+        str(tmp_path),
+    )
     fits = [line for line in lines if line["system"] == "dkmeans-1-worker"]
     assert [f["rows"] for f in fits] == [8000, 16000]
     assert all(f["seconds_per_lloyd_pass"] > 0 for f in fits)
@@ -168,14 +180,10 @@ def test_bench_scaling_runs_at_tiny_size(tmp_path):
 
 @pytest.mark.slow
 def test_bench_large_k_runs_at_tiny_size(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_large_k.py"), "--rows", "6000",
-         "--features", "8", "--k", "64", "--chunk", "1500", "--iterations", "2",
-         "--store", str(tmp_path / "k.zarr")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    by = {line["system"]: line for line in map(json.loads, proc.stdout.splitlines())}
+    by = _by_system(_bench(
+        "bench_large_k.py", "--rows", "6000", "--features", "8", "--k", "64", "--chunk", "1500",
+        "--iterations", "2", "--store", str(tmp_path / "k.zarr"),
+    ))  # fmt: skip
     assert "error" not in by["dkmeans"], by["dkmeans"]
     assert by["dkmeans"]["seeding_passes"] == 6 and by["dkmeans"]["empty_clusters"] == 0
     assert by["summary"]["inertia_vs_sklearn"] < 1.1
@@ -183,14 +191,10 @@ def test_bench_large_k_runs_at_tiny_size(tmp_path):
 
 @pytest.mark.slow
 def test_bench_gpu_runs_at_tiny_size_and_says_whether_a_gpu_ran(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--rows", "6000",
-         "--features", "4", "--k", "8", "--chunk", "1500", "--iterations", "3",
-         "--store", str(tmp_path / "g.zarr")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    by = {line["system"]: line for line in map(json.loads, proc.stdout.splitlines())}
+    by = _by_system(_bench(
+        "bench_gpu.py", "--rows", "6000", "--features", "4", "--k", "8", "--chunk", "1500",
+        "--iterations", "3", "--store", str(tmp_path / "g.zarr"),
+    ))  # fmt: skip
     assert "error" not in by["dkmeans-numpy"], by["dkmeans-numpy"]
     assert by["summary"]["gpu_ran"] == ("error" not in by["dkmeans-cupy"])
     assert by["dkmeans-numpy"]["inertia"] <= 1.1 * by["sklearn"]["inertia"]
