@@ -9,7 +9,8 @@ and merged exactly (Chan et al.'s update for co-moments):
 
 which needs no earlier pass for the global mean and never forms Σ xxᵀ of raw,
 uncentred data (whose cancellation loses digits when the mean is large).
-Blocks are processed in row tiles of float64 so memory stays ``TILE_ROWS × d``.
+Blocks are processed in row tiles of float64 so memory stays ``tile-rows × d``
+(``dkmeans.tile-rows``, read where the task runs).
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _backend as B
-
-TILE_ROWS = 16384
+from . import _config as config
 
 
 class Centred(NamedTuple):
@@ -43,8 +43,9 @@ def _block_mean(X):
     return xp.mean(xp.astype(X, xp.float64, copy=False), axis=0)
 
 
-def _centred_tiles(X, mean, dtype=np.float64, rows=TILE_ROWS):
+def _centred_tiles(X, mean, dtype=np.float64, rows=None):
     xp = B.namespace(X)
+    rows = rows or config.get("tile-rows")
     for s in range(0, X.shape[0], rows):
         t = xp.astype(X[s : min(s + rows, X.shape[0]), ...], xp.float64, copy=False) - mean
         yield t if dtype == np.float64 else xp.astype(t, B.xp_dtype(xp, dtype))

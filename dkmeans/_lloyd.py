@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _config as config
 from . import _kernels as K
 from . import _reductions as R
 from ._init import accept_moments
 from ._parallel import RowBlocks
 
 logger = logging.getLogger("dkmeans")
-
-MAX_FAR = 256  # far points kept per pass for empty-cluster relocation
 
 
 @dataclass
@@ -72,7 +71,8 @@ def lloyd(
         else inits[0].astype(np.float64).mean(axis=0)
     )  # fmt: skip
     tol_abs = tolerance(tol, moments) if moments is not None else None
-    n_far = min(MAX_FAR, max(r.centers.shape[0] for r in runs))
+    # far rows kept per pass for empty-cluster relocation
+    n_far = min(config.get("max-far"), max(r.centers.shape[0] for r in runs))
     for it in range(max(r.n_iter for r in runs) + 1, max_iter + 1):
         active = [r for r in runs if not r.converged]
         if not active:

@@ -1,35 +1,38 @@
 """Dask only: map the chunk reductions over row blocks and tree-reduce them.
 
-``RowBlocks`` holds a 2-D dask array (features in one chunk) as a list of per-block
-delayed objects with their weights.  Each ``*_pass`` method is ONE pass over the
-data and ONE ``dask.compute`` returning small arrays; passes that keep per-row
-state (k-means|| costs, final labels) persist it beside the blocks.  Task names
-read ``dkmeans-<stage>-<n>`` on the dashboard.  Combining runs in a fixed tree
-over block order, and random draws use per-block seeds from a SeedSequence, so
-results do not depend on the number of workers.
+``RowBlocks`` holds a 2-D dask array (features in one chunk) and its weights as
+references to their blocks.  Each ``*_pass`` method is ONE pass over the data and
+ONE low-level graph (``_graph``) handed to the scheduler, returning small arrays.
+A task covers several consecutive blocks (``dkmeans.task-bytes``); partials combine
+in a fixed tree over block order whose subtrees the groups are, and random draws
+use per-block seeds from a SeedSequence, so results depend neither on the grouping
+nor on the number of workers.  Per-row state a later pass needs (k-means|| costs,
+final labels) stays beside the blocks, kept by the same graph run that makes it.
+Task names read ``dkmeans-<stage>-<token>`` on the dashboard.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
-from dask.delayed import Delayed, delayed
 
 from . import _backend as B
+from . import _config as config
+from . import _graph as G
 from . import _kernels as K
 from . import _reductions as R
 from ._logging import progress_stream
 
 logger = logging.getLogger("dkmeans")
-
-SPLIT_EVERY = 8
 
 
 def active_client():
@@ -92,23 +95,6 @@ def run_with_progress(objs, client, *, persist: bool):
     return client.gather(futures)
 
 
-def tree_reduce(parts: Sequence, combine: Callable, name: str, split_every: int = SPLIT_EVERY):
-    """Combine delayed partials in a fixed tree: groups of ``split_every`` in block order."""
-    level = 0
-    parts = list(parts)
-    while len(parts) > 1:
-        parts = [
-            delayed(combine, pure=True)(
-                parts[i : i + split_every], dask_key_name=(f"{name}-combine{level}", j)
-            )
-            for j, i in enumerate(range(0, len(parts), split_every))
-        ]
-        level += 1
-    if isinstance(parts[0], Delayed):
-        return parts[0]
-    return delayed(combine, pure=True)(parts, dask_key_name=(f"{name}-combine", 0))
-
-
 def map_rows(fn, X: da.Array, *row_arrays: da.Array, dtype, name: str) -> da.Array:
     """``fn(block, *row_blocks)`` -> one NumPy value per row, as a lazy 1-D dask array.
 
@@ -128,8 +114,99 @@ def map_rows(fn, X: da.Array, *row_arrays: da.Array, dtype, name: str) -> da.Arr
     )  # fmt: skip
 
 
+class BlockRef(NamedTuple):
+    """Block ``i`` of a row-aligned array (``RowBlocks.aligned``), for ``per_block``:
+    the task gets the block itself."""
+
+    ref: G.TaskRef
+    blocks: G.ArrayBlocks  # holds the array, so blocks held as futures stay alive
+
+
+def tree_depth(n: int, split_every: int) -> int:
+    """Levels of the fixed combine tree over ``n`` leaves (0 for a single leaf)."""
+    depth = 0
+    while n > 1:
+        n = -(-n // split_every)
+        depth += 1
+    return depth
+
+
+def group_size(n_blocks: int, block_bytes: float, threads: int) -> int:
+    """Blocks per task: the largest power of ``split-every`` whose blocks fit in
+    ``dkmeans.task-bytes`` while leaving at least two tasks per thread.
+
+    A power of the tree's fan-in keeps each group a whole subtree of the fixed
+    combine tree, so the grouping never changes a result.
+    """
+    split, target = config.get("split-every"), config.get("task-bytes")
+    size = 1
+    while size * split * block_bytes <= target and -(-n_blocks // (size * split)) >= 2 * threads:
+        size *= split
+    return size
+
+
+def combine_levels(parts: list, combine: Callable, levels: int, split_every: int):
+    """``levels`` levels of the fixed tree: groups of ``split_every`` in order."""
+    for _ in range(levels):
+        parts = [combine(parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+    if len(parts) != 1:  # the caller's level count does not match the leaves
+        raise RuntimeError(f"combine tree left {len(parts)} partials")
+    return parts[0]
+
+
+def _group_task(chunk, combine, levels, split_every, keep, shared, blocks, weights, extras):
+    """One task over consecutive blocks: ``chunk`` on each, then the group's subtree.
+
+    ``combine=None``: the list of chunk outputs.  ``keep``: ``chunk`` returns
+    ``(partial, kept)`` and the task ``(subtree, [kept per block])``.
+    """
+    parts, kept = [], []
+    for i, x in enumerate(blocks):
+        out = chunk(x, None if weights is None else weights[i], *shared, *extras[i])
+        if keep:
+            out, k = out
+            kept.append(k)
+        parts.append(out)
+    if combine is None:
+        return parts
+    node = combine_levels(parts, combine, levels, split_every)
+    return (node, kept) if keep else node
+
+
+def _seeding_group(combine, levels, split_every, with_moments, jobs, blocks, weights, states,
+                   seeds, offsets):  # fmt: skip
+    """k-means|| / k-means++ jobs over consecutive blocks: ``(subtree, new states)``,
+    the new states one list per job (one entry per block), None where a job keeps none."""
+    parts, new = [], [[] for _ in jobs]
+    for i, x in enumerate(blocks):
+        state = [None if s is None else s[i] for s in states]
+        w = None if weights is None else weights[i]
+        out = R.seeding_jobs_chunk(x, w, jobs, state, seeds[i], offsets[i], with_moments)
+        parts.append(out[0])
+        for j, s in enumerate(out[1:]):
+            new[j].append(s)
+    return combine_levels(parts, combine, levels, split_every), new
+
+
+def _item(value, i):
+    return value[i]
+
+
+def _combine_list(combine, parts, first: bool):
+    return combine([p[0] for p in parts] if first else parts)
+
+
+def _pair(x, w):
+    return x, w
+
+
 class RowBlocks:
     """A (n_samples, n_features) dask array seen as row blocks, with weights.
+
+    Each ``*_pass`` is ONE data pass and ONE graph handed to the scheduler: a task per
+    group of consecutive blocks (``group_size``) on top of the input's own graph,
+    then a fixed-order tree over the groups.  Building it costs a few objects per
+    block, and the result does not depend on the grouping or on the workers.
 
     Parameters
     ----------
@@ -144,15 +221,17 @@ class RowBlocks:
         self.X = X
         self.sample_weight = sample_weight
         self.client = client
-        self.blocks = list(X.to_delayed(optimize_graph=False).ravel())
-        self.weights = (
-            [None] * len(self.blocks)
-            if sample_weight is None
-            else list(sample_weight.to_delayed(optimize_graph=False).ravel())
-        )
+        self._x = G.ArrayBlocks(X)
+        self._w = None if sample_weight is None else G.ArrayBlocks(sample_weight)
         self.offsets = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
         self.n_passes = 0
         self._token = tokenize(X.name, None if sample_weight is None else sample_weight.name)
+        self.split_every = config.get("split-every")
+        n = self.n_blocks
+        size = group_size(n, X.nbytes / max(n, 1), G.n_threads(client))
+        self.groups = [(a, min(a + size, n)) for a in range(0, n, size)]
+        self._depth = tree_depth(n, self.split_every)
+        self._in_group = min(self._depth, round(math.log(size, self.split_every)))
 
     @property
     def n_samples(self) -> int:
@@ -160,161 +239,242 @@ class RowBlocks:
 
     @property
     def n_blocks(self) -> int:
-        return len(self.blocks)
+        return len(self._x)
 
     @property
     def dtype(self):
         return self.X.dtype
 
     # ------------------------------------------------------------------ plumbing
-    def broadcast(self, value, name: str):
-        """Ship a small object once: scattered to all workers, or one graph key."""
-        if self.client is not None:
-            return self.client.scatter(value, broadcast=True, hash=False)
-        return delayed(value, name=f"{name}-{tokenize(value)}", traverse=False)
-
     def _key(self, stage: str, *args) -> str:
         return f"dkmeans-{stage}-{tokenize(self._token, stage, *args)[:8]}"
 
-    def _map(self, fn, name, *shared, blocks=None, per_block=None):
-        blocks = self.blocks if blocks is None else blocks
-        return [
-            delayed(fn, pure=True)(
-                blk, w, *shared, *(per_block(i) if per_block else ()), dask_key_name=(name, i)
-            )
-            for i, (blk, w) in enumerate(zip(blocks, self.weights, strict=True))
-        ]
+    def _builder(self, reads: bool = True) -> G.Builder:
+        b = G.Builder(self.client)
+        if reads:
+            b.include(self._x.graph)
+        if self._w is not None:
+            b.include(self._w.graph)
+        return b
 
-    def _compute(self, *objs):
-        self.n_passes += 1
-        return run_with_progress(objs, self.client, persist=False)
+    def _inputs(self, a: int, b: int, reads: bool):
+        blocks = G.List(*self._x.refs[a:b]) if reads else [None] * (b - a)
+        weights = None if self._w is None else G.List(*self._w.refs[a:b])
+        return blocks, weights
 
-    def _persist(self, tasks):
-        self.n_passes += 1
-        return list(run_with_progress(tasks, self.client, persist=True))
+    def _extras(self, builder: G.Builder, per_block, a: int, b: int) -> tuple[list, bool]:
+        """``per_block(i)`` for blocks a..b-1, ``aligned`` references resolved; and
+        whether any was a reference."""
+        if per_block is None:
+            return [()] * (b - a), False
+        rows, refs = [], False
+        for i in range(a, b):
+            items = []
+            for v in per_block(i):
+                if isinstance(v, BlockRef):
+                    builder.include(v.blocks.graph)
+                    v, refs = v.ref, True
+                items.append(v)
+            rows.append(G.nested(items))
+        return rows, refs
 
-    def aligned(self, values: da.Array) -> list:
-        """Per-block delayed pieces of a per-row dask array, chunked like X's rows."""
+    def _tree(self, builder: G.Builder, key: str, nodes: list, combine, *, first: bool):
+        """The tree's levels above the groups; returns the root's reference."""
+        for level in range(self._depth - self._in_group):
+            nodes = [
+                builder.add((f"{key}-combine{level}", j), _combine_list, combine,
+                            G.List(*nodes[i : i + self.split_every]), first and level == 0)
+                for j, i in enumerate(range(0, len(nodes), self.split_every))
+            ]  # fmt: skip
+        if first and self._depth == self._in_group:
+            return builder.add((f"{key}-root", 0), _item, nodes[0], 0)
+        return nodes[0]
+
+    def _groups_pass(self, chunk, combine, name, shared, per_block, *, reads=True, keep=False):
+        """Group tasks of one pass: ``(builder, key, group refs)``."""
+        key = self._key(name, *shared)
+        b = self._builder(reads)
+        shipped = b.data(f"{key}-shared", tuple(shared))
+        refs = []
+        for g, (lo, hi) in enumerate(self.groups):
+            blocks, weights = self._inputs(lo, hi, reads)
+            extras, has_refs = self._extras(b, per_block, lo, hi)
+            refs.append(b.add(
+                (key, g), _group_task, chunk, combine, self._in_group, self.split_every, keep,
+                shipped, blocks, weights, G.List(*extras) if has_refs else extras,
+            ))  # fmt: skip
+        if reads:
+            self.n_passes += 1
+        return b, key, refs
+
+    def aligned(self, values: da.Array) -> list[BlockRef]:
+        """Per-block references to a per-row dask array, chunked like X's rows."""
         if values.chunks[0] != self.X.chunks[0]:
             values = values.rechunk({0: self.X.chunks[0]})
-        return list(values.to_delayed(optimize_graph=False).ravel())
+        blocks = G.ArrayBlocks(values)
+        return [BlockRef(ref, blocks) for ref in blocks.refs]
 
-    def reduce(self, chunk, combine, name: str, *shared, per_block=None, blocks=None):
+    def reduce(self, chunk, combine, name: str, *shared, per_block=None, reads: bool = True):
         """One pass: ``chunk(block, weight, *shared, *per_block(i))``, tree-combined.
 
-        ``shared`` objects are broadcast once; returns the computed root.
+        ``shared`` values travel once with the graph; ``per_block(i)`` may hold
+        ``aligned`` references.  Returns the computed root.
         """
-        shipped = [self.broadcast(v, f"{name}-shared") for v in shared]
-        tasks = self._map(
-            chunk, self._key(name, *shared), *shipped, per_block=per_block, blocks=blocks
-        )
-        return self._compute(tree_reduce(tasks, combine, f"{name}-reduce"))[0]
+        b, key, refs = self._groups_pass(chunk, combine, name, shared, per_block, reads=reads)
+        root = self._tree(b, key, refs, combine, first=False)
+        return b.run([root.key])[0][0]
 
-    def block_pairs(self, pair, combine, finalize, name: str, *shared, per_block):
+    def map_blocks(self, chunk, name: str, *shared, per_block=None, reads: bool = True) -> list:
+        """One pass: ``chunk(block, weight, *shared, *per_block(i))`` of every block, as a
+        list in block order (small values only: they come back to the client)."""
+        b, _, refs = self._groups_pass(chunk, None, name, shared, per_block, reads=reads)
+        groups, _ = b.run([r.key for r in refs])
+        return [out for group in groups for out in group]
+
+    def _kept_array(self, handles: list, name: str, dtype) -> da.Array:
+        """Per-block values a pass kept, as a dask array chunked like X's rows."""
+        chunks = (self.X.chunks[0],)
+        if self.client is not None:
+            return da.Array({f.key: f for f in handles}, name, chunks, dtype=dtype)
+        dsk = {(name, i): G.DataNode((name, i), h) for i, h in enumerate(handles)}
+        return da.Array(dsk, name, chunks, dtype=dtype)
+
+    def block_pairs(self, pair, combine, finalize, name: str, *shared, per_block) -> da.Array:
         """For every block i: ``finalize(combine([pair(X_i, X_j, ...) for all j]), ...)``.
 
         ``pair(x_i, x_j, *shared, *per_block(j), offset)`` gets the global row offset of
         ``x_i`` within ``x_j`` (None unless i == j); ``finalize(sum, *per_block(i))``.
         O(n_blocks²) tasks: each block is read n_blocks times unless persisted.
-        Returns one delayed result per block.
+        Returns the finalized values as a lazy 1-D dask array chunked like X's rows.
         """
-        shipped = [self.broadcast(v, f"{name}-shared") for v in shared]
         key = self._key(name, *shared)
-        out = []
-        for i, xi in enumerate(self.blocks):
+        b = self._builder()
+        shipped = b.data(f"{key}-shared", tuple(shared))
+        extras, _ = self._extras(b, per_block, 0, self.n_blocks)
+        x = self._x.refs
+        for i in range(self.n_blocks):
             parts = [
-                delayed(pair, pure=True)(
-                    xi,
-                    xj,
-                    *shipped,
-                    *per_block(j),
-                    0 if i == j else None,
-                    dask_key_name=(f"{key}-pair", i, j),
-                )
-                for j, xj in enumerate(self.blocks)
-            ]
-            total = tree_reduce(parts, combine, f"{key}-{i}-reduce")
-            out.append(delayed(finalize, pure=True)(total, *per_block(i), dask_key_name=(key, i)))
+                b.add((f"{key}-pair", i, j), _call_pair, pair, x[i], x[j], shipped, extras[j],
+                      0 if i == j else None)
+                for j in range(self.n_blocks)
+            ]  # fmt: skip
+            total = self._pair_tree(b, f"{key}-{i}", parts, combine)
+            b.add((key, i), _call_finalize, finalize, total, extras[i])
         self.n_passes += self.n_blocks
-        return out
+        return da.Array(b.graph(), key, (self.X.chunks[0],), dtype=np.float64)
+
+    def _pair_tree(self, b: G.Builder, key: str, parts: list, combine):
+        level = 0
+        while len(parts) > 1:
+            parts = [
+                b.add((f"{key}-combine{level}", j), combine,
+                      G.List(*parts[i : i + self.split_every]))
+                for j, i in enumerate(range(0, len(parts), self.split_every))
+            ]  # fmt: skip
+            level += 1
+        return parts[0]
 
     # ------------------------------------------------------------------ single rows
     def draw_row(self, rng: np.random.Generator) -> int:
         """A row index drawn uniformly, or with probability ∝ sample_weight."""
         if self.sample_weight is None:
             return int(rng.integers(self.n_samples))
-        sums = np.array(dask.compute(*[delayed(_total)(w) for w in self.weights]))
+        sums = np.array(self.map_blocks(_weight_total, "weight-totals", reads=False))
         b = int(rng.choice(sums.shape[0], p=sums / sums.sum()))
-        w = np.asarray(B.to_host(self.weights[b].compute()), dtype=np.float64)
+        ((_, w),) = self.fetch_blocks([b])
+        w = np.asarray(B.to_host(w), dtype=np.float64)
         return int(self.offsets[b] + rng.choice(w.shape[0], p=w / w.sum()))
+
+    def fetch_blocks(self, indices) -> list:
+        """``(X_i, w_i)`` of the blocks ``indices``, computed (w_i None when unweighted)."""
+        indices = [int(i) for i in indices]
+        b = G.Builder(self.client)
+        b.include(self._x.needed(indices))
+        if self._w is not None:
+            b.include(self._w.needed(indices))
+        key = self._key("fetch", indices)
+        refs = [
+            b.add((key, i), _pair, self._x.refs[i], None if self._w is None else self._w.refs[i])
+            for i in indices
+        ]
+        return b.run([r.key for r in refs])[0]
 
     def fetch_rows(self, index) -> np.ndarray:
         """Rows by global index, as NumPy (reads only the blocks that hold them)."""
         index = np.asarray(index, dtype=np.int64)
         block = np.searchsorted(self.offsets, index, side="right") - 1
-        held = np.unique(block)
-        pieces = dask.compute(
-            *[
-                delayed(K.take_rows)(self.blocks[b], index[block == b] - self.offsets[b])
-                for b in held
-            ]
-        )
+        held = [int(h) for h in np.unique(block)]
+        b = G.Builder(self.client)
+        b.include(self._x.needed(held))
+        key = self._key("fetch-rows", index)
+        refs = [
+            b.add((key, h), K.take_rows, self._x.refs[h], index[block == h] - self.offsets[h])
+            for h in held
+        ]
+        pieces = b.run([r.key for r in refs])[0]
         out = np.empty((index.shape[0], self.X.shape[1]), dtype=self.dtype)
-        for b, rows in zip(held, pieces, strict=True):
-            out[block == b] = rows
+        for h, rows in zip(held, pieces, strict=True):
+            out[block == h] = rows
         return out
 
     # ------------------------------------------------------------------ passes
     def moments_pass(self, name: str) -> R.Moments:
         """Weighted column moments and the non-finite count (one pass)."""
-        tasks = self._map(R.weighted_moments_chunk, self._key(name))
-        return self._compute(tree_reduce(tasks, R.combine_moments, f"{name}-reduce"))[0]
+        return self.reduce(R.weighted_moments_chunk, R.combine_moments, name)
 
     def lloyd_pass(self, center_sets, shift, n_far: int, *, with_moments: bool, name: str):
         """One Lloyd step for all centre sets: (list of LloydPartial, Moments | None)."""
-        shared = self.broadcast((center_sets, shift), f"{name}-centers")
-        tasks = self._map(_lloyd_chunk_packed, self._key(name, shift), shared, n_far, with_moments)
         combine = partial(R.combine_lloyd, n_far=n_far)
-        (result,) = self._compute(tree_reduce(tasks, combine, f"{name}-reduce"))
-        return result
+        return self.reduce(R.lloyd_chunk, combine, name, center_sets, shift, n_far, with_moments)
 
     def seeding_pass(self, requests, *, with_moments: bool, name: str):
         """One pass serving several seeders: each request is ``(job, state, entropy, stage)``.
 
-        ``job`` is an ``R.SeedingJob``; ``state`` the per-block list an earlier pass
-        returned for that seeder (None at first); block ``i`` draws its keys from
+        ``job`` is an ``R.SeedingJob``; ``state`` the handle an earlier pass returned
+        for that seeder (None at first); block ``i`` draws its keys from
         ``block_seed(entropy, stage, i)``.  Returns ``(results, states, Moments | None)``
-        with one combined result and one new per-block state list per request.  The
-        data is read only if some job needs it (a pass is then counted).
+        with one combined result and one new state per request (per-row costs that
+        stay beside the blocks: on the workers, or in this process).  The data is read
+        only if some job needs it (a pass is then counted).
         """
         jobs = tuple(r[0] for r in requests)
         reads = with_moments or any(job.reads_data for job in jobs)
-        shared = self.broadcast(jobs, f"{name}-jobs")
-
-        def per_block(i):
-            states = [None if r[1] is None else r[1][i] for r in requests]
-            seeds = [block_seed(r[2], r[3], i) for r in requests]
-            return states, seeds, int(self.offsets[i])
-
-        tasks = self._map(
-            partial(R.seeding_jobs_chunk, with_moments=with_moments),
-            self._key(name, jobs, [r[2:] for r in requests]), shared,
-            blocks=None if reads else [None] * self.n_blocks, per_block=per_block,
-        )  # fmt: skip
-        persisted = self._persist(tasks) if reads else list(dask.persist(*tasks))
+        key = self._key(name, jobs, [r[2:] for r in requests])
+        b = self._builder(reads)
+        shipped = b.data(f"{key}-jobs", jobs)
         combine = partial(R.combine_seeding_jobs, jobs=jobs)
-        results, mom = dask.compute(
-            tree_reduce([p[0] for p in persisted], combine, f"{name}-reduce")
-        )[0]
-        states = [[p[1 + j] for p in persisted] for j in range(len(requests))]
+        refs = []
+        for g, (lo, hi) in enumerate(self.groups):
+            blocks, weights = self._inputs(lo, hi, reads)
+            states = [
+                None if r[1] is None else b.kept((f"{key}-state-in{j}", g), r[1][g])
+                for j, r in enumerate(requests)
+            ]
+            seeds = [[block_seed(r[2], r[3], i) for r in requests] for i in range(lo, hi)]
+            offsets = [int(self.offsets[i]) for i in range(lo, hi)]
+            refs.append(b.add(
+                (key, g), _seeding_group, combine, self._in_group, self.split_every,
+                with_moments, shipped, blocks, weights, G.List(*states), seeds, offsets,
+            ))  # fmt: skip
+        kept = [j for j, job in enumerate(jobs) if job.kind == "round" and job.keep_state]
+        state_keys = [
+            b.add((f"{key}-state{j}", g), _state_of, ref, j).key
+            for j in kept for g, ref in enumerate(refs)
+        ]  # fmt: skip
+        root = self._tree(b, key, refs, combine, first=True)
+        (root_value,), handles = b.run([root.key], state_keys)
+        if reads:
+            self.n_passes += 1
+        results, mom = root_value
+        states = [None] * len(requests)
+        for n, j in enumerate(kept):
+            states[j] = handles[n * len(self.groups) : (n + 1) * len(self.groups)]
         return list(results), states, mom
 
     def cost_pass(self, centers_list, shift, name) -> np.ndarray:
         """Exact costs of several centre sets (one pass)."""
         sets = [K.prepare_centers(c, shift, self.dtype) for c in centers_list]
-        shared = self.broadcast((centers_list, sets, shift), f"{name}-centers")
-        tasks = self._map(_cost_chunk_packed, self._key(name, shift), shared)
-        return self._compute(tree_reduce(tasks, R.combine_sum, f"{name}-reduce"))[0]
+        return self.reduce(R.cost_chunk, R.combine_sum, name, centers_list, sets, shift)
 
     def label_pass(self, centers, shift, name, *, keep: str):
         """Final labels and exact cost.
@@ -324,43 +484,49 @@ class RowBlocks:
         returns a NumPy array.
         """
         cs = K.prepare_centers(centers, shift, self.dtype)
-        shared = self.broadcast((centers, cs, shift), f"{name}-centers")
-        key = self._key(name, shift, tokenize(centers))
-        tasks = self._map(_label_chunk_packed, key, shared)
+        shared = (centers, cs, shift)
         if keep == "compute":
-            out = self._compute(*tasks)
+            out = self.map_blocks(R.label_chunk, name, *shared)
             labels = np.concatenate([o[0] for o in out]) if out else np.empty(0, np.int32)
             return labels, R.combine_assignment([o[1] for o in out])
-        persisted = self._persist(tasks)
-        assignment = dask.compute(
-            tree_reduce([p[1] for p in persisted], R.combine_assignment, f"{name}-reduce")
-        )[0]
-        pieces = [
-            da.from_delayed(p[0], shape=(int(n),), dtype=np.int32, name=f"{key}-labels-{i}")
-            for i, (p, n) in enumerate(zip(persisted, self.X.chunks[0], strict=True))
-        ]
-        return da.concatenate(pieces), assignment
+        b, key, refs = self._groups_pass(_label_chunk_kept, R.combine_assignment, name, shared,
+                                         None, keep=True)  # fmt: skip
+        label_keys = [
+            b.add((f"{key}-labels", i), _kept_item, refs[g], i - lo).key
+            for g, (lo, hi) in enumerate(self.groups) for i in range(lo, hi)
+        ]  # fmt: skip
+        root = self._tree(b, key, refs, R.combine_assignment, first=True)
+        (assignment,), handles = b.run([root.key], label_keys)
+        return self._kept_array(handles, f"{key}-labels", np.int32), assignment
 
+
+def _call_pair(pair, xi, xj, shared, extras, offset):
+    return pair(xi, xj, *shared, *extras, offset)
+
+
+def _call_finalize(finalize, total, extras):
+    return finalize(total, *extras)
+
+
+def _state_of(group_out, j):
+    return group_out[1][j]
+
+
+def _kept_item(group_out, i):
+    return group_out[1][i]
+
+
+def _label_chunk_kept(X, w, centers, cs, shift):
+    labels, assignment = R.label_chunk(X, w, centers, cs, shift)
+    return assignment, labels
+
+
+def _weight_total(_x, w) -> float:
+    return _total(w)
 
 def _total(w) -> float:
     xp = B.namespace(w)
     return float(xp.sum(xp.astype(w, xp.float64)))
-
-
-# Packed signatures: shared small arguments travel as one broadcast object.
-def _lloyd_chunk_packed(X, w, shared, n_far, with_moments):
-    center_sets, shift = shared
-    return R.lloyd_chunk(X, w, center_sets, shift, n_far, with_moments)
-
-
-def _cost_chunk_packed(X, w, shared):
-    centers_list, sets, shift = shared
-    return R.cost_chunk(X, w, centers_list, sets, shift)
-
-
-def _label_chunk_packed(X, w, shared):
-    centers, cs, shift = shared
-    return R.label_chunk(X, w, centers, cs, shift)
 
 
 @contextlib.contextmanager

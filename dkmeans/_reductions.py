@@ -2,7 +2,7 @@
 
 Each ``*_chunk`` function takes one block (and its weights) and returns a small
 partial; each ``combine_*`` takes a LIST of partials in block order and returns
-one partial of the same form, so ``_parallel.tree_reduce`` can apply it at any
+one partial of the same form, so the fixed tree of ``_parallel`` can apply it at any
 level of the tree; ``finalize`` functions turn the root into results.  Combining
 in a fixed order makes floating-point results independent of the scheduler.
 No dask here.

@@ -20,9 +20,9 @@ import dask.array as da
 import numpy as np
 
 from . import _backend as B
+from . import _config as config
 
 FEATURE_DIMS = ("feature", "features", "variable", "variables", "channel")
-BLOCK_BYTES = 32 * 2**20  # target block size when splitting in-memory arrays
 
 
 @dataclass
@@ -84,7 +84,7 @@ class Input:
 def _rows_per_block(n_samples: int, row_bytes: int) -> int:
     cpus = os.cpu_count() or 1
     by_threads = math.ceil(n_samples / (2 * cpus))
-    by_bytes = max(1, BLOCK_BYTES // max(row_bytes, 1))
+    by_bytes = max(1, config.get("block-bytes") // max(row_bytes, 1))
     return max(1, min(max(by_threads, 1024), by_bytes, n_samples))
 
 

@@ -234,14 +234,8 @@ def _blockwise_silhouette(lab: _Labelled) -> da.Array:
     def finalize(total, li):
         return S.silhouette_from_sums(total, np.asarray(li), sizes)
 
-    parts = lab.rows.block_pairs(
+    return lab.rows.block_pairs(
         pair, R.combine_sum, finalize, "silhouette", per_block=lambda i: (blocks[i],)
-    )
-    return da.concatenate(
-        [
-            da.from_delayed(p, shape=(n,), dtype=np.float64)
-            for p, n in zip(parts, lab.inp.array.chunks[0], strict=True)
-        ]
     )
 
 

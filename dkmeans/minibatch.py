@@ -8,7 +8,6 @@ import os
 import time
 from typing import ClassVar
 
-import dask
 import numpy as np
 from sklearn.cluster import KMeans as _SkKMeans
 
@@ -152,8 +151,7 @@ class MiniBatchKMeans(KMeans):
         ahead = 2 * cores
         for start in range(0, len(order), ahead):
             group = order[start : start + ahead]
-            pairs = dask.compute(*[(rows.blocks[i], rows.weights[i]) for i in group])
-            yield from pairs
+            yield from rows.fetch_blocks(group)
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the centres with one chunk of a stream.

@@ -198,3 +198,18 @@ def test_bench_gpu_runs_at_tiny_size_and_says_whether_a_gpu_ran(tmp_path):
     assert "error" not in by["dkmeans-numpy"], by["dkmeans-numpy"]
     assert by["summary"]["gpu_ran"] == ("error" not in by["dkmeans-cupy"])
     assert by["dkmeans-numpy"]["inertia"] <= 1.1 * by["sklearn"]["inertia"]
+
+
+@pytest.mark.slow
+def test_bench_orchestration_runs_at_tiny_size(tmp_path):
+    lines = _bench(
+        "bench_orchestration.py", "--chunks", "20,40", "--schedulers", "threads",
+        "--repeat", "1", "--folder", str(tmp_path),
+    )  # fmt: skip
+    runs = [line for line in lines if line["system"] == "orchestration"]
+    assert [r["chunks"] for r in runs] == [20, 40]
+    for r in runs:
+        assert "error" not in r, r
+        assert r["given"]["passes"] == 4 and r["kmeans||"]["seeding_passes"] == 6
+        assert r["given"]["vs_dask_sum"] > 0 and r["client_peak_rss_mb"] > 0
+    assert "threads_kmeans||_growth_20_to_40" in lines[-1]

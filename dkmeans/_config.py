@@ -1,0 +1,35 @@
+"""Tuning constants as ``dask.config`` keys under ``dkmeans.``.
+
+Set them like any dask option, e.g. ``dask.config.set({"dkmeans.task-bytes": "256 MiB"})``
+or ``DASK_DKMEANS__TASK_BYTES="256 MiB"`` in the environment.  None of them changes a
+result: they trade tasks, memory and scheduler time.
+"""
+
+from __future__ import annotations
+
+import dask
+from dask.utils import parse_bytes
+
+DEFAULTS = {
+    # chunks a pass groups into one task, up to this many bytes of data per task
+    "task-bytes": "64 MiB",
+    # fan-in of the fixed-order combine tree (also the grouping's unit: groups hold
+    # split-every**m consecutive blocks, so the tree does not depend on the grouping)
+    "split-every": 8,
+    # target block size when an in-memory array is split into blocks
+    "block-bytes": "32 MiB",
+    # far rows kept per Lloyd pass for empty-cluster relocation
+    "max-far": 256,
+    # row tile of the float64 centred products (PCA, covariance)
+    "tile-rows": 16384,
+}
+
+dask.config.update_defaults({"dkmeans": DEFAULTS})
+
+
+def get(name: str):
+    """The value of ``dkmeans.<name>`` (sizes in bytes as ints)."""
+    value = dask.config.get(f"dkmeans.{name}")
+    if name.endswith("-bytes"):
+        return parse_bytes(value) if isinstance(value, str) else int(value)
+    return int(value)

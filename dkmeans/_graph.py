@@ -1,0 +1,167 @@
+"""Low-level task graphs: built once per pass as a dict, run on the active scheduler.
+
+The only module that touches dask's task specification (``dask._task_spec``, what
+dask.array builds its own graphs with).  A pass is a dict ``{key: Task}`` on top of
+the input's own (optimised once, cached) graph; it is handed straight to the
+scheduler, so building it costs one small object per task: no Delayed objects, no
+per-call culling, no re-optimisation of the input.
+
+Values a pass keeps for a later one (per-row seeding costs, labels) are *handles*:
+on a local scheduler the values themselves, embedded as data in the next graph; on a
+distributed cluster the futures, which stay on the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import dask
+from dask._task_spec import DataNode, GraphNode, List, Task, TaskRef, Tuple, convert_legacy_graph
+from dask.core import flatten
+
+from ._logging import progress_stream
+
+__all__ = ["DataNode", "List", "Task", "TaskRef", "Tuple"]
+
+
+def is_future(value) -> bool:
+    """True for a distributed Future (a TaskRef whose value lives on the cluster)."""
+    return isinstance(value, TaskRef) and type(value) is not TaskRef
+
+
+class ArrayBlocks:
+    """A dask array's blocks (along axis 0) as arguments of the tasks that read them.
+
+    ``refs[i]`` stands for block ``i`` in a task's arguments and ``graph`` holds what
+    the refs need, both made once (the input optimised as ``dask.compute`` would).
+    A block whose task only reads (it depends on data alone: a Zarr or NumPy array,
+    a seed) is *inlined*: the reading task runs inside the pass's own task, so a
+    pass schedules one task per group of blocks, and no block travels between
+    workers.  Other blocks are referenced by key, and blocks a cluster already holds
+    (a persisted array) by their futures.
+    """
+
+    def __init__(self, array):
+        keys = list(flatten(array.__dask_keys__()))
+        layers = dict(array.__dask_optimize__(array.__dask_graph__(), keys))
+        graph = convert_legacy_graph({k: v for k, v in layers.items() if not is_future(v)})
+        refs = []
+        for key in keys:
+            node, value = graph.get(key), layers.get(key)
+            if is_future(value):
+                refs.append(value)
+            elif isinstance(node, Task) and all(
+                isinstance(graph.get(d), DataNode) for d in node.dependencies
+            ):
+                refs.append(node)
+            else:
+                refs.append(TaskRef(key))
+        if all(isinstance(r, Task) for r in refs):  # every read inlined: keep the data only
+            graph = {k: v for k, v in graph.items() if isinstance(v, DataNode)}
+        self.array = array
+        self.refs = refs
+        self.graph = graph
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def needed(self, indices) -> dict:
+        """The part of ``graph`` that blocks ``indices`` depend on."""
+        keys = set()
+        for i in indices:
+            ref = self.refs[i]
+            keys.update(ref.dependencies if isinstance(ref, Task) else (ref.key,))
+        return cull(self.graph, keys)
+
+
+def cull(graph: dict, keys) -> dict:
+    """The tasks of ``graph`` that ``keys`` depend on (keys outside it are external)."""
+    out, stack = {}, [k for k in keys if k in graph]
+    while stack:
+        key = stack.pop()
+        if key in out:
+            continue
+        node = graph[key]
+        out[key] = node
+        stack.extend(d for d in node.dependencies if d in graph and d not in out)
+    return out
+
+
+class Builder:
+    """One pass's tasks: ``add`` a task, ``data`` a small shared value, ``kept`` a handle
+    of an earlier pass; ``run`` hands the graph to the scheduler."""
+
+    def __init__(self, client):
+        self.client = client
+        self.tasks: dict = {}
+        self.bases: list[dict] = []
+
+    def include(self, graph: dict) -> None:
+        """Add an input's graph (each distinct one once)."""
+        if graph and not any(g is graph for g in self.bases):
+            self.bases.append(graph)
+
+    def add(self, key, func, *args) -> TaskRef:
+        self.tasks[key] = Task(key, func, *args)
+        return TaskRef(key)
+
+    def data(self, key, value) -> TaskRef:
+        """A small value shipped once with the graph (each worker fetches it once)."""
+        self.tasks[key] = DataNode(key, value)
+        return TaskRef(key)
+
+    def kept(self, key, handle) -> TaskRef:
+        """Reference a value an earlier pass kept (future, or local value)."""
+        if is_future(handle):
+            return handle
+        return self.data(key, handle)
+
+    def graph(self) -> dict:
+        if not self.bases:
+            return self.tasks
+        dsk = {}
+        for base in self.bases:
+            dsk.update(base)
+        dsk.update(self.tasks)
+        return dsk
+
+    def run(self, gather: list, keep: list = ()) -> tuple[list, list]:
+        """Compute: values of ``gather`` and handles of ``keep`` (values locally,
+        futures on a cluster), with a progress bar when ``_logging.progress`` is on."""
+        keep = list(keep)
+        keys = list(gather) + keep
+        dsk = self.graph()
+        stream = progress_stream()
+        if self.client is None:
+            get = dask.base.get_scheduler() or dask.threaded.get
+            bar = contextlib.nullcontext()
+            if stream is not None:
+                from dask.diagnostics import ProgressBar
+
+                bar = ProgressBar(out=stream, minimum=0.5)
+            with bar:
+                values = list(get(dsk, keys))
+            return values[: len(gather)], values[len(gather) :]
+        futures = self.client.get(dsk, keys, sync=False)
+        if stream is not None:
+            from distributed import progress
+
+            with contextlib.redirect_stdout(stream):
+                progress(futures, notebook=False)
+        values = self.client.gather(futures[: len(gather)])
+        return values, futures[len(gather) :]
+
+
+def nested(items) -> GraphNode | tuple:
+    """A tuple argument whose items may be task references (resolved before the call)."""
+    if any(isinstance(v, GraphNode | TaskRef) for v in items):
+        return Tuple(*items)
+    return tuple(items)
+
+
+def n_threads(client) -> int:
+    """Threads that run tasks: the cluster's, or the local pool's."""
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)

@@ -1,0 +1,109 @@
+"""The pass engine: grouped tasks, a fixed combine tree, graphs linear in the blocks."""
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dkmeans import KMeans
+from dkmeans import _graph as G
+from dkmeans._parallel import RowBlocks, group_size, tree_depth
+
+from .conftest import blobs, counting_array, write_store
+
+
+def _naive_tree(leaves: list[str], split: int) -> str:
+    """The reference order: groups of ``split`` in block order, level by level."""
+    while len(leaves) > 1:
+        leaves = ["(" + ",".join(leaves[i : i + split]) + ")" for i in range(0, len(leaves), split)]
+    return leaves[0]
+
+
+def _nest(parts):  # a combine that shows the tree it was applied in
+    return "(" + ",".join(parts) + ")"
+
+
+def _block_name(x, w, offset):
+    return str(offset)
+
+
+@given(
+    n_blocks=st.integers(1, 90),
+    split=st.integers(2, 5),
+    task_bytes=st.sampled_from([1, 2_000, 20_000, 10**9]),
+)
+def test_combine_tree_is_the_same_whatever_the_grouping(n_blocks, split, task_bytes):
+    X = da.zeros((n_blocks * 10, 2), chunks=(10, 2))
+    with dask.config.set({"dkmeans.split-every": split, "dkmeans.task-bytes": task_bytes}):
+        rows = RowBlocks(X)
+        got = rows.reduce(
+            _block_name, _nest, "tree", per_block=lambda i: (int(rows.offsets[i]),)
+        )
+    assert got == _naive_tree([str(10 * i) for i in range(n_blocks)], split)
+    assert rows.n_passes == 1
+
+
+def test_group_size_is_a_power_of_the_fan_in_within_the_byte_target():
+    with dask.config.set({"dkmeans.split-every": 8, "dkmeans.task-bytes": "64 MiB"}):
+        assert group_size(64_000, 65536, threads=2) == 512  # 32 MiB a task
+        assert group_size(1000, 65536, threads=2) == 64  # two tasks a thread at least
+        assert group_size(1000, 2**27, threads=2) == 1  # 128 MiB blocks stay alone
+    assert tree_depth(1, 8) == 0 and tree_depth(8, 8) == 1 and tree_depth(9, 8) == 2
+
+
+def _fits(X, **config):
+    out = []
+    with dask.config.set({f"dkmeans.{k}": v for k, v in config.items()}):
+        for init in ("k-means||", "random"):
+            km = KMeans(5, init=init, random_state=3, n_init=2, persist=False).fit(X)
+            out.append((km.cluster_centers_, km.inertia_, np.asarray(km.labels_), km.n_passes_))
+    return out
+
+
+def _assert_identical(a, b):
+    for (ca, ia, la, pa), (cb, ib, lb, pb) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(ca, cb)
+        assert ia == ib and pa == pb
+        np.testing.assert_array_equal(la, lb)
+
+
+def test_fit_is_bit_identical_whatever_the_grouping_and_the_workers(tmp_path):
+    X = blobs(n=6000, d=4, k=5, seed=2, dtype=np.float32)[0]
+    Xd = da.from_zarr(str(write_store(tmp_path / "x.zarr", X, 100)))  # 60 blocks
+    alone = _fits(Xd, **{"task-bytes": 1})
+    _assert_identical(alone, _fits(Xd, **{"task-bytes": 20_000}))  # 8 blocks a task
+    _assert_identical(alone, _fits(Xd, **{"task-bytes": "1 GiB"}))
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                     dashboard_address=":0") as cluster,
+        Client(cluster),
+    ):  # fmt: skip
+        _assert_identical(alone, _fits(Xd, **{"task-bytes": 20_000}))
+
+
+def test_a_pass_builds_a_graph_linear_in_blocks_with_few_tasks(monkeypatch, tmp_path):
+    X = blobs(n=12800, d=3, k=3, seed=1, dtype=np.float32)[0]
+    path = write_store(tmp_path / "x.zarr", X, 50)  # 256 chunks
+    arr, store = counting_array(path)
+    sizes = []
+    run = G.Builder.run
+
+    def counting_run(self, gather, keep=()):
+        sizes.append(len(self.graph()))
+        return run(self, gather, keep)
+
+    monkeypatch.setattr(G.Builder, "run", counting_run)
+    with dask.config.set({"dkmeans.task-bytes": 8 * 50 * 12}):  # 8 chunks a task
+        km = KMeans(3, random_state=0, max_iter=3, tol=0, persist=False).fit(arr)
+    passes = [n for n in sizes if n >= 32]  # graphs with a task per group of 8 chunks
+    assert len(passes) == km.n_passes_  # one graph per counted pass
+    # a pass: 32 group tasks (each reading its 8 chunks itself), the tree above them,
+    # the shared values, state items; the labels pass adds a task per chunk (labels stay
+    # chunked like the records)
+    assert sorted(passes)[-2] <= 3 * 32 + 8
+    assert max(passes) <= 256 + 3 * 32 + 8
+    # each pass reads each chunk once; the first centre's fetch reads one more
+    assert 256 * km.n_passes_ <= store.chunk_reads <= 256 * km.n_passes_ + 1
