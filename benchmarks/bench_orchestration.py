@@ -75,10 +75,9 @@ def run_one(args) -> dict:
         from distributed import Client, LocalCluster
 
         ctx = contextlib.ExitStack()
-        cluster = ctx.enter_context(
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=":0")  # fmt: skip
-        )
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=":0")  # fmt: skip
+        ctx.enter_context(cluster)
         ctx.enter_context(Client(cluster))
     else:
         ctx = dask.config.set(scheduler="threads")
@@ -139,9 +138,10 @@ def main(argv=None) -> int:
         print_line(system_line(workload, time.perf_counter() - t))
         for scheduler in args.schedulers.split(","):
             for n in sizes:
-                cmd = [sys.executable, __file__, "--store", str(stores[n]), "--one-chunks", str(n),
-                       "--one-scheduler", scheduler, "--inits", args.inits,
-                       "--iterations", str(args.iterations), "--repeat", str(args.repeat)]  # fmt: skip
+                cmd = [sys.executable, __file__, "--store", str(stores[n]),
+                       "--one-chunks", str(n), "--one-scheduler", scheduler,
+                       "--inits", args.inits, "--iterations", str(args.iterations),
+                       "--repeat", str(args.repeat)]  # fmt: skip
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode:
                     res = {"system": "orchestration", "scheduler": scheduler, "chunks": n,
@@ -162,7 +162,8 @@ def main(argv=None) -> int:
             summary[f"{scheduler}_{label}_max_vs_dask_sum"] = worst
             summary[f"{scheduler}_{label}_growth_{ok[0]}_to_{ok[-1]}"] = growth
             summary.setdefault("targets_met", {})[f"{scheduler}_{label}"] = {
-                "le_1x_dask_sum": worst <= 1.0, "flat_le_1.1x": growth is not None and growth <= 1.1,
+                "le_1x_dask_sum": worst <= 1.0,
+                "flat_le_1.1x": growth is not None and growth <= 1.1,
             }  # fmt: skip
     print_line(summary)
     return 0

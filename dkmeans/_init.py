@@ -23,6 +23,7 @@ from . import _backend as B
 from . import _kernels as K
 from . import _reductions as R
 from ._parallel import RowBlocks, memory_budget
+from ._validation import nonfinite_error
 
 logger = logging.getLogger("dkmeans")
 
@@ -41,11 +42,7 @@ class InitResult(NamedTuple):
 def check_finite(moments: R.Moments) -> None:
     """Raise the one clear error for NaN/inf found during a pass."""
     if moments.n_nonfinite:
-        raise ValueError(
-            f"Input X contains {moments.n_nonfinite} NaN or infinite value(s). Remove or "
-            "impute them before fitting (for example sklearn.impute.SimpleImputer, or "
-            "X[da.isfinite(X).all(axis=1)] on a dask array)."
-        )
+        raise nonfinite_error(moments.n_nonfinite)
 
 
 def accept_moments(moments: R.Moments) -> tuple[R.Moments, np.ndarray]:

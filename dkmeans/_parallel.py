@@ -196,7 +196,7 @@ def _combine_list(combine, parts, first: bool):
     return combine([p[0] for p in parts] if first else parts)
 
 
-def _pair(x, w):
+def _block_and_weight(x, w):
     return x, w
 
 
@@ -394,9 +394,10 @@ class RowBlocks:
             b.include(self._w.needed(indices))
         key = self._key("fetch", indices)
         refs = [
-            b.add((key, i), _pair, self._x.refs[i], None if self._w is None else self._w.refs[i])
+            b.add((key, i), _block_and_weight, self._x.refs[i],
+                  None if self._w is None else self._w.refs[i])
             for i in indices
-        ]
+        ]  # fmt: skip
         return b.run([r.key for r in refs])[0]
 
     def fetch_rows(self, index) -> np.ndarray:

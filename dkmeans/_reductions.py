@@ -18,6 +18,7 @@ import numpy as np
 from . import _backend as B
 from . import _cluster_stats as S
 from . import _kernels as K
+from ._validation import nonfinite_error
 
 # --------------------------------------------------------------------------- moments
 
@@ -180,7 +181,7 @@ def cost_chunk(X, sample_weight, centers_list, center_sets, shift) -> np.ndarray
         ]
     )
     if not np.all(np.isfinite(costs)):
-        raise ValueError("Input X contains NaN or infinity; remove or impute them first.")
+        raise nonfinite_error()
     return costs
 
 

@@ -81,6 +81,20 @@ class Input:
         return values
 
 
+def nonfinite_error(count: int | None = None) -> ValueError:
+    """The one error for NaN or infinity in X (``count`` of them, where known)."""
+    many = "" if count is None else f" ({count} value(s))"
+    return ValueError(
+        f"Input X contains NaN or infinity{many}. Remove or impute them first (for example "
+        "sklearn.impute.SimpleImputer, or X[da.isfinite(X).all(axis=1)] on a dask array)."
+    )
+
+
+def unwrap(x):
+    """The array inside an xarray.DataArray; anything else as it is."""
+    return x.data if hasattr(x, "dims") and hasattr(x, "data") else x
+
+
 def _rows_per_block(n_samples: int, row_bytes: int) -> int:
     cpus = os.cpu_count() or 1
     by_threads = math.ceil(n_samples / (2 * cpus))

@@ -6,6 +6,8 @@ import dask.array as da
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ._validation import unwrap
+
 __all__ = ["align_labels", "centers_in_feature_space"]
 
 
@@ -95,7 +97,7 @@ def _relabel(km, ids: np.ndarray) -> None:
     lut = np.zeros(int(old_ids.max()) + 1, dtype=np.int32)
     lut[old_ids] = ids
     labels = km.labels_
-    data = labels.data if hasattr(labels, "dims") else labels
+    data = unwrap(labels)
     mapped = (
         data.map_blocks(lambda b: lut[b], dtype=np.int32)
         if isinstance(data, da.Array)

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _cluster_stats as S
 from ._parallel import RowBlocks, active_client, single_threaded_blas
-from ._validation import as_input, as_sample_weight
+from ._validation import as_input, as_sample_weight, unwrap
 
 __all__ = ["Archetypes", "profile_clusters"]
 
@@ -188,7 +188,7 @@ def profile_clusters(
             f"({len(set(names))} unique)."
         )
     rows = RowBlocks(inp.array, as_sample_weight(sample_weight, inp.array), active_client())
-    lab = labels.data if hasattr(labels, "dims") else labels
+    lab = unwrap(labels)
     lab = lab if isinstance(lab, da.Array) else da.from_array(np.asarray(lab))
     if lab.shape != (inp.n_samples,):
         raise ValueError(f"labels have shape {lab.shape}; expected ({inp.n_samples},).")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import zarr
 
+from ._validation import unwrap
+
 __all__ = ["main"]
 
 
@@ -182,7 +184,7 @@ def _predict(args) -> int:
     with _session(args):
         labels = model.predict(X)
         path = write_labels(
-            labels.data if hasattr(labels, "dims") else labels, arr, name or "cluster",
+            unwrap(labels), arr, name or "cluster",
             into=target or None, overwrite=args.overwrite,
         )  # fmt: skip
     print(f"labels: {path}")
@@ -201,7 +203,7 @@ def _profile(args) -> int:
     with _session(args):
         labels = model.predict(X)
         arch = profile_clusters(
-            X, labels.data if hasattr(labels, "dims") else labels,
+            X, unwrap(labels),
             n_clusters=km.cluster_centers_.shape[0], cluster_ids=ids,
             score=args.score_weights or args.score,
         )  # fmt: skip

@@ -21,18 +21,12 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _backend as B
+from . import _driver as D
 from . import _kernels as K
-from ._checkpoint import Checkpoint, seed_and_iterate
-from ._init import INITIALIZERS, seed_runs
-from ._lloyd import Run
+from ._checkpoint import Checkpoint
+from ._init import INITIALIZERS
 from ._logging import verbosity
-from ._parallel import (
-    RowBlocks,
-    active_client,
-    map_rows,
-    memory_budget,
-    single_threaded_blas,
-)
+from ._parallel import RowBlocks, active_client, map_rows, single_threaded_blas
 from ._validation import (
     RANDOM_STATE,
     Input,
@@ -43,6 +37,7 @@ from ._validation import (
     as_input,
     as_sample_weight,
     check_fitted_input,
+    nonfinite_error,
     validate_params,
 )
 from .persistence import SaveMixin
@@ -52,9 +47,178 @@ logger = logging.getLogger("dkmeans")
 __all__ = ["KMeans"]
 
 
-class KMeans(
+class _BaseKMeans(
     SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
 ):
+    """What KMeans and MiniBatchKMeans share: parameter validation into a fit spec, the
+    fitted attributes, and inference (predict, transform, score)."""
+
+    @property
+    def _spherical(self) -> bool:
+        """metric="cosine" (a model saved before the parameter existed is Euclidean)."""
+        return getattr(self, "metric", "euclidean") == "cosine"
+
+    def _inertia(self, cost: float) -> float:
+        """Inertia from the summed squared distance: for cosine, Σ||u - c||² over unit
+        vectors is 2·Σ(1 - cos)."""
+        return cost / 2.0 if self._spherical else cost
+
+    def _fit_spec(self, inp: Input, n_clusters: int, n_init="auto") -> D.FitSpec:
+        """Validate the parameters (once, at the start of fit) into a ``FitSpec``."""
+        validate_params(self, self._constraints)
+        if n_clusters > inp.n_samples:
+            raise ValueError(
+                f"n_clusters={n_clusters} is larger than the number of samples "
+                f"({inp.n_samples}); use at most {inp.n_samples} clusters."
+            )
+        init = self.init
+        if not isinstance(init, str):
+            init = np.asarray(init, dtype=np.float64)
+            if init.shape != (n_clusters, inp.n_features):
+                raise ValueError(
+                    f"init array has shape {init.shape}, expected "
+                    f"(n_clusters, n_features) = ({n_clusters}, {inp.n_features})."
+                )
+            if not np.all(np.isfinite(init)):
+                raise ValueError("init array contains NaN or infinity.")
+            if n_init not in ("auto", 1):
+                warnings.warn(
+                    "Explicit initial centres given: performing only one init (n_init=1).",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            n_init = 1
+        elif n_init == "auto":
+            n_init = 10 if init == "random" else 1
+        return D.FitSpec(
+            init, n_init, self.max_iter, self.tol, self.oversampling_factor, self.init_rounds,
+            spherical=self._spherical, persist=self.persist,
+            resume=bool(getattr(self, "resume", False)),
+        )  # fmt: skip
+
+    def _set_fitted(self, inp: Input, rows: RowBlocks, best, labels, assignment, *,
+                    persisted: bool, n_seeding_passes: int) -> None:  # fmt: skip
+        """Fitted attributes from the kept run and its final label pass."""
+        vars(self).pop("cluster_ids_", None)  # a refit starts from positional labels
+        self.persisted_ = persisted
+        self.n_seeding_passes_ = n_seeding_passes
+        self.cluster_centers_ = best.centers
+        self.n_clusters_ = best.centers.shape[0]
+        self.labels_ = inp.wrap_samples(labels, "cluster")
+        self.inertia_ = self._inertia(float(assignment.cost))
+        total = float(assignment.weights.sum())
+        k = best.centers.shape[0]
+        self.simplified_silhouette_ = assignment.simplified / total if k > 1 else float("nan")
+        self.cluster_sizes_ = assignment.weights
+        self.n_iter_ = best.n_iter
+        self.iteration_seconds_ = float(np.median([h[2] for h in best.history]))
+        self.n_passes_ = rows.n_passes
+        self.n_features_in_ = inp.n_features
+        if inp.feature_names is not None:
+            self.feature_names_in_ = inp.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if not best.converged:
+            logger.info("did not converge in %d iterations", self.max_iter)
+        n_distinct = int(np.count_nonzero(assignment.weights > 0))
+        if n_distinct < k:
+            warnings.warn(
+                f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
+                f"({k}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    @property
+    def _n_features_out(self):
+        """Number of transformed output features (for ``get_feature_names_out``)."""
+        return self.cluster_centers_.shape[0]
+
+    # ------------------------------------------------------------------ inference
+    def _map_rows(self, inp: Input, fn, extra_shape, dtype, name):
+        centers = self.cluster_centers_
+        shift = K.choose_shift(centers.mean(axis=0), centers.var(axis=0))
+        cs = K.prepare_centers(centers, shift, inp.array.dtype)
+        cosine = self._spherical
+
+        def block(x):
+            xp = B.namespace(x)
+            if not bool(xp.all(xp.isfinite(x))):
+                raise nonfinite_error()
+            return fn(K.unit_rows(x) if cosine else x, cs, shift)
+
+        X = inp.array
+        chunks = (X.chunks[0], *extra_shape)
+        token = tokenize(X.name, centers, name, getattr(self, "cluster_ids_", None))
+        if extra_shape:  # distances stay in X's array library
+            out = X.map_blocks(block, dtype=dtype, chunks=chunks, name=f"dkmeans-{name}-{token}")
+        else:  # labels come back as NumPy (see _backend)
+            out = map_rows(block, X, dtype=dtype, name=f"dkmeans-{name}-{token}")
+        if inp.in_memory:
+            with single_threaded_blas():
+                out = out.compute()
+        return inp.wrap_samples(out, name, ("cluster",) if extra_shape else ())
+
+    def predict(self, X):
+        """Index of the nearest centre for each sample.
+
+        After :func:`dkmeans.align_labels`, the stable ID of that centre
+        (``cluster_ids_[index]``).
+
+        Parameters
+        ----------
+        X : array-like, dask array, xarray.DataArray, zarr.Array or path of shape \
+(n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray, dask array (lazy) or xarray.DataArray of shape (n_samples,)
+        """
+        inp = check_fitted_input(self, X)
+        ids = getattr(self, "cluster_ids_", None)
+
+        def nearest(x, cs, shift):
+            labels = K.assign_labels(x, cs, shift)[0]
+            return labels if ids is None else ids[labels].astype(np.int32)
+
+        return self._map_rows(inp, nearest, (), np.int32, "predict")
+
+    def transform(self, X):
+        """Distance from each sample to each centre: Euclidean, or ``1 - cos`` for
+        ``metric="cosine"``.
+
+        Returns
+        -------
+        distances : ndarray, dask array or xarray.DataArray of shape (n_samples, n_clusters)
+        """
+        inp = check_fitted_input(self, X)
+        k = self.cluster_centers_.shape[0]
+        fn = K.distances
+        if self._spherical:
+
+            def fn(x, cs, shift):  # unit vectors: 1 - cos = ||u - c||² / 2
+                return K.distances(x, cs, shift) ** 2 / 2
+
+        return self._map_rows(inp, fn, ((k,),), inp.array.dtype, "transform")
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the (weighted) sum of squared distances of X to its nearest centres.
+
+        Returns
+        -------
+        score : float
+        """
+        inp = check_fitted_input(self, X)
+        X = D.rows_for_metric(inp.array, self._spherical)
+        rows = RowBlocks(X, as_sample_weight(sample_weight, X), active_client())
+        c = self.cluster_centers_.astype(np.float64)
+        shift = K.choose_shift(c.mean(axis=0), c.var(axis=0))
+        with single_threaded_blas():
+            cost = rows.cost_pass([self.cluster_centers_], shift, "score")
+        return -self._inertia(float(cost[0]))
+
+
+class KMeans(_BaseKMeans):
     """K-means clustering for data larger than memory (Lloyd's algorithm, k-means|| seeding).
 
     Every Lloyd iteration is one pass over the data: each block computes its
@@ -218,146 +382,20 @@ class KMeans(
         self.checkpoint = checkpoint
         self.resume = resume
 
-    # ------------------------------------------------------------------ validation
-    def _check_params(self, inp: Input) -> None:
-        validate_params(self, self._constraints)
-        if self.n_clusters == "auto":
-            return
-        if self.n_clusters > inp.n_samples:
-            raise ValueError(
-                f"n_clusters={self.n_clusters} is larger than the number of samples "
-                f"({inp.n_samples}); use at most {inp.n_samples} clusters."
-            )
-        self._init = self.init
-        self._n_init = self.n_init
-        if not isinstance(self.init, str):
-            init = np.asarray(self.init, dtype=np.float64)
-            if init.shape != (self.n_clusters, inp.n_features):
-                raise ValueError(
-                    f"init array has shape {init.shape}, expected "
-                    f"(n_clusters, n_features) = ({self.n_clusters}, {inp.n_features})."
-                )
-            if not np.all(np.isfinite(init)):
-                raise ValueError("init array contains NaN or infinity.")
-            self._init = init
-            if self.n_init not in ("auto", 1):
-                warnings.warn(
-                    "Explicit initial centres given: performing only one init (n_init=1).",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            self._n_init = 1
-        elif self.n_init == "auto":
-            self._n_init = 10 if self.init == "random" else 1
-
-    @property
-    def _spherical(self) -> bool:
-        """metric="cosine" (a model saved before the parameter existed is Euclidean)."""
-        return getattr(self, "metric", "euclidean") == "cosine"
-
-    def _inertia(self, cost: float) -> float:
-        """Inertia from the summed squared distance: for cosine, Σ||u - c||² over unit
-        vectors is 2·Σ(1 - cos)."""
-        return cost / 2.0 if self._spherical else cost
-
-    def _rows_for_metric(self, X):
-        """X as the metric sees it: unit rows for cosine (lazy), else X itself."""
-        if not self._spherical:
-            return X
-        return X.map_blocks(K.unit_rows, dtype=X.dtype, name=f"dkmeans-unit-{tokenize(X.name)}")
-
-    def _prepare(self, inp: Input, sample_weight, client):
-        """Decide persistence and return the row blocks to fit on."""
-        X = self._rows_for_metric(inp.array)
-        w = as_sample_weight(sample_weight, X)
-        if self.persist == "auto":
-            persist = (
-                client is not None if inp.in_memory else X.nbytes <= memory_budget(client, X._meta)
-            )
-        else:
-            persist = bool(self.persist)
-        if persist and not (inp.in_memory and client is None):
-            X, w = (X.persist(), None if w is None else w.persist())
-        self.persisted_ = bool(persist)
-        streamed = not (persist or inp.in_memory)
-        if isinstance(self._init, str) and self._init == "k-means++" and streamed:
-            warnings.warn(
-                f"init='k-means++' reads the data once per centre ({self.n_clusters - 1} "
-                "passes) and the data is streamed from its store; init='k-means||' needs "
-                f"{self.init_rounds + 1}.",
-                UserWarning,
-                stacklevel=3,
-            )
-        return RowBlocks(X, w, client)
-
-    def _fit_auto(self, X, sample_weight):
-        from .model_selection import select_k
+    def _fit_auto(self, inp: Input, sample_weight):
+        """n_clusters="auto": select_k's lockstep sweep, its chosen k fitted into self."""
+        from .model_selection import select_into
 
         params = self.get_params()
         for name in ("n_clusters", "k_range", "k_criterion", "n_init", "random_state"):
             params.pop(name)
-        sel = select_k(
-            X, self.k_range, criterion=self.k_criterion, n_init=self.n_init,
-            random_state=self.random_state, sample_weight=sample_weight, **params,
+        self.k_selection_ = select_into(
+            self, inp, self.k_range, criterion=self.k_criterion, n_init=self.n_init,
+            random_state=self.random_state, sample_weight=sample_weight, kmeans_params=params,
         )  # fmt: skip
-        fitted = {k: v for k, v in vars(sel.best_model).items() if k.endswith("_")}
-        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
-            delattr(self, name)
-        vars(self).update(fitted)
-        self.k_selection_ = sel
         return self
 
-    @staticmethod
-    def _final_labels(inp: Input, rows: RowBlocks, centers, shift):
-        """The final label pass (labels kept in memory for dask input)."""
-        keep = "compute" if inp.in_memory else "persist"
-        return rows.label_pass(centers, shift, "labels", keep=keep)
-
-    def _set_fitted(self, inp: Input, rows: RowBlocks, best, labels, assignment) -> None:
-        """Fitted attributes from the kept run and its final label pass."""
-        vars(self).pop("cluster_ids_", None)  # a refit starts from positional labels
-        self.cluster_centers_ = best.centers
-        self.n_clusters_ = best.centers.shape[0]
-        self.labels_ = inp.wrap_samples(labels, "cluster")
-        self.inertia_ = self._inertia(float(assignment.cost))
-        total = float(assignment.weights.sum())
-        k = best.centers.shape[0]
-        self.simplified_silhouette_ = assignment.simplified / total if k > 1 else float("nan")
-        self.cluster_sizes_ = assignment.weights
-        self.n_iter_ = best.n_iter
-        self.iteration_seconds_ = float(np.median([h[2] for h in best.history]))
-        self.n_passes_ = rows.n_passes
-        self.n_features_in_ = inp.n_features
-        if inp.feature_names is not None:
-            self.feature_names_in_ = inp.feature_names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        if not best.converged:
-            logger.info("did not converge in %d iterations", self.max_iter)
-        n_distinct = int(np.count_nonzero(assignment.weights > 0))
-        if n_distinct < k:
-            warnings.warn(
-                f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
-                f"({k}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-
-    def _seed(self, rows: RowBlocks, rng) -> tuple[list[Run], object]:
-        """Initial runs (every ``n_init`` seeded together) and moments, if measured."""
-        if not isinstance(self._init, str):
-            return [Run(self._unit_centers(self._init.astype(rows.dtype)))], None
-        seeded = seed_runs(
-            rows, self._init, self.n_clusters, rng.spawn(self._n_init),
-            oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
-        )  # fmt: skip
-        return [Run(self._unit_centers(res.centers)) for res in seeded], seeded[0].moments
-
-    def _unit_centers(self, centers):
-        """Centres on the unit sphere for cosine (seeds and recluster give means)."""
-        return K.unit_rows(centers, strict=False) if self._spherical else centers
-
-    def _checkpoint(self, inp: Input, sample_weight):
+    def _checkpoint(self, inp: Input, sample_weight, spec: D.FitSpec):
         """The fit's Checkpoint, or None; the key ties it to this data and these params."""
         if self.checkpoint is None:
             if self.resume:
@@ -370,11 +408,25 @@ class KMeans(
             raise ValueError(
                 "checkpoint needs an int random_state (a Generator cannot be restored)."
             )
-        if not isinstance(self._init, str):
-            params["init"] = hashlib.sha1(np.ascontiguousarray(self._init).tobytes()).hexdigest()
+        if not isinstance(spec.init, str):
+            params["init"] = hashlib.sha1(np.ascontiguousarray(spec.init).tobytes()).hexdigest()
         key = {"shape": list(inp.array.shape), "dtype": str(inp.array.dtype),
                "weighted": sample_weight is not None, **params}  # fmt: skip
         return Checkpoint(self.checkpoint, key)
+
+    def _fit_with(self, inp: Input, sample_weight, settings: KMeans) -> None:
+        """Fit ``settings.n_clusters`` clusters with ``settings``' parameters into self
+        (self is ``settings`` for a plain fit; KMeans("auto") fits its chosen k so)."""
+        k = settings.n_clusters
+        spec = settings._fit_spec(inp, k, settings.n_init)
+        checkpoint = settings._checkpoint(inp, sample_weight, spec)
+        rng = as_generator(settings.random_state)
+        with verbosity(settings.verbose), single_threaded_blas():
+            rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), k)
+            res = D.fit(rows, spec, [k], [rng], checkpoint)
+            labels, assignment = D.final_labels(inp, rows, res.best[0].centers, res.shift)
+        self._set_fitted(inp, rows, res.best[0], labels, assignment, persisted=persisted,
+                         n_seeding_passes=res.n_seeding_passes)  # fmt: skip
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None, sample_weight=None):
@@ -395,118 +447,13 @@ class KMeans(
         """
         t_start = time.perf_counter()
         inp = as_input(X)
-        self._check_params(inp)
+        validate_params(self, self._constraints)
         if self.n_clusters == "auto":
-            return self._fit_auto(X, sample_weight)
-        client = active_client()
-        rng = as_generator(self.random_state)
-        with verbosity(self.verbose), single_threaded_blas():
-            rows = self._prepare(inp, sample_weight, client)
-            runs, moments, self.n_seeding_passes_ = seed_and_iterate(
-                rows, lambda: self._seed(rows, rng), self._checkpoint(inp, sample_weight),
-                self.resume, max_iter=self.max_iter, tol=self.tol,
-                spherical=self._spherical,
-            )  # fmt: skip
-            best = runs[0]
-            shift = K.choose_shift(moments.mean, moments.variance)
-            if len(runs) > 1:
-                costs = rows.cost_pass([r.centers for r in runs], shift, "cost")
-                best = runs[int(np.argmin(costs))]
-            labels, assignment = self._final_labels(inp, rows, best.centers, shift)
-        self._set_fitted(inp, rows, best, labels, assignment)
+            return self._fit_auto(inp, sample_weight)
+        self._fit_with(inp, sample_weight, self)
         logger.info(
             "fit: k=%d, %d iterations, inertia %.6g, %d data passes, %.3fs",
             self.n_clusters, self.n_iter_, self.inertia_, self.n_passes_,
             time.perf_counter() - t_start,
         )  # fmt: skip
         return self
-
-    @property
-    def _n_features_out(self):
-        """Number of transformed output features (for ``get_feature_names_out``)."""
-        return self.cluster_centers_.shape[0]
-
-    # ------------------------------------------------------------------ inference
-    def _map_rows(self, inp: Input, fn, extra_shape, dtype, name):
-        centers = self.cluster_centers_
-        shift = K.choose_shift(centers.mean(axis=0), centers.var(axis=0))
-        cs = K.prepare_centers(centers, shift, inp.array.dtype)
-        cosine = self._spherical
-
-        def block(x):
-            xp = B.namespace(x)
-            if not bool(xp.all(xp.isfinite(x))):
-                raise ValueError(
-                    "Input X contains NaN or infinity; remove or impute them before predicting."
-                )
-            return fn(K.unit_rows(x) if cosine else x, cs, shift)
-
-        X = inp.array
-        chunks = (X.chunks[0], *extra_shape)
-        token = tokenize(X.name, centers, name, getattr(self, "cluster_ids_", None))
-        if extra_shape:  # distances stay in X's array library
-            out = X.map_blocks(block, dtype=dtype, chunks=chunks, name=f"dkmeans-{name}-{token}")
-        else:  # labels come back as NumPy (see _backend)
-            out = map_rows(block, X, dtype=dtype, name=f"dkmeans-{name}-{token}")
-        if inp.in_memory:
-            with single_threaded_blas():
-                out = out.compute()
-        return inp.wrap_samples(out, name, ("cluster",) if extra_shape else ())
-
-    def predict(self, X):
-        """Index of the nearest centre for each sample.
-
-        After :func:`dkmeans.align_labels`, the stable ID of that centre
-        (``cluster_ids_[index]``).
-
-        Parameters
-        ----------
-        X : array-like, dask array, xarray.DataArray, zarr.Array or path of shape \
-(n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray, dask array (lazy) or xarray.DataArray of shape (n_samples,)
-        """
-        inp = check_fitted_input(self, X)
-        ids = getattr(self, "cluster_ids_", None)
-
-        def nearest(x, cs, shift):
-            labels = K.assign_labels(x, cs, shift)[0]
-            return labels if ids is None else ids[labels].astype(np.int32)
-
-        return self._map_rows(inp, nearest, (), np.int32, "predict")
-
-    def transform(self, X):
-        """Distance from each sample to each centre: Euclidean, or ``1 - cos`` for
-        ``metric="cosine"``.
-
-        Returns
-        -------
-        distances : ndarray, dask array or xarray.DataArray of shape (n_samples, n_clusters)
-        """
-        inp = check_fitted_input(self, X)
-        k = self.cluster_centers_.shape[0]
-        fn = K.distances
-        if self._spherical:
-
-            def fn(x, cs, shift):  # unit vectors: 1 - cos = ||u - c||² / 2
-                return K.distances(x, cs, shift) ** 2 / 2
-
-        return self._map_rows(inp, fn, ((k,),), inp.array.dtype, "transform")
-
-    def score(self, X, y=None, sample_weight=None):
-        """Opposite of the (weighted) sum of squared distances of X to its nearest centres.
-
-        Returns
-        -------
-        score : float
-        """
-        inp = check_fitted_input(self, X)
-        X = self._rows_for_metric(inp.array)
-        rows = RowBlocks(X, as_sample_weight(sample_weight, X), active_client())
-        c = self.cluster_centers_.astype(np.float64)
-        shift = K.choose_shift(c.mean(axis=0), c.var(axis=0))
-        with single_threaded_blas():
-            cost = rows.cost_pass([self.cluster_centers_], shift, "score")
-        return -self._inertia(float(cost[0]))

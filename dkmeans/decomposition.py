@@ -23,6 +23,7 @@ from ._validation import (
     as_generator,
     as_input,
     check_fitted_input,
+    nonfinite_error,
     validate_params,
 )
 from .persistence import SaveMixin
@@ -84,9 +85,7 @@ def _gram_times_chunk(X, w, basis):
 
 def _check_finite(res: L.Centred) -> None:
     if not (np.all(np.isfinite(res.payload)) and np.isfinite(res.trace)):
-        raise ValueError(
-            "Input X contains NaN or infinity; remove or impute them before fitting PCA."
-        )
+        raise nonfinite_error()
 
 
 SOLVERS = {"covariance": _covariance, "tsqr": _tsqr, "randomized": _randomized}

@@ -30,7 +30,7 @@ from . import _cluster_stats as S
 from . import _kernels as K
 from . import _reductions as R
 from ._parallel import RowBlocks, active_client, block_seed, map_rows, single_threaded_blas
-from ._validation import Input, as_generator, as_input
+from ._validation import Input, as_generator, as_input, nonfinite_error, unwrap
 
 __all__ = [
     "SampledSilhouette",
@@ -55,8 +55,7 @@ def _check_labels(X, labels) -> _Labelled:
     """X and labels in one form: labels encoded 0..k-1, 2 <= k <= n - 1 checked."""
     inp = as_input(X)
     n = inp.n_samples
-    if hasattr(labels, "dims") and hasattr(labels, "data"):  # xarray
-        labels = labels.data
+    labels = unwrap(labels)
     if hasattr(labels, "to_numpy"):  # pandas
         labels = labels.to_numpy()
     if not isinstance(labels, da.Array):
@@ -98,7 +97,7 @@ def _cluster_moments(lab: _Labelled) -> S.ClusterMoments:
         "cluster-moments", per_block=lambda i: (blocks[i],),
     )  # fmt: skip
     if not (np.all(np.isfinite(mom.means)) and np.all(np.isfinite(mom.m2))):
-        raise ValueError("Input X contains NaN or infinity; remove or impute them first.")
+        raise nonfinite_error()
     return mom
 
 
@@ -353,8 +352,7 @@ def silhouette_score(
             X, labels, sample_size, stratify=stratify, random_state=random_state
         ).score
     values = silhouette_samples(X, labels, method=method)
-    if hasattr(values, "dims"):  # xarray
-        values = values.data
+    values = unwrap(values)
     return float(values.mean().compute() if isinstance(values, da.Array) else values.mean())
 
 

@@ -12,28 +12,29 @@ import numpy as np
 from sklearn.cluster import KMeans as _SkKMeans
 
 from . import _backend as B
+from . import _driver as D
 from . import _kernels as K
 from . import _reductions as R
 from ._lloyd import Run, tolerance
 from ._parallel import RowBlocks, active_client, single_threaded_blas
 from ._validation import (
     Interval,
-    IsInstance,
     OneOf,
     as_generator,
     as_input,
     as_sample_weight,
     check_fitted_input,
+    nonfinite_error,
     validate_params,
 )
-from .cluster import KMeans
+from .cluster import KMeans, _BaseKMeans
 
 __all__ = ["MiniBatchKMeans"]
 
 logger = logging.getLogger("dkmeans")
 
 
-class MiniBatchKMeans(KMeans):
+class MiniBatchKMeans(_BaseKMeans):
     """Mini-batch k-means over chunks: one sequential sweep of small batches per epoch.
 
     Each batch moves its centres to the running mean of every row they have
@@ -91,9 +92,6 @@ class MiniBatchKMeans(KMeans):
         "verbose": [Interval(numbers.Integral, 0, None)],
         "oversampling_factor": KMeans._constraints["oversampling_factor"],
         "init_rounds": KMeans._constraints["init_rounds"],
-        "checkpoint": [IsInstance(type(None), label="None (not supported)")],
-        "resume": [OneOf(False)],
-        "metric": [OneOf("euclidean")],
     }
 
     def __init__(
@@ -120,16 +118,6 @@ class MiniBatchKMeans(KMeans):
         self.verbose = verbose
         self.oversampling_factor = oversampling_factor
         self.init_rounds = init_rounds
-        self.n_init = 1
-        self.metric = "euclidean"
-        self.checkpoint = None
-        self.resume = False
-
-    def get_params(self, deep=True):
-        params = super().get_params(deep)
-        for name in ("n_init", "checkpoint", "resume", "k_range", "k_criterion", "metric"):
-            params.pop(name, None)
-        return params
 
     # ------------------------------------------------------------------ updates
     def _batches(self, block, weight, rng):
@@ -178,7 +166,7 @@ class MiniBatchKMeans(KMeans):
             for block, weight in self._blocks(rows, range(rows.n_blocks)):
                 xp = B.namespace(block)
                 if not bool(xp.all(xp.isfinite(block))):
-                    raise ValueError("Input X contains NaN or infinity; remove or impute them.")
+                    raise nonfinite_error()
                 if first:
                     self._start(block, weight, inp)
                     first = False
@@ -215,12 +203,13 @@ class MiniBatchKMeans(KMeans):
         """
         t0 = time.perf_counter()
         inp = as_input(X)
-        self._check_params(inp)
+        spec = self._fit_spec(inp, self.n_clusters, n_init=1)
         rng = as_generator(self.random_state)
         with single_threaded_blas():
-            rows = self._prepare(inp, sample_weight, active_client())
-            (run,), moments = self._seed(rows, rng)
-            self.n_seeding_passes_ = rows.n_passes
+            rows, persisted = D.prepare(inp, sample_weight, spec, active_client(),
+                                        self.n_clusters)  # fmt: skip
+            (run,), moments = D.seed(rows, spec, [self.n_clusters], [rng])
+            n_seeding = rows.n_passes
             if moments is None:
                 moments = rows.moments_pass("minibatch-moments")
             tol = tolerance(self.tol, moments)
@@ -241,9 +230,10 @@ class MiniBatchKMeans(KMeans):
                 if best.converged:
                     break
             data_shift = K.choose_shift(moments.mean, moments.variance)
-            labels, assignment = self._final_labels(inp, rows, best.centers, data_shift)
+            labels, assignment = D.final_labels(inp, rows, best.centers, data_shift)
         counts = self.counts_
-        self._set_fitted(inp, rows, best, labels, assignment)
+        self._set_fitted(inp, rows, best, labels, assignment, persisted=persisted,
+                         n_seeding_passes=n_seeding)  # fmt: skip
         self.counts_ = counts
         logger.info("mini-batch fit: %d epochs, %.3fs", self.n_iter_, time.perf_counter() - t0)
         return self

@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _cluster_stats as S
+from . import _driver as D
 from . import _kernels as K
-from ._checkpoint import seed_and_iterate
-from ._init import seed_runs
-from ._lloyd import Run
 from ._logging import verbosity
 from ._parallel import RowBlocks, active_client, block_seed, single_threaded_blas
 from ._validation import as_generator, as_input
@@ -176,9 +174,21 @@ def select_k(
     >>> sel.best_k, sel.best_model.cluster_centers_.shape
     (4, (4, 2))
     """
+    return select_into(
+        None, as_input(X), k_range, criterion=criterion, sample_size=sample_size,
+        sweep_sample_size=sweep_sample_size, n_init=n_init, random_state=random_state,
+        sample_weight=sample_weight, kmeans_params=kmeans_params,
+    )  # fmt: skip
+
+
+def select_into(model, inp, k_range, *, criterion="silhouette", sample_size=10_000,
+                sweep_sample_size=None, n_init="auto", random_state=None, sample_weight=None,
+                kmeans_params=None) -> KSelection:  # fmt: skip
+    """``select_k``, with the chosen k fitted into ``model`` (a ``KMeans("auto")``), or
+    into a new ``KMeans(best_k)`` when ``model`` is None."""
+    kmeans_params = dict(kmeans_params or {})
     if criterion not in CRITERIA:
         raise ValueError(f"criterion={criterion!r} is not valid: expected one of {list(CRITERIA)}.")
-    inp = as_input(X)
     ks = _check_k_range(k_range, inp.n_samples)
     for name in ("n_clusters", "k_range"):
         if name in kmeans_params:
@@ -186,38 +196,38 @@ def select_k(
     if not isinstance(sample_size, numbers.Integral) or sample_size < 2:
         raise ValueError(f"sample_size={sample_size!r} must be an int of at least 2.")
     template = KMeans(ks[-1], n_init=n_init, random_state=random_state, **kmeans_params)
-    template._check_params(inp)
-    if not isinstance(template._init, str):
+    spec = template._fit_spec(inp, ks[-1], n_init)
+    if not isinstance(spec.init, str):
         raise ValueError("select_k needs init='k-means||', 'k-means++' or 'random', not an array.")
     rng = as_generator(random_state)
     if sweep_sample_size is not None:
         return _select_on_sample(
-            X, inp, ks, template, rng, criterion, sample_size, sweep_sample_size, sample_weight
-        )
+            model, inp, ks, template, rng, criterion, sample_size, sweep_sample_size,
+            sample_weight,
+        )  # fmt: skip
     t0 = time.perf_counter()
     with verbosity(template.verbose), single_threaded_blas():
-        rows = template._prepare(inp, sample_weight, active_client())
-        checkpoint = template._checkpoint(inp, sample_weight)
+        rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), ks[-1])
+        checkpoint = template._checkpoint(inp, sample_weight, spec)
         if checkpoint is not None:
             checkpoint.key["k_range"] = ks
-        sweep = _Sweep(rows, ks, template, random_state, rng, checkpoint)
-        sweep.fit()
-        table = sweep.score(min(sample_size, inp.n_samples))
+        fitted = D.fit(rows, spec, ks, _per_k_generators(random_state, len(ks)), checkpoint)
+        table = _score(rows, ks, fitted, rng, min(sample_size, inp.n_samples), template._inertia)
         column, larger = CRITERIA[criterion]
         values = table[column].to_numpy()
         best = int(np.nanargmax(values) if larger else np.nanargmin(values))
         best_k = ks[best]
-        model = KMeans(best_k, n_init=n_init, random_state=random_state, **kmeans_params)
-        model._check_params(inp)
-        model.persisted_ = template.persisted_
-        model.n_seeding_passes_ = sweep.n_seeding_passes
-        labels, assignment = model._final_labels(inp, rows, sweep.best[best].centers, sweep.shift)
-        model._set_fitted(inp, rows, sweep.best[best], labels, assignment)
+        if model is None:
+            model = KMeans(best_k, n_init=n_init, random_state=random_state, **kmeans_params)
+        run = fitted.best[best]
+        labels, assignment = D.final_labels(inp, rows, run.centers, fitted.shift)
+        model._set_fitted(inp, rows, run, labels, assignment, persisted=persisted,
+                          n_seeding_passes=fitted.n_seeding_passes)  # fmt: skip
     logger.info(
         "select_k: best k=%d by %s, %d data passes, %.3fs", best_k, criterion, rows.n_passes,
         time.perf_counter() - t0,
     )  # fmt: skip
-    centers = {k: r.centers for k, r in zip(ks, sweep.best, strict=True)}
+    centers = {k: r.centers for k, r in zip(ks, fitted.best, strict=True)}
     return KSelection(best_k, model, table, criterion, rows.n_passes, centers)
 
 
@@ -232,101 +242,69 @@ def _per_k_generators(random_state, n_k: int) -> list[np.random.Generator]:
     return as_generator(random_state).spawn(n_k)
 
 
-class _Sweep:
-    """Every k fitted in lockstep over one RowBlocks, then scored in two passes."""
+def _score(rows: RowBlocks, ks: list[int], fitted: D.FitResult, rng, sample_size: int,
+           inertia) -> object:  # fmt: skip
+    """Two passes scoring every k's kept run; returns the table (``inertia``: the
+    estimator's cost-to-inertia rule)."""
+    import pandas as pd
 
-    def __init__(
-        self, rows: RowBlocks, ks: list[int], template: KMeans, random_state, rng, checkpoint
-    ):
-        self.rows, self.ks, self.template, self.rng = rows, ks, template, rng
-        self.checkpoint = checkpoint
-        self.k_rngs = _per_k_generators(random_state, len(ks))
+    dtype, shift = rows.dtype, fitted.shift
+    centers = [r.centers for r in fitted.best]
+    sets = [K.prepare_centers(c, shift, dtype) for c in centers]
+    entropy = int(rng.integers(2**63))
 
-    def fit(self) -> None:
-        """Seed and fit every (k, init run) together; keep each k's best run."""
-        t, n_k = self.template, len(self.ks)
+    def per_block(i):
+        seed = block_seed(entropy, _STAGE_SWEEP_SAMPLE, i)
+        return ((seed, sample_size, int(rows.offsets[i])),)
 
-        def seed():
-            run_rngs = [k_rng.spawn(t._n_init) for k_rng in self.k_rngs]  # as KMeans.fit does
-            seeded = seed_runs(
-                self.rows, t._init, [k for k in self.ks for _ in range(t._n_init)],
-                [r for rngs in run_rngs for r in rngs],
-                oversampling_factor=t.oversampling_factor, init_rounds=t.init_rounds,
-            )  # fmt: skip
-            return [Run(t._unit_centers(s.centers)) for s in seeded], seeded[0].moments
-
-        runs, moments, self.n_seeding_passes = seed_and_iterate(
-            self.rows, seed, self.checkpoint, t.resume, max_iter=t.max_iter, tol=t.tol,
-            spherical=t._spherical,
-        )  # fmt: skip
-        self.moments = moments
-        self.shift = K.choose_shift(moments.mean, moments.variance)
-        if t._n_init > 1:
-            costs = self.rows.cost_pass([r.centers for r in runs], self.shift, "sweep-cost")
-            pick = costs.reshape(n_k, t._n_init).argmin(axis=1)
-        else:
-            pick = np.zeros(n_k, dtype=int)
-        self.best = [runs[i * t._n_init + int(p)] for i, p in enumerate(pick)]
-
-    def score(self, sample_size: int):
-        """Two passes scoring every k; returns the table."""
-        import pandas as pd
-
-        rows, dtype, shift = self.rows, self.rows.dtype, self.shift
-        centers = [r.centers for r in self.best]
-        sets = [K.prepare_centers(c, shift, dtype) for c in centers]
-        entropy = int(self.rng.integers(2**63))
-
-        def per_block(i):
-            seed = block_seed(entropy, _STAGE_SWEEP_SAMPLE, i)
-            return ((seed, sample_size, int(rows.offsets[i])),)
-
-        evals, sample = rows.reduce(
-            S.evaluate_chunk, partial(S.combine_evaluations, size=sample_size), "sweep-evaluate",
-            centers, sets, shift, per_block=per_block,
-        )  # fmt: skip
-        moments = [e[0] for e in evals]
-        total = self.moments.count
-        spreads = rows.reduce(
-            S.spread_chunk_sets, S.combine_spreads, "sweep-spread", sets, shift, moments,
-            self.moments.mean,
-        )  # fmt: skip
-        sample_rows = np.asarray(sample.rows)
-        sample_labels = [K.assign_labels(sample_rows, cs, shift)[0] for cs in sets]
-        silhouettes = [
-            float(v.mean()) if np.unique(lab).shape[0] > 1 else np.nan
-            for v, lab in zip(
-                S.silhouette_values(sample_rows, sample_labels, self.ks), sample_labels, strict=True
-            )
-        ]
-        records = []
-        for i, k in enumerate(self.ks):
-            mom = moments[i]
-            # Σ||x - c||² = Σ||x - mean||² + n·||mean - c||² per cluster
-            offset = ((mom.means - centers[i].astype(np.float64)) ** 2).sum(axis=1)
-            inertia = self.template._inertia(float(mom.m2.sum() + mom.counts @ offset))
-            filled = mom.counts > 0
-            spread = np.where(filled, spreads[i][0] / np.where(filled, mom.counts, 1), 0.0)
-            run = self.best[i]
-            records.append(
-                {
-                    "k": k,
-                    "inertia": inertia,
-                    "silhouette": silhouettes[i],
-                    "simplified_silhouette": evals[i][1] / total,
-                    "sqeuclidean_silhouette": spreads[i][1] / total,
-                    "davies_bouldin": S.davies_bouldin(mom.means[filled], spread[filled]),
-                    "calinski_harabasz": S.calinski_harabasz(mom, total),
-                    "iterations": run.n_iter,
-                    "converged": run.converged,
-                    "seconds": float(sum(h[2] for h in run.history)),
-                }
-            )
-        return pd.DataFrame.from_records(records)
+    evals, sample = rows.reduce(
+        S.evaluate_chunk, partial(S.combine_evaluations, size=sample_size), "sweep-evaluate",
+        centers, sets, shift, per_block=per_block,
+    )  # fmt: skip
+    moments = [e[0] for e in evals]
+    total = fitted.moments.count
+    spreads = rows.reduce(
+        S.spread_chunk_sets, S.combine_spreads, "sweep-spread", sets, shift, moments,
+        fitted.moments.mean,
+    )  # fmt: skip
+    sample_rows = np.asarray(sample.rows)
+    sample_labels = [K.assign_labels(sample_rows, cs, shift)[0] for cs in sets]
+    silhouettes = [
+        float(v.mean()) if np.unique(lab).shape[0] > 1 else np.nan
+        for v, lab in zip(
+            S.silhouette_values(sample_rows, sample_labels, ks), sample_labels, strict=True
+        )
+    ]
+    records = []
+    for i, k in enumerate(ks):
+        mom = moments[i]
+        # Σ||x - c||² = Σ||x - mean||² + n·||mean - c||² per cluster
+        offset = ((mom.means - centers[i].astype(np.float64)) ** 2).sum(axis=1)
+        cost = inertia(float(mom.m2.sum() + mom.counts @ offset))
+        filled = mom.counts > 0
+        spread = np.where(filled, spreads[i][0] / np.where(filled, mom.counts, 1), 0.0)
+        run = fitted.best[i]
+        records.append(
+            {
+                "k": k,
+                "inertia": cost,
+                "silhouette": silhouettes[i],
+                "simplified_silhouette": evals[i][1] / total,
+                "sqeuclidean_silhouette": spreads[i][1] / total,
+                "davies_bouldin": S.davies_bouldin(mom.means[filled], spread[filled]),
+                "calinski_harabasz": S.calinski_harabasz(mom, total),
+                "iterations": run.n_iter,
+                "converged": run.converged,
+                "seconds": float(sum(h[2] for h in run.history)),
+            }
+        )
+    return pd.DataFrame.from_records(records)
 
 
-def _select_on_sample(X, inp, ks, template, rng, criterion, sample_size, sweep_size, sample_weight):
-    """Sweep on a uniform in-memory row sample, then fit the chosen k on all the data."""
+def _select_on_sample(model, inp, ks, template, rng, criterion, sample_size, sweep_size,
+                      sample_weight):  # fmt: skip
+    """Sweep on a uniform in-memory row sample, then fit the chosen k on all the data
+    (into ``model``, or a new KMeans)."""
     n = inp.n_samples
     if not isinstance(sweep_size, numbers.Integral) or not ks[-1] < sweep_size <= n:
         raise ValueError(
@@ -353,6 +331,7 @@ def _select_on_sample(X, inp, ks, template, rng, criterion, sample_size, sweep_s
         random_state=sweep_seed, **params, **stage,
     )  # fmt: skip
     stage = {"checkpoint": None if folder is None else Path(folder) / "fit"}
-    model = KMeans(sub.best_k, n_init=template.n_init, random_state=fit_seed, **params, **stage)
-    model.fit(X)
+    fitter = KMeans(sub.best_k, n_init=template.n_init, random_state=fit_seed, **params, **stage)
+    model = fitter if model is None else model
+    model._fit_with(inp, None, fitter)
     return KSelection(sub.best_k, model, sub.table, criterion, 1 + model.n_passes_, sub.centers)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import io
+from ._validation import unwrap
 from .alignment import align_labels
 from .archetypes import Archetypes, profile_clusters
 from .cluster import KMeans
@@ -310,7 +311,7 @@ def _keep_in_memory(data, persist):
     and every later step read it from memory instead of the store."""
     from ._parallel import active_client, memory_budget
 
-    arr = data.data if hasattr(data, "dims") else data
+    arr = unwrap(data)
     if persist == "auto":
         persist = arr.nbytes <= memory_budget(active_client())
     return data.persist() if persist else data

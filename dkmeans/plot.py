@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validation import unwrap
 from .metrics import sample_silhouette
 
 __all__ = [
@@ -78,7 +79,7 @@ def plot_scatter(X, labels, *, sample_size: int = 5000, random_state=0):
     import matplotlib.pyplot as plt
 
     data = X.data if hasattr(X, "dims") else X
-    lab = labels.data if hasattr(labels, "dims") else labels
+    lab = unwrap(labels)
     rows, lab = _sample_rows(data, lab, sample_size, random_state)
     centred = rows.astype(np.float64) - rows.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
@@ -122,7 +123,7 @@ def save_plots(folder: str | os.PathLike, result, data, *, random_state=0) -> li
     km = result.kmeans
     ids = getattr(km, "cluster_ids_", None)
     labels = km.labels_.data if hasattr(km.labels_, "dims") else km.labels_
-    X = data.data if hasattr(data, "dims") else data
+    X = unwrap(data)
     figures = {
         # the metrics encode labels (IDs too) by their sorted values: bar c is ids[c]
         "silhouette.png": plot_silhouette(X, labels, cluster_ids=ids, random_state=random_state),

@@ -3,7 +3,6 @@
 import dask
 import dask.array as da
 import numpy as np
-import pytest
 from distributed import Client, LocalCluster
 from hypothesis import given
 from hypothesis import strategies as st

@@ -90,7 +90,7 @@ def test_bad_input():
     X = _data(n=20)
     Y = X.copy()
     Y[3, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match="NaN or infinity"):
         StandardScaler().fit(Y)
     with pytest.raises(ValueError, match="X has 3 features, but StandardScaler was fitted with 4"):
         StandardScaler().fit(X).transform(X[:, :3])
