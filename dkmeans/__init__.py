@@ -1,10 +1,12 @@
 """dkmeans: k-means for data larger than memory, on Dask arrays and Zarr stores."""
 
+import sys
+
 from .alignment import align_labels
+from .app.deploy import open_cluster
 from .archetypes import Archetypes, profile_clusters
 from .cluster import KMeans
 from .decomposition import PCA
-from .deploy import open_cluster
 from .io import from_zarr, open_zarr_array
 from .metrics import (
     calinski_harabasz_score,
@@ -40,3 +42,10 @@ __all__ = [
     "simplified_silhouette_score",
 ]
 __version__ = "0.1.0"
+
+# The product's modules live in dkmeans.app; their earlier paths keep working.
+from .app import cli, datasets, deploy, pipeline, plot
+
+for _module in (cli, datasets, deploy, pipeline, plot):
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[-1]}"] = _module
+del _module

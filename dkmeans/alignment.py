@@ -6,7 +6,7 @@ import dask.array as da
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ._validation import unwrap
+from ._engine.validation import unwrap
 
 __all__ = ["align_labels", "centers_in_feature_space"]
 

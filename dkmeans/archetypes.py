@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import dask.array as da
 import numpy as np
 
-from . import _cluster_stats as S
-from ._parallel import RowBlocks, active_client, single_threaded_blas
-from ._validation import as_input, as_sample_weight, unwrap
+from ._engine import cluster_stats as S
+from ._engine.parallel import RowBlocks, active_client, single_threaded_blas
+from ._engine.validation import as_input, as_sample_weight, unwrap
 
 __all__ = ["Archetypes", "profile_clusters"]
 

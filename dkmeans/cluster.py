@@ -20,14 +20,14 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _backend as B
-from . import _driver as D
-from . import _kernels as K
-from ._checkpoint import Checkpoint
-from ._init import INITIALIZERS
-from ._logging import verbosity
-from ._parallel import RowBlocks, active_client, map_rows, single_threaded_blas
-from ._validation import (
+from ._engine import backend as B
+from ._engine import driver as D
+from ._engine import kernels as K
+from ._engine.checkpoint import Checkpoint
+from ._engine.log import verbosity
+from ._engine.parallel import RowBlocks, active_client, map_rows, single_threaded_blas
+from ._engine.seeding import INITIALIZERS
+from ._engine.validation import (
     RANDOM_STATE,
     Input,
     Interval,

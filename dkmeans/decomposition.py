@@ -12,10 +12,10 @@ from dask.base import tokenize
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.extmath import svd_flip
 
-from . import _backend as B
-from . import _linalg as L
-from ._parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
-from ._validation import (
+from ._engine import backend as B
+from ._engine import linalg as L
+from ._engine.parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
+from ._engine.validation import (
     RANDOM_STATE,
     Interval,
     IsInstance,

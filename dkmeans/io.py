@@ -277,7 +277,7 @@ def write_labels(
         **on_dim,
     )  # fmt: skip
     try:
-        from ._parallel import active_client, run_with_progress
+        from ._engine.parallel import active_client, run_with_progress
 
         labels = da.asarray(labels)
         stored = da.store(labels.astype(np.int32).rechunk(rows), out, lock=False, compute=False)

@@ -25,12 +25,12 @@ from typing import NamedTuple
 import dask.array as da
 import numpy as np
 
-from . import _backend as B
-from . import _cluster_stats as S
-from . import _kernels as K
-from . import _reductions as R
-from ._parallel import RowBlocks, active_client, block_seed, map_rows, single_threaded_blas
-from ._validation import Input, as_generator, as_input, nonfinite_error, unwrap
+from ._engine import backend as B
+from ._engine import cluster_stats as S
+from ._engine import kernels as K
+from ._engine import reductions as R
+from ._engine.parallel import RowBlocks, active_client, block_seed, map_rows, single_threaded_blas
+from ._engine.validation import Input, as_generator, as_input, nonfinite_error, unwrap
 
 __all__ = [
     "SampledSilhouette",

@@ -11,13 +11,13 @@ from typing import ClassVar
 import numpy as np
 from sklearn.cluster import KMeans as _SkKMeans
 
-from . import _backend as B
-from . import _driver as D
-from . import _kernels as K
-from . import _reductions as R
-from ._lloyd import Run, tolerance
-from ._parallel import RowBlocks, active_client, single_threaded_blas
-from ._validation import (
+from ._engine import backend as B
+from ._engine import driver as D
+from ._engine import kernels as K
+from ._engine import reductions as R
+from ._engine.lloyd import Run, tolerance
+from ._engine.parallel import RowBlocks, active_client, single_threaded_blas
+from ._engine.validation import (
     Interval,
     OneOf,
     as_generator,

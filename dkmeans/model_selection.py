@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _cluster_stats as S
-from . import _driver as D
-from . import _kernels as K
-from ._logging import verbosity
-from ._parallel import RowBlocks, active_client, block_seed, single_threaded_blas
-from ._validation import as_generator, as_input
+from ._engine import cluster_stats as S
+from ._engine import driver as D
+from ._engine import kernels as K
+from ._engine.log import verbosity
+from ._engine.parallel import RowBlocks, active_client, block_seed, single_threaded_blas
+from ._engine.validation import as_generator, as_input
 from .cluster import KMeans
 
 logger = logging.getLogger("dkmeans")

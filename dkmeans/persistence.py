@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _backend as B
+from ._engine import backend as B
 
 __all__ = ["FORMAT_VERSION", "SaveMixin", "data_fingerprint", "load", "save"]
 
@@ -116,7 +116,7 @@ def data_fingerprint(X) -> dict:
 
     Reads at most 2,048 rows, so it is cheap on any store.
     """
-    from ._validation import as_input
+    from ._engine.validation import as_input
 
     inp = as_input(X)
     arr = inp.array

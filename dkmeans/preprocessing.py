@@ -8,10 +8,16 @@ import numpy as np
 from dask.base import tokenize
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
-from . import _backend as B
-from ._init import check_finite
-from ._parallel import RowBlocks, active_client, single_threaded_blas
-from ._validation import OneOf, as_input, as_sample_weight, check_fitted_input, validate_params
+from ._engine import backend as B
+from ._engine.parallel import RowBlocks, active_client, single_threaded_blas
+from ._engine.seeding import check_finite
+from ._engine.validation import (
+    OneOf,
+    as_input,
+    as_sample_weight,
+    check_fitted_input,
+    validate_params,
+)
 from .persistence import SaveMixin
 
 __all__ = ["StandardScaler"]

@@ -4,9 +4,9 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
+from dkmeans.datasets import make_communities
 
 from dkmeans import profile_clusters
-from dkmeans.datasets import make_communities
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 import dkmeans
 from dkmeans import PCA, KMeans, MiniBatchKMeans, StandardScaler
-from dkmeans import _cluster_stats as S
-from dkmeans import _kernels as K
-from dkmeans import _reductions as R
+from dkmeans._engine import cluster_stats as S
+from dkmeans._engine import kernels as K
+from dkmeans._engine import reductions as R
 from dkmeans.persistence import data_fingerprint
 
 from ._device import device, host, on_device  # noqa: F401  (device is a fixture)
@@ -282,7 +282,7 @@ def test_in_memory_device_arrays_go_in_as_they_are():
 
 @pytest.mark.parametrize("free_bytes, persisted", [(2**30, True), (2**20, False)])
 def test_auto_persist_counts_gpu_memory_for_device_blocks(monkeypatch, free_bytes, persisted):
-    from dkmeans import _backend
+    from dkmeans._engine import backend as _backend
 
     X, _, _ = blobs(n=40_000, d=5, k=3)  # 1.6 MB: fits 1 GiB, not half of 1 MiB
     Xd = on_device(da.from_array(X, chunks=(10_000, -1)))

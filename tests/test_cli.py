@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(*args, timeout=300):
     return subprocess.run(
-        [sys.executable, "-m", "dkmeans.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "dkmeans", *args], capture_output=True, text=True,
         timeout=timeout, cwd=ROOT,
     )  # fmt: skip
 

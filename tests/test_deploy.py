@@ -9,9 +9,9 @@ import dask.array as da
 import numpy as np
 import pytest
 import yaml
+from dkmeans.deploy import ClusterConfigError, job_script, load_cluster_config, open_cluster
 
 from dkmeans import KMeans
-from dkmeans.deploy import ClusterConfigError, job_script, load_cluster_config, open_cluster
 
 from .conftest import blobs
 

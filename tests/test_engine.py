@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dkmeans import KMeans
-from dkmeans import _graph as G
-from dkmeans._parallel import RowBlocks, group_size, tree_depth
+from dkmeans._engine import graph as G
+from dkmeans._engine.parallel import RowBlocks, group_size, tree_depth
 
 from .conftest import blobs, counting_array, write_store
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dkmeans import _kernels as K
-from dkmeans import _reductions as R
+from dkmeans._engine import kernels as K
+from dkmeans._engine import reductions as R
 
 from ._reference import lloyd_partials, moments, sq_dists
 

@@ -180,8 +180,8 @@ def test_kmeans_reports_the_simplified_silhouette_of_its_label_pass(zarr_blobs):
 
 def test_centroid_silhouettes_are_tiled_without_changing_them():
     """Blocks longer than one row tile (and many centres) give the untiled values."""
-    from dkmeans import _cluster_stats as S
-    from dkmeans import _kernels as K
+    from dkmeans._engine import cluster_stats as S
+    from dkmeans._engine import kernels as K
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(9_000, 4))

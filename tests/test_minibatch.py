@@ -7,7 +7,7 @@ from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
 from dkmeans import KMeans, MiniBatchKMeans, load, save
-from dkmeans import _reductions as R
+from dkmeans._engine import reductions as R
 
 from ._reference import sq_dists
 from .conftest import blobs, counting_array

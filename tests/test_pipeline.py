@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 import zarr
+from dkmeans.datasets import write_communities
+from dkmeans.pipeline import Job, run
 from sklearn.metrics import adjusted_rand_score
 
 from dkmeans import load
-from dkmeans.datasets import write_communities
-from dkmeans.pipeline import Job, run
 
 
 @pytest.fixture

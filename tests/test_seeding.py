@@ -4,10 +4,10 @@ import dask
 import dask.array as da
 import numpy as np
 
-from dkmeans import _init
-from dkmeans import _kernels as K
-from dkmeans import _reductions as R
-from dkmeans._parallel import RowBlocks
+from dkmeans._engine import kernels as K
+from dkmeans._engine import reductions as R
+from dkmeans._engine import seeding as _init
+from dkmeans._engine.parallel import RowBlocks
 
 from .conftest import blobs
 
@@ -55,7 +55,7 @@ def test_candidate_weights_sum_to_total_weight():
 
 
 def test_one_compute_per_lloyd_pass():
-    from dkmeans._lloyd import lloyd
+    from dkmeans._engine.lloyd import lloyd
 
     X, _, _ = blobs(n=1000, d=3, k=3)
     rows = _rows(X, 100)

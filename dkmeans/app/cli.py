@@ -11,7 +11,7 @@ from pathlib import Path
 
 import zarr
 
-from ._validation import unwrap
+from .._engine.validation import unwrap
 
 __all__ = ["main"]
 
@@ -70,7 +70,7 @@ def _weights(value: str) -> dict:
 @contextlib.contextmanager
 def _session(args):
     """Logging, progress bars and the cluster for one command."""
-    from ._logging import progress, verbosity
+    from .._engine.log import progress, verbosity
     from .deploy import open_cluster
 
     verbose = 0 if args.quiet else args.verbose
@@ -150,7 +150,7 @@ def _run_job(args) -> int:
 
 
 def _check_model_features(model, arr) -> None:
-    from .io import feature_names
+    from ..io import feature_names
 
     fitted = getattr(model, "feature_names_in_", None)
     if fitted is None and hasattr(model, "steps"):
@@ -174,8 +174,8 @@ def _records(store: str, variable):
 
 
 def _predict(args) -> int:
-    from .io import write_labels
-    from .persistence import load
+    from ..io import write_labels
+    from ..persistence import load
 
     model = load(args.model)
     X, arr = _records(args.store, args.variable)
@@ -192,8 +192,8 @@ def _predict(args) -> int:
 
 
 def _profile(args) -> int:
-    from .archetypes import profile_clusters
-    from .persistence import load
+    from ..archetypes import profile_clusters
+    from ..persistence import load
 
     model = load(args.model)
     X, arr = _records(args.store, args.variable)
@@ -224,7 +224,7 @@ def _select_k(args) -> int:
 
 
 def _info(args) -> int:
-    from .io import store_info
+    from ..io import store_info
 
     info = store_info(args.store, args.variable)
     for key, value in info.items():
@@ -305,7 +305,7 @@ def _model_command(sub, name: str, help: str, func) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="dkmeans", description="Out-of-core k-means on Zarr stores with Dask."

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 from dask.base import tokenize
 
-from . import _kernels as K
-from . import _reductions as R
-from ._checkpoint import Checkpoint, seed_and_iterate
-from ._init import seed_runs
-from ._lloyd import Run
-from ._parallel import RowBlocks, memory_budget
-from ._validation import Input, as_sample_weight
+from . import kernels as K
+from . import reductions as R
+from .checkpoint import Checkpoint, seed_and_iterate
+from .lloyd import Run
+from .parallel import RowBlocks, memory_budget
+from .seeding import seed_runs
+from .validation import Input, as_sample_weight
 
 
 @dataclass(frozen=True)

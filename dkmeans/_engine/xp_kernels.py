@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _backend as B
+from . import backend as B
 
 TILE_ELEMENTS = 1 << 22  # tile rows × centres in one score matrix (16 MiB in float32)
 

@@ -19,11 +19,11 @@ from sklearn.cluster import KMeans as _SkKMeans
 from sklearn.cluster import kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _backend as B
-from . import _kernels as K
-from . import _reductions as R
-from ._parallel import RowBlocks, memory_budget
-from ._validation import nonfinite_error
+from . import backend as B
+from . import kernels as K
+from . import reductions as R
+from .parallel import RowBlocks, memory_budget
+from .validation import nonfinite_error
 
 logger = logging.getLogger("dkmeans")
 

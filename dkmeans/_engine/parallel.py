@@ -25,12 +25,12 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from . import _backend as B
-from . import _config as config
-from . import _graph as G
-from . import _kernels as K
-from . import _reductions as R
-from ._logging import progress_stream
+from . import backend as B
+from . import config
+from . import graph as G
+from . import kernels as K
+from . import reductions as R
+from .log import progress_stream
 
 logger = logging.getLogger("dkmeans")
 

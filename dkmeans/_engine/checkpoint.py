@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _reductions as R
-from ._lloyd import Run, lloyd
+from . import reductions as R
+from .lloyd import Run, lloyd
 
 logger = logging.getLogger("dkmeans")
 

@@ -19,8 +19,8 @@ import array_api_compat as aac
 import dask.array as da
 import numpy as np
 
-from . import _backend as B
-from . import _config as config
+from . import backend as B
+from . import config
 
 FEATURE_DIMS = ("feature", "features", "variable", "variables", "channel")
 
@@ -147,7 +147,7 @@ def as_input(X, what: str = "X") -> Input:
     """Convert any accepted X into an ``Input`` (lazy; reads nothing)."""
     import zarr
 
-    from .io import feature_names, open_zarr_array
+    from ..io import feature_names, open_zarr_array
 
     if isinstance(X, str | os.PathLike):
         X = open_zarr_array(X)

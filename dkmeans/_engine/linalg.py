@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _backend as B
-from . import _config as config
+from . import backend as B
+from . import config
 
 
 class Centred(NamedTuple):

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
-from ._validation import unwrap
-from .alignment import align_labels
-from .archetypes import Archetypes, profile_clusters
-from .cluster import KMeans
-from .decomposition import PCA
-from .model_selection import CRITERIA, KSelection, select_k
-from .persistence import data_fingerprint, load, save
-from .preprocessing import StandardScaler
+from .. import io
+from .._engine.validation import unwrap
+from ..alignment import align_labels
+from ..archetypes import Archetypes, profile_clusters
+from ..cluster import KMeans
+from ..decomposition import PCA
+from ..model_selection import CRITERIA, KSelection, select_k
+from ..persistence import data_fingerprint, load, save
+from ..preprocessing import StandardScaler
 
 __all__ = ["Job", "JobResult", "run"]
 
@@ -309,7 +309,7 @@ def run(job: Job) -> JobResult:
 def _keep_in_memory(data, persist):
     """Persist the (scaled, reduced) data once when it fits, so that the fit, the plots
     and every later step read it from memory instead of the store."""
-    from ._parallel import active_client, memory_budget
+    from .._engine.parallel import active_client, memory_budget
 
     arr = unwrap(data)
     if persist == "auto":

@@ -20,7 +20,7 @@ import dask
 from dask._task_spec import DataNode, GraphNode, List, Task, TaskRef, Tuple, convert_legacy_graph
 from dask.core import flatten
 
-from ._logging import progress_stream
+from .log import progress_stream
 
 __all__ = ["DataNode", "List", "Task", "TaskRef", "Tuple"]
 

@@ -22,8 +22,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import _backend as B
-from . import _xp_kernels as XP
+from . import backend as B
+from . import xp_kernels as XP
 
 SUB_BLOCK_ROWS = 4096
 

@@ -15,10 +15,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _backend as B
-from . import _cluster_stats as S
-from . import _kernels as K
-from ._validation import nonfinite_error
+from . import backend as B
+from . import cluster_stats as S
+from . import kernels as K
+from .validation import nonfinite_error
 
 # --------------------------------------------------------------------------- moments
 

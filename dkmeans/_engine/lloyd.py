@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _config as config
-from . import _kernels as K
-from . import _reductions as R
-from ._init import accept_moments
-from ._parallel import RowBlocks
+from . import config
+from . import kernels as K
+from . import reductions as R
+from .parallel import RowBlocks
+from .seeding import accept_moments
 
 logger = logging.getLogger("dkmeans")
 

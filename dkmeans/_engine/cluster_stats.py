@@ -16,9 +16,9 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from . import _backend as B
-from . import _kernels as K
-from . import _xp_kernels as XP
+from . import backend as B
+from . import kernels as K
+from . import xp_kernels as XP
 
 # --------------------------------------------------------------------------- numba loops
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import unwrap
-from .metrics import sample_silhouette
+from .._engine.validation import unwrap
+from ..metrics import sample_silhouette
 
 __all__ = [
     "plot_centroid_heatmap",
