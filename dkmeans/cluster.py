@@ -25,8 +25,16 @@ from ._engine import driver as D
 from ._engine import kernels as K
 from ._engine.checkpoint import Checkpoint
 from ._engine.log import verbosity
-from ._engine.parallel import RowBlocks, active_client, map_rows, single_threaded_blas
+from ._engine.model_io import SaveMixin
+from ._engine.parallel import (
+    RowBlocks,
+    active_client,
+    map_features,
+    map_rows,
+    single_threaded_blas,
+)
 from ._engine.seeding import INITIALIZERS
+from ._engine.selection import select_into
 from ._engine.validation import (
     RANDOM_STATE,
     Input,
@@ -40,7 +48,6 @@ from ._engine.validation import (
     nonfinite_error,
     validate_params,
 )
-from .persistence import SaveMixin
 
 logger = logging.getLogger("dkmeans")
 
@@ -148,10 +155,10 @@ class _BaseKMeans(
             return fn(K.unit_rows(x) if cosine else x, cs, shift)
 
         X = inp.array
-        chunks = (X.chunks[0], *extra_shape)
         token = tokenize(X.name, centers, name, getattr(self, "cluster_ids_", None))
         if extra_shape:  # distances stay in X's array library
-            out = X.map_blocks(block, dtype=dtype, chunks=chunks, name=f"dkmeans-{name}-{token}")
+            out = map_features(block, X, centers.shape[0], dtype=dtype,
+                               name=f"dkmeans-{name}-{token}")  # fmt: skip
         else:  # labels come back as NumPy (see _backend)
             out = map_rows(block, X, dtype=dtype, name=f"dkmeans-{name}-{token}")
         if inp.in_memory:
@@ -384,14 +391,13 @@ class KMeans(_BaseKMeans):
 
     def _fit_auto(self, inp: Input, sample_weight):
         """n_clusters="auto": select_k's lockstep sweep, its chosen k fitted into self."""
-        from .model_selection import select_into
-
         params = self.get_params()
         for name in ("n_clusters", "k_range", "k_criterion", "n_init", "random_state"):
             params.pop(name)
         self.k_selection_ = select_into(
-            self, inp, self.k_range, criterion=self.k_criterion, n_init=self.n_init,
-            random_state=self.random_state, sample_weight=sample_weight, kmeans_params=params,
+            self, inp, self.k_range, estimator=type(self), criterion=self.k_criterion,
+            n_init=self.n_init, random_state=self.random_state, sample_weight=sample_weight,
+            kmeans_params=params,
         )  # fmt: skip
         return self
 

@@ -14,7 +14,14 @@ from sklearn.utils.extmath import svd_flip
 
 from ._engine import backend as B
 from ._engine import linalg as L
-from ._engine.parallel import RowBlocks, active_client, memory_budget, single_threaded_blas
+from ._engine.model_io import SaveMixin
+from ._engine.parallel import (
+    RowBlocks,
+    active_client,
+    map_features,
+    memory_budget,
+    single_threaded_blas,
+)
 from ._engine.validation import (
     RANDOM_STATE,
     Interval,
@@ -26,7 +33,6 @@ from ._engine.validation import (
     nonfinite_error,
     validate_params,
 )
-from .persistence import SaveMixin
 
 __all__ = ["PCA"]
 
@@ -285,11 +291,8 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if self.whiten:
             proj = proj / np.sqrt(self.explained_variance_).astype(dtype)
         mean = self.mean_.astype(dtype)
-        out = arr.map_blocks(
-            lambda x: (x - B.like(x, mean)) @ B.like(x, proj),
-            chunks=(arr.chunks[0], (self.n_components_,)), dtype=dtype,
-            name=f"dkmeans-pca-{tokenize(arr.name, proj, mean)}",
-        )  # fmt: skip
+        out = map_features(_project, arr, self.n_components_, mean, proj, dtype=dtype,
+                           name=f"dkmeans-pca-{tokenize(arr.name, proj, mean)}")  # fmt: skip
         return self._finish(inp, out, self.get_feature_names_out())
 
     def inverse_transform(self, X):
@@ -314,9 +317,15 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if self.whiten:
             back = back * np.sqrt(self.explained_variance_).astype(dtype)[:, None]
         mean = self.mean_.astype(dtype)
-        out = arr.map_blocks(
-            lambda z: z @ B.like(z, back) + B.like(z, mean),
-            chunks=(arr.chunks[0], (self.n_features_in_,)), dtype=dtype,
-            name=f"dkmeans-pca-inverse-{tokenize(arr.name, back, mean)}",
-        )  # fmt: skip
+        token = tokenize(arr.name, back, mean)
+        out = map_features(_unproject, arr, self.n_features_in_, back, mean, dtype=dtype,
+                           name=f"dkmeans-pca-inverse-{token}")  # fmt: skip
         return self._finish(inp, out, getattr(self, "feature_names_in_", None))
+
+
+def _project(x, mean, proj):
+    return (x - B.like(x, mean)) @ B.like(x, proj)
+
+
+def _unproject(z, back, mean):
+    return z @ B.like(z, back) + B.like(z, mean)

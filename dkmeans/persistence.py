@@ -6,253 +6,27 @@ Layout of a model directory::
                       parameters and scalar attributes, the k table, the training
                       data's fingerprint, free-form metadata
     arrays/*.npy      every array attribute (loaded with ``allow_pickle=False``)
+
+This module sits above the estimators: importing it registers every one of them, so
+:func:`load` can rebuild any model it finds.
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
-import numbers
-import os
-import shutil
-import uuid
-from pathlib import Path
+from ._engine.model_io import (
+    FORMAT_VERSION,
+    SaveMixin,
+    data_fingerprint,
+    load,
+    read_manifest,
+    save,
+)
+from .cluster import KMeans
+from .decomposition import PCA
+from .minibatch import MiniBatchKMeans
+from .preprocessing import StandardScaler
 
-import numpy as np
+__all__ = ["FORMAT_VERSION", "SaveMixin", "data_fingerprint", "load", "read_manifest", "save"]
 
-from ._engine import backend as B
-
-__all__ = ["FORMAT_VERSION", "SaveMixin", "data_fingerprint", "load", "save"]
-
-FORMAT = "dkmeans-model"
-FORMAT_VERSION = 1
-_SKIPPED = {"labels_", "k_selection_"}  # data-sized, or saved separately (the k table)
-
-
-class SaveMixin:
-    """``save(path)`` for dkmeans estimators (see :func:`dkmeans.save`)."""
-
-    def save(self, path, **kwargs):
-        """Save the fitted estimator to the directory ``path`` (see :func:`dkmeans.save`)."""
-        return save(self, path, **kwargs)
-
-
-def _classes() -> dict:
-    from .cluster import KMeans
-    from .decomposition import PCA
-    from .minibatch import MiniBatchKMeans
-    from .preprocessing import StandardScaler
-
-    return {c.__name__: c for c in (KMeans, MiniBatchKMeans, PCA, StandardScaler)}
-
-
-def _json_value(value):
-    """A JSON-safe form of a parameter or scalar attribute, or raise TypeError."""
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, range):
-        return {"range": [value.start, value.stop, value.step]}
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    raise TypeError(type(value).__name__)
-
-
-def _from_json(value):
-    if isinstance(value, dict) and set(value) == {"range"}:
-        return range(*value["range"])
-    return value
-
-
-def _steps(model) -> list[tuple[str, object]]:
-    if hasattr(model, "steps"):
-        return [(name, est) for name, est in model.steps]
-    return [(type(model).__name__.lower(), model)]
-
-
-def _describe(name: str, est, arrays_dir: Path) -> dict:
-    classes = _classes()
-    cls = type(est).__name__
-    if classes.get(cls) is not type(est):
-        raise TypeError(
-            f"Cannot save a {cls}: dkmeans saves KMeans, PCA, StandardScaler and Pipelines of them."
-        )
-    if not any(k.endswith("_") and not k.startswith("_") for k in vars(est)):
-        raise ValueError(f"The {cls} is not fitted; fit it before saving.")
-    params, arrays, scalars = {}, [], {}
-    for key, value in est.get_params(deep=False).items():
-        if isinstance(value, np.ndarray):
-            np.save(arrays_dir / f"{name}__param__{key}.npy", value, allow_pickle=False)
-            params[key] = {"array": f"{name}__param__{key}.npy"}
-            continue
-        try:
-            params[key] = _json_value(value)
-        except TypeError:
-            params[key] = None  # e.g. a Generator random_state: not reproducible anyway
-    for key, value in vars(est).items():
-        if not key.endswith("_") or key.startswith("_") or key in _SKIPPED:
-            continue
-        if isinstance(value, np.ndarray):
-            if value.dtype == object:
-                value = value.astype(str)
-            np.save(arrays_dir / f"{name}__{key}.npy", value, allow_pickle=False)
-            arrays.append(key)
-        else:
-            try:
-                scalars[key] = _json_value(value)
-            except TypeError:
-                continue
-    return {"name": name, "class": cls, "params": params, "arrays": arrays, "scalars": scalars}
-
-
-def data_fingerprint(X) -> dict:
-    """Shape, dtype, feature names, source and a hash of the first and last rows of X.
-
-    Reads at most 2,048 rows, so it is cheap on any store.
-    """
-    from ._engine.validation import as_input
-
-    inp = as_input(X)
-    arr = inp.array
-    n = inp.n_samples
-    head = np.asarray(B.to_host(arr[: min(n, 1024)].compute()))
-    tail = np.asarray(B.to_host(arr[max(n - 1024, 0) :].compute()))
-    digest = hashlib.sha256()
-    for part in (str(arr.shape).encode(), str(arr.dtype).encode(), head.tobytes(), tail.tobytes()):
-        digest.update(part)
-    return {
-        "n_samples": n,
-        "n_features": inp.n_features,
-        "dtype": str(arr.dtype),
-        "source": os.fspath(X) if isinstance(X, str | os.PathLike) else type(X).__name__,
-        "feature_names": None if inp.feature_names is None else list(inp.feature_names),
-        "sha256": digest.hexdigest(),
-    }
-
-
-def save(model, path, *, overwrite: bool = False, fingerprint: dict | None = None,
-         metadata: dict | None = None) -> Path:  # fmt: skip
-    """Save a fitted KMeans, PCA, StandardScaler, or a Pipeline of them, to a directory.
-
-    Written under a temporary name and moved into place when complete.
-
-    Parameters
-    ----------
-    model : fitted estimator or sklearn.pipeline.Pipeline
-    path : str or path-like
-        The model directory.
-    overwrite : bool, default=False
-        Replace an existing directory.
-    fingerprint : dict, optional
-        Of the training data (:func:`data_fingerprint`).
-    metadata : dict, optional
-        Anything JSON-serialisable, stored as is.
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    import dask
-    import sklearn
-    import zarr
-
-    from . import __version__
-
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    (tmp / "arrays").mkdir(parents=True)
-    try:
-        steps = [_describe(name, est, tmp / "arrays") for name, est in _steps(model)]
-        km = _steps(model)[-1][1]
-        selection = getattr(km, "k_selection_", None)
-        k_table = (
-            None if selection is None else json.loads(selection.table.to_json(orient="records"))
-        )
-        versions = {"dkmeans": __version__, "numpy": np.__version__,
-                    "scikit-learn": sklearn.__version__, "dask": dask.__version__,
-                    "zarr": zarr.__version__}  # fmt: skip
-        doc = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "pipeline": hasattr(model, "steps"),
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "versions": versions,
-            "steps": steps,
-            "k_table": k_table,
-            "k_criterion": None if selection is None else selection.criterion,
-            "fingerprint": fingerprint,
-            "metadata": metadata or {},
-        }
-        (tmp / "model.json").write_text(json.dumps(doc, indent=1))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
-
-def read_manifest(path) -> dict:
-    """The checked ``model.json`` of a model directory."""
-    manifest = Path(path) / "model.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{path} is not a dkmeans model directory (no model.json).")
-    try:
-        doc = json.loads(manifest.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{manifest} is not valid JSON ({err}).") from err
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a dkmeans model directory (format {doc.get('format')!r}).")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has model format version {doc.get('format_version')!r}; this dkmeans "
-            f"reads version {FORMAT_VERSION}. Load it with the dkmeans version that saved it "
-            f"({doc.get('versions', {}).get('dkmeans', 'unknown')}) or retrain."
-        )
-    return doc
-
-
-def load(path):
-    """Load a model saved by :func:`save`: the estimator, or the Pipeline.
-
-    The loaded KMeans carries ``k_table_`` (a DataFrame) when the model chose its
-    k, and every loaded estimator carries ``fingerprint_`` and ``metadata_``.
-    """
-    import pandas as pd
-    from sklearn.pipeline import Pipeline
-
-    path = Path(path)
-    doc = read_manifest(path)
-    classes = _classes()
-    estimators = []
-    for step in doc["steps"]:
-        cls = classes.get(step["class"])
-        if cls is None:
-            raise ValueError(f"{path}: unknown estimator class {step['class']!r}.")
-        params = {}
-        for key, value in step["params"].items():
-            if isinstance(value, dict) and set(value) == {"array"}:
-                value = np.load(path / "arrays" / value["array"], allow_pickle=False)
-            params[key] = _from_json(value)
-        est = cls(**params)
-        for key in step["arrays"]:
-            setattr(est, key, np.load(path / "arrays" / f"{step['name']}__{key}.npy",
-                                      allow_pickle=False))  # fmt: skip
-        for key, value in step["scalars"].items():
-            setattr(est, key, _from_json(value))
-        est.fingerprint_ = doc.get("fingerprint")
-        est.metadata_ = doc.get("metadata", {})
-        estimators.append((step["name"], est))
-    if doc.get("k_table") is not None:
-        estimators[-1][1].k_table_ = pd.DataFrame.from_records(doc["k_table"])
-    if doc.get("pipeline"):
-        return Pipeline(estimators)
-    return estimators[0][1]
+# The estimators load() rebuilds: each registered itself by subclassing SaveMixin.
+ESTIMATORS = (KMeans, MiniBatchKMeans, PCA, StandardScaler)

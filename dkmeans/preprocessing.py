@@ -9,7 +9,8 @@ from dask.base import tokenize
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
 from ._engine import backend as B
-from ._engine.parallel import RowBlocks, active_client, single_threaded_blas
+from ._engine.model_io import SaveMixin
+from ._engine.parallel import RowBlocks, active_client, map_features, single_threaded_blas
 from ._engine.seeding import check_finite
 from ._engine.validation import (
     OneOf,
@@ -18,7 +19,6 @@ from ._engine.validation import (
     check_fitted_input,
     validate_params,
 )
-from .persistence import SaveMixin
 
 __all__ = ["StandardScaler"]
 
@@ -135,7 +135,8 @@ class StandardScaler(SaveMixin, OneToOneFeatureMixin, TransformerMixin, BaseEsti
 
         arr = inp.array
         name = "dkmeans-scale" if forward else "dkmeans-unscale"
-        out = arr.map_blocks(block, dtype=dtype, name=f"{name}-{tokenize(arr.name, mean, scale)}")
+        out = map_features(block, arr, inp.n_features, dtype=dtype,
+                           name=f"{name}-{tokenize(arr.name, mean, scale)}")  # fmt: skip
         if inp.in_memory:
             out = out.compute()
         return inp.wrap_features(out, getattr(self, "feature_names_in_", None))

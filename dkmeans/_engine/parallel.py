@@ -114,6 +114,13 @@ def map_rows(fn, X: da.Array, *row_arrays: da.Array, dtype, name: str) -> da.Arr
     )  # fmt: skip
 
 
+def map_features(fn, X: da.Array, n_out: int, *params, dtype, name: str) -> da.Array:
+    """``fn(block, *params)`` -> ``(rows, n_out)`` per block, as a lazy dask array chunked
+    like X's rows (the result stays in the block's array library); ``name`` is the
+    output's name (a prefix and a token of what determines it)."""
+    return X.map_blocks(fn, *params, dtype=dtype, chunks=(X.chunks[0], (n_out,)), name=name)
+
+
 class BlockRef(NamedTuple):
     """Block ``i`` of a row-aligned array (``RowBlocks.aligned``), for ``per_block``:
     the task gets the block itself."""

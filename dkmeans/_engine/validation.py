@@ -147,7 +147,7 @@ def as_input(X, what: str = "X") -> Input:
     """Convert any accepted X into an ``Input`` (lazy; reads nothing)."""
     import zarr
 
-    from ..io import feature_names, open_zarr_array
+    from .store import feature_names, open_zarr_array
 
     if isinstance(X, str | os.PathLike):
         X = open_zarr_array(X)

@@ -1,0 +1,270 @@
+"""Choosing k: the lockstep sweep over a list of k, its scoring table and the choice.
+
+Engine-level so that ``KMeans("auto")`` and ``select_k`` share it without importing each
+other: the caller passes its estimator class, and the chosen k's fit goes into the
+model it names (or a new one).
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from . import cluster_stats as S
+from . import driver as D
+from . import kernels as K
+from .log import verbosity
+from .parallel import RowBlocks, active_client, block_seed, single_threaded_blas
+from .validation import as_generator, as_input
+
+logger = logging.getLogger("dkmeans")
+
+# criterion -> (table column, True when larger is better)
+CRITERIA = {
+    "silhouette": ("silhouette", True),
+    "davies_bouldin": ("davies_bouldin", False),
+    "calinski_harabasz": ("calinski_harabasz", True),
+    "simplified_silhouette": ("simplified_silhouette", True),
+}
+_STAGE_SWEEP_SAMPLE = 11
+
+
+@dataclass
+class KSelection:
+    """The result of :func:`select_k`.
+
+    Attributes
+    ----------
+    best_k : int
+    best_model : KMeans
+        Fitted with ``best_k`` clusters (labels, inertia, centres: no refit needed).
+    table : pandas.DataFrame
+        One row per k: ``k, inertia, silhouette, simplified_silhouette,
+        sqeuclidean_silhouette, davies_bouldin, calinski_harabasz, iterations,
+        converged, seconds`` (seconds: wall time of the passes the k took part in).
+    criterion : str
+    n_passes : int
+        Data passes of the whole selection.
+    centers : dict of int to ndarray of shape (k, n_features)
+        The fitted centres of every k of the sweep.
+    """
+
+    best_k: int
+    best_model: object  # the KMeans fitted with best_k
+    table: object
+    criterion: str
+    n_passes: int
+    centers: dict = field(default_factory=dict)
+
+    def plot(self, axes=None):
+        """Elbow (inertia) and the quality criteria against k, with the chosen k marked.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        import matplotlib.pyplot as plt
+
+        t = self.table
+        if axes is None:
+            fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+        else:
+            fig = axes[0].figure
+        axes[0].plot(t["k"], t["inertia"], "o-")
+        axes[0].set(xlabel="k", ylabel="inertia", title="Elbow")
+        for col in ("silhouette", "simplified_silhouette", "davies_bouldin"):
+            axes[1].plot(t["k"], t[col], "o-", label=col.replace("_", " "))
+        axes[1].set(xlabel="k", ylabel="score", title=f"Criterion: {self.criterion}")
+        axes[1].legend()
+        for ax in axes:
+            ax.axvline(self.best_k, color="grey", linestyle="--")
+        return fig
+
+
+def _check_k_range(k_range, n_samples: int) -> list[int]:
+    try:
+        ks = sorted({int(k) for k in k_range})
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"k_range={k_range!r} must be an iterable of ints, e.g. range(2, 16)."
+        ) from err
+    if not ks:
+        raise ValueError(
+            "k_range is empty; give the candidate numbers of clusters, e.g. range(2, 16)."
+        )
+    if ks[0] < 2:
+        raise ValueError(
+            f"k_range starts at {ks[0]}; the selection criteria compare clusters, so every k "
+            "must be at least 2."
+        )
+    if ks[-1] >= n_samples:
+        raise ValueError(
+            f"k_range reaches {ks[-1]} but X has only {n_samples} samples; every k must be "
+            "smaller than the number of samples."
+        )
+    return ks
+
+
+def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sample_size=10_000,
+                sweep_sample_size=None, n_init="auto", random_state=None, sample_weight=None,
+                kmeans_params=None) -> KSelection:  # fmt: skip
+    """``select_k``: every k of ``k_range`` fitted in lockstep and scored, the chosen k
+    fitted into ``model`` (a ``KMeans("auto")``), or into a new ``estimator(best_k)``
+    when ``model`` is None.  ``estimator`` is the KMeans class."""
+    kmeans_params = dict(kmeans_params or {})
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion={criterion!r} is not valid: expected one of {list(CRITERIA)}.")
+    ks = _check_k_range(k_range, inp.n_samples)
+    for name in ("n_clusters", "k_range"):
+        if name in kmeans_params:
+            raise TypeError(f"select_k sets {name} itself; do not pass it.")
+    if not isinstance(sample_size, numbers.Integral) or sample_size < 2:
+        raise ValueError(f"sample_size={sample_size!r} must be an int of at least 2.")
+    template = estimator(ks[-1], n_init=n_init, random_state=random_state, **kmeans_params)
+    spec = template._fit_spec(inp, ks[-1], n_init)
+    if not isinstance(spec.init, str):
+        raise ValueError("select_k needs init='k-means||', 'k-means++' or 'random', not an array.")
+    rng = as_generator(random_state)
+    if sweep_sample_size is not None:
+        return _select_on_sample(
+            model, estimator, inp, ks, template, rng, criterion, sample_size, sweep_sample_size,
+            sample_weight,
+        )  # fmt: skip
+    t0 = time.perf_counter()
+    with verbosity(template.verbose), single_threaded_blas():
+        rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), ks[-1])
+        checkpoint = template._checkpoint(inp, sample_weight, spec)
+        if checkpoint is not None:
+            checkpoint.key["k_range"] = ks
+        fitted = D.fit(rows, spec, ks, _per_k_generators(random_state, len(ks)), checkpoint)
+        table = _score(rows, ks, fitted, rng, min(sample_size, inp.n_samples), template._inertia)
+        column, larger = CRITERIA[criterion]
+        values = table[column].to_numpy()
+        best = int(np.nanargmax(values) if larger else np.nanargmin(values))
+        best_k = ks[best]
+        if model is None:
+            model = estimator(best_k, n_init=n_init, random_state=random_state, **kmeans_params)
+        run = fitted.best[best]
+        labels, assignment = D.final_labels(inp, rows, run.centers, fitted.shift)
+        model._set_fitted(inp, rows, run, labels, assignment, persisted=persisted,
+                          n_seeding_passes=fitted.n_seeding_passes)  # fmt: skip
+    logger.info(
+        "select_k: best k=%d by %s, %d data passes, %.3fs", best_k, criterion, rows.n_passes,
+        time.perf_counter() - t0,
+    )  # fmt: skip
+    centers = {k: r.centers for k, r in zip(ks, fitted.best, strict=True)}
+    return KSelection(best_k, model, table, criterion, rows.n_passes, centers)
+
+
+def _per_k_generators(random_state, n_k: int) -> list[np.random.Generator]:
+    """One Generator per k, as ``KMeans(k, random_state=random_state)`` would make it.
+
+    With an int (or None) every k starts from the same seed as its own fit would, so
+    each k of the sweep reproduces that fit exactly; a Generator is split instead.
+    """
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return [as_generator(random_state) for _ in range(n_k)]
+    return as_generator(random_state).spawn(n_k)
+
+
+def _score(rows: RowBlocks, ks: list[int], fitted: D.FitResult, rng, sample_size: int,
+           inertia) -> object:  # fmt: skip
+    """Two passes scoring every k's kept run; returns the table (``inertia``: the
+    estimator's cost-to-inertia rule)."""
+    import pandas as pd
+
+    dtype, shift = rows.dtype, fitted.shift
+    centers = [r.centers for r in fitted.best]
+    sets = [K.prepare_centers(c, shift, dtype) for c in centers]
+    entropy = int(rng.integers(2**63))
+
+    def per_block(i):
+        seed = block_seed(entropy, _STAGE_SWEEP_SAMPLE, i)
+        return ((seed, sample_size, int(rows.offsets[i])),)
+
+    evals, sample = rows.reduce(
+        S.evaluate_chunk, partial(S.combine_evaluations, size=sample_size), "sweep-evaluate",
+        centers, sets, shift, per_block=per_block,
+    )  # fmt: skip
+    moments = [e[0] for e in evals]
+    total = fitted.moments.count
+    spreads = rows.reduce(
+        S.spread_chunk_sets, S.combine_spreads, "sweep-spread", sets, shift, moments,
+        fitted.moments.mean,
+    )  # fmt: skip
+    sample_rows = np.asarray(sample.rows)
+    sample_labels = [K.assign_labels(sample_rows, cs, shift)[0] for cs in sets]
+    silhouettes = [
+        float(v.mean()) if np.unique(lab).shape[0] > 1 else np.nan
+        for v, lab in zip(
+            S.silhouette_values(sample_rows, sample_labels, ks), sample_labels, strict=True
+        )
+    ]
+    records = []
+    for i, k in enumerate(ks):
+        mom = moments[i]
+        # Σ||x - c||² = Σ||x - mean||² + n·||mean - c||² per cluster
+        offset = ((mom.means - centers[i].astype(np.float64)) ** 2).sum(axis=1)
+        cost = inertia(float(mom.m2.sum() + mom.counts @ offset))
+        filled = mom.counts > 0
+        spread = np.where(filled, spreads[i][0] / np.where(filled, mom.counts, 1), 0.0)
+        run = fitted.best[i]
+        records.append(
+            {
+                "k": k,
+                "inertia": cost,
+                "silhouette": silhouettes[i],
+                "simplified_silhouette": evals[i][1] / total,
+                "sqeuclidean_silhouette": spreads[i][1] / total,
+                "davies_bouldin": S.davies_bouldin(mom.means[filled], spread[filled]),
+                "calinski_harabasz": S.calinski_harabasz(mom, total),
+                "iterations": run.n_iter,
+                "converged": run.converged,
+                "seconds": float(sum(h[2] for h in run.history)),
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def _select_on_sample(model, estimator, inp, ks, template, rng, criterion, sample_size, sweep_size,
+                      sample_weight):  # fmt: skip
+    """Sweep on a uniform in-memory row sample, then fit the chosen k on all the data
+    (into ``model``, or a new KMeans)."""
+    n = inp.n_samples
+    if not isinstance(sweep_size, numbers.Integral) or not ks[-1] < sweep_size <= n:
+        raise ValueError(
+            f"sweep_sample_size={sweep_size!r} must be an int above the largest k ({ks[-1]}) "
+            f"and at most the number of samples ({n})."
+        )
+    if sample_weight is not None:
+        raise ValueError("sweep_sample_size does not support sample_weight; fit on all rows.")
+    rows = RowBlocks(inp.array, None, active_client())
+    index = np.sort(rng.choice(n, size=int(sweep_size), replace=False))
+    with single_threaded_blas():
+        sample = rows.fetch_rows(index)
+    params = template.get_params()
+    for name in ("n_clusters", "random_state", "n_init"):
+        params.pop(name)
+    params.pop("k_range", None)
+    params.pop("k_criterion", None)
+    # int seeds (checkpoints restore ints), and one checkpoint folder per stage
+    sweep_seed, fit_seed = (int(s) for s in rng.integers(2**31 - 1, size=2))
+    folder = params.pop("checkpoint")
+    stage = {"checkpoint": None if folder is None else Path(folder) / "sweep"}
+    sub = select_into(
+        None, as_input(sample), ks, estimator=estimator, criterion=criterion,
+        sample_size=sample_size, n_init=template.n_init, random_state=sweep_seed,
+        kmeans_params={**params, **stage},
+    )  # fmt: skip
+    stage = {"checkpoint": None if folder is None else Path(folder) / "fit"}
+    fitter = estimator(sub.best_k, n_init=template.n_init, random_state=fit_seed, **params,
+                       **stage)
+    model = fitter if model is None else model
+    model._fit_with(inp, None, fitter)
+    return KSelection(sub.best_k, model, sub.table, criterion, 1 + model.n_passes_, sub.centers)
