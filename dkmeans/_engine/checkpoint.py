@@ -10,16 +10,14 @@ what the uninterrupted fit would have.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 from . import reductions as R
-from .lloyd import Run, lloyd
+from .lloyd import Run
 
-logger = logging.getLogger("dkmeans")
 
 FILE = "dkmeans-checkpoint.npz"
 VERSION = 1
@@ -103,31 +101,10 @@ class Checkpoint:
                 moments = R.Moments(m["count"], z["mean"].copy(), z["m2"].copy(), m["n_nonfinite"])
         return {"stage": meta["stage"], "runs": runs, "moments": moments, "meta": meta}
 
+    def observer(self, n_seeding_passes: int):
+        """``on_iteration`` for Lloyd: save the state after every iteration."""
 
-def seed_and_iterate(
-    rows, seed, checkpoint: Checkpoint | None, resume: bool, *, max_iter, tol, spherical=False
-):
-    """Seeding then Lloyd, checkpointed after each, or resumed from the checkpoint.
+        def save(runs, moments):
+            self.save("lloyd", runs, moments, n_seeding_passes=n_seeding_passes)
 
-    ``seed()`` returns ``(runs, moments)``.  Returns ``(runs, moments,
-    n_seeding_passes)``; passes count from this process's start.
-    """
-    state = checkpoint.load() if checkpoint is not None and resume else None
-    if state is not None:
-        logger.info("resuming from %s (%s)", checkpoint.file, state["stage"])
-        runs, moments = state["runs"], state["moments"]
-        n_seeding = int(state["meta"]["n_seeding_passes"])
-    else:
-        runs, moments = seed()
-        n_seeding = rows.n_passes
-        if checkpoint is not None:
-            checkpoint.save("seeded", runs, moments, n_seeding_passes=n_seeding)
-
-    def save(runs, moments):
-        checkpoint.save("lloyd", runs, moments, n_seeding_passes=n_seeding)
-
-    runs, moments = lloyd(
-        rows, None, max_iter=max_iter, tol=tol, moments=moments, runs=runs,
-        on_iteration=None if checkpoint is None else save, spherical=spherical,
-    )  # fmt: skip
-    return runs, moments, n_seeding
+        return save

@@ -5,11 +5,13 @@ Every fit goes through it: ``KMeans`` (its ``n_init`` runs), ``select_k`` and
 and ``MiniBatchKMeans`` (prepare, seed and the label pass; its epochs are its own).
 The estimators validate their parameters into a ``FitSpec`` and set their fitted
 attributes from a ``FitResult``; they build no graphs.  Checkpointing observes the
-iterations (``_checkpoint.seed_and_iterate``) without owning the control flow.
+iterations (``Checkpoint.observer``) and restores a killed fit's state; it does not own
+the control flow.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -18,11 +20,13 @@ from dask.base import tokenize
 
 from . import kernels as K
 from . import reductions as R
-from .checkpoint import Checkpoint, seed_and_iterate
-from .lloyd import Run
+from .checkpoint import Checkpoint
+from .lloyd import Run, lloyd
 from .parallel import RowBlocks, memory_budget
 from .seeding import seed_runs
 from .validation import Input, as_sample_weight
+
+logger = logging.getLogger("dkmeans")
 
 
 @dataclass(frozen=True)
@@ -111,9 +115,20 @@ def fit(rows: RowBlocks, spec: FitSpec, ks: list[int], rngs: list,
 
     ``rngs``: one Generator per k (as ``KMeans(k)`` would derive it).
     """
-    runs, moments, n_seeding = seed_and_iterate(
-        rows, lambda: seed(rows, spec, ks, rngs), checkpoint, spec.resume,
-        max_iter=spec.max_iter, tol=spec.tol, spherical=spec.spherical,
+    state = checkpoint.load() if checkpoint is not None and spec.resume else None
+    if state is not None:
+        logger.info("resuming from %s (%s)", checkpoint.file, state["stage"])
+        runs, moments = state["runs"], state["moments"]
+        n_seeding = int(state["meta"]["n_seeding_passes"])
+    else:
+        runs, moments = seed(rows, spec, ks, rngs)
+        n_seeding = rows.n_passes  # passes count from this process's start
+        if checkpoint is not None:
+            checkpoint.save("seeded", runs, moments, n_seeding_passes=n_seeding)
+    runs, moments = lloyd(
+        rows, None, max_iter=spec.max_iter, tol=spec.tol, moments=moments, runs=runs,
+        on_iteration=None if checkpoint is None else checkpoint.observer(n_seeding),
+        spherical=spec.spherical,
     )  # fmt: skip
     shift = K.choose_shift(moments.mean, moments.variance)
     n_init = len(runs) // len(ks)
