@@ -18,7 +18,6 @@ import numpy as np
 from . import reductions as R
 from .lloyd import Run
 
-
 FILE = "dkmeans-checkpoint.npz"
 VERSION = 1
 
