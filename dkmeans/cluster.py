@@ -159,7 +159,7 @@ class _BaseKMeans(
         if extra_shape:  # distances stay in X's array library
             out = map_features(block, X, centers.shape[0], dtype=dtype,
                                name=f"dkmeans-{name}-{token}")  # fmt: skip
-        else:  # labels come back as NumPy (see _backend)
+        else:  # labels come back as NumPy (see _engine.backend)
             out = map_rows(block, X, dtype=dtype, name=f"dkmeans-{name}-{token}")
         if inp.in_memory:
             with single_threaded_blas():

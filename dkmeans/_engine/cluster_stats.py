@@ -1,6 +1,6 @@
 """Per-cluster statistics for the clustering metrics: kernels and chunk/combine pairs.
 
-Same layer as ``_kernels`` and ``_reductions`` (NumPy and numba, no dask).  Every
+Same layer as ``kernels`` and ``reductions`` (NumPy and numba, no dask).  Every
 ``*_chunk`` takes one block of rows (and its labels) and returns a small partial;
 every ``combine_*`` merges a LIST of partials in block order.
 

@@ -33,7 +33,7 @@ logger = logging.getLogger("dkmeans")
 class FitSpec:
     """What a fit needs besides the data: validated parameters.
 
-    init : a name of ``_init.INITIALIZERS``, or explicit centres (then ``n_init`` is 1).
+    init : a name of ``seeding.INITIALIZERS``, or explicit centres (then ``n_init`` is 1).
     """
 
     init: str | np.ndarray

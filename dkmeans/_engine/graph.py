@@ -128,7 +128,7 @@ class Builder:
 
     def run(self, gather: list, keep: list = ()) -> tuple[list, list]:
         """Compute: values of ``gather`` and handles of ``keep`` (values locally,
-        futures on a cluster), with a progress bar when ``_logging.progress`` is on."""
+        futures on a cluster), with a progress bar when ``log.progress`` is on."""
         keep = list(keep)
         keys = list(gather) + keep
         dsk = self.graph()

@@ -2,10 +2,10 @@
 
 Every function here takes one in-memory block of rows ``X`` of shape
 ``(n_rows, n_features)`` and returns small partial results (per-cluster sums,
-counts, costs) that the reductions in ``_reductions.py`` combine.  A NumPy array
+counts, costs) that the reductions in ``reductions.py`` combine.  A NumPy array
 is simply one block, so the in-memory and the dask paths share this arithmetic.
 A block from another array library (CuPy) is handed to ``_xp_kernels``, which
-keeps the same contracts; results are NumPy either way (see ``_backend``).
+keeps the same contracts; results are NumPy either way (see ``backend``).
 
 Distances use the GEMM form ``||x - c||² = ||x||² - 2 x·cᵀ + ||c||²`` on rows
 *shifted* by a common point (the data mean, or a data point before the mean is

@@ -1,7 +1,7 @@
 """PCA's one-pass reductions: centred Gram, TSQR's R factor, covariance times a matrix.
 
-Same layer as ``_reductions`` (no dask); the chunk functions run in the block's
-array library (``_backend``) and return NumPy partials.  Each partial carries the row
+Same layer as ``reductions`` (no dask); the chunk functions run in the block's
+array library (``backend``) and return NumPy partials.  Each partial carries the row
 count and the mean of the rows it covers, so blocks are centred on their OWN mean
 and merged exactly (Chan et al.'s update for co-moments):
 

@@ -2,7 +2,7 @@
 
 ``RowBlocks`` holds a 2-D dask array (features in one chunk) and its weights as
 references to their blocks.  Each ``*_pass`` method is ONE pass over the data and
-ONE low-level graph (``_graph``) handed to the scheduler, returning small arrays.
+ONE low-level graph (``graph``) handed to the scheduler, returning small arrays.
 A task covers several consecutive blocks (``dkmeans.task-bytes``); partials combine
 in a fixed tree over block order whose subtrees the groups are, and random draws
 use per-block seeds from a SeedSequence, so results depend neither on the grouping
@@ -73,7 +73,7 @@ def block_seed(entropy: int, stage: int, block: int) -> np.random.SeedSequence:
 
 def run_with_progress(objs, client, *, persist: bool):
     """``dask.compute`` (or ``dask.persist``) of ``objs``, with a progress bar when
-    ``_logging.progress`` is on: dask's ProgressBar on local schedulers, distributed's
+    ``log.progress`` is on: dask's ProgressBar on local schedulers, distributed's
     text progress bar on a cluster."""
     stream = progress_stream()
     run = dask.persist if persist else dask.compute

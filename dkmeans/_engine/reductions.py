@@ -1,8 +1,8 @@
-"""Reductions declared as chunk / combine / finalize, on top of ``_kernels``.
+"""Reductions declared as chunk / combine / finalize, on top of ``kernels``.
 
 Each ``*_chunk`` function takes one block (and its weights) and returns a small
 partial; each ``combine_*`` takes a LIST of partials in block order and returns
-one partial of the same form, so the fixed tree of ``_parallel`` can apply it at any
+one partial of the same form, so the fixed tree of ``parallel`` can apply it at any
 level of the tree; ``finalize`` functions turn the root into results.  Combining
 in a fixed order makes floating-point results independent of the scheduler.
 No dask here.

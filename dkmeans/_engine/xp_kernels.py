@@ -1,6 +1,6 @@
 """The chunk kernels for blocks that are not NumPy (CuPy and other array API libraries).
 
-Same contracts as the numba kernels in ``_kernels`` (which dispatch here), written
+Same contracts as the numba kernels in ``kernels`` (which dispatch here), written
 only with the array API standard so the heavy arithmetic runs where the block
 lives: the ``x·cᵀ`` GEMM, the argmin and the per-cluster sums (a one-hot GEMM,
 which a GPU does at matmul speed where a scatter-add would serialise).  Small
@@ -52,7 +52,7 @@ def _weights(X, sample_weight):
 
 
 def lloyd_step(X, center_sets, shift, sample_weight, n_far, partial):
-    """``_kernels.lloyd_step`` for a non-NumPy block; ``partial`` builds a LloydPartial."""
+    """``kernels.lloyd_step`` for a non-NumPy block; ``partial`` builds a LloydPartial."""
     xp = B.namespace(X)
     n, d = X.shape
     f64 = xp.float64
@@ -176,7 +176,7 @@ def _sq_distances(X, centers, shift):
 
 
 def own_and_other(X, labels, centers, shift, *, add=None, skip=None):
-    """``_cluster_stats._own_and_other`` for a non-NumPy block (masks where NumPy
+    """``cluster_stats._own_and_other`` for a non-NumPy block (masks where NumPy
     indexes: the standard has no integer-array assignment)."""
     n = X.shape[0]
     if n == 0:
@@ -255,7 +255,7 @@ def distance_to_assigned(X, labels, centers, sample_weight, n_clusters: int):
 
 def pairwise_cluster_sums(xa, xb, labels_b, n_clusters: int, self_offset):
     """(len(xa), k) sums of Euclidean distances from rows of ``xa`` to each cluster of
-    ``xb``; ``self_offset`` as ``_cluster_stats._distances``."""
+    ``xb``; ``self_offset`` as ``cluster_stats._distances``."""
     xp = B.namespace(xa)
     xb = B.like(xa, xb)
     shift = xp.mean(xp.astype(xb, xp.float64), axis=0)
