@@ -83,6 +83,21 @@ def test_fit_is_bit_identical_whatever_the_grouping_and_the_workers(tmp_path):
         _assert_identical(alone, _fits(Xd, **{"task-bytes": 20_000}))
 
 
+def test_blocks_persisted_on_a_cluster_are_not_grouped():
+    X = da.zeros((6400, 2), chunks=(100, 2))
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                     dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        assert len(RowBlocks(X, client=client).groups) < 64  # read by the tasks: grouped
+        rows = RowBlocks(X.persist(), client=client)
+        assert len(rows.groups) == 64  # each task runs where its block lives
+        assert rows.reduce(_block_name, _nest, "tree", per_block=lambda i: (i,)) == _naive_tree(
+            [str(i) for i in range(64)], 8
+        )
+
+
 def test_a_pass_builds_a_graph_linear_in_blocks_with_few_tasks(monkeypatch, tmp_path):
     X = blobs(n=12800, d=3, k=3, seed=1, dtype=np.float32)[0]
     path = write_store(tmp_path / "x.zarr", X, 50)  # 256 chunks

@@ -81,7 +81,7 @@ def test_sqeuclidean_exact_matches_brute_force(n, k, offset, chunk, seed):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 3)) + offset
     y = rng.integers(k, size=n)
-    y[:2] = [0, 1]  # at least two clusters
+    y[:3] = [0, 1, 0]  # at least two clusters, and fewer than n (the metrics' domain)
     ref = _brute_sq_silhouette(X, y)
     got = M.silhouette_samples(da.from_array(X, chunks=(chunk, -1)), y, method="sqeuclidean-exact")
     np.testing.assert_allclose(got.compute(), ref, atol=1e-9 * (1 + offset))

@@ -44,13 +44,15 @@ class ArrayBlocks:
 
     def __init__(self, array):
         keys = list(flatten(array.__dask_keys__()))
-        layers = dict(array.__dask_optimize__(array.__dask_graph__(), keys))
+        raw = array.__dask_graph__()
+        held = {k: v for k in keys if is_future(v := raw.get(k))}  # persisted on a cluster
+        layers = {} if len(held) == len(keys) else dict(array.__dask_optimize__(raw, keys))
         graph = convert_legacy_graph({k: v for k, v in layers.items() if not is_future(v)})
         refs = []
         for key in keys:
-            node, value = graph.get(key), layers.get(key)
-            if is_future(value):
-                refs.append(value)
+            node = graph.get(key)
+            if key in held:
+                refs.append(held[key])
             elif isinstance(node, Task) and all(
                 isinstance(graph.get(d), DataNode) for d in node.dependencies
             ):

@@ -236,6 +236,10 @@ class RowBlocks:
         self.split_every = config.get("split-every")
         n = self.n_blocks
         size = group_size(n, X.nbytes / max(n, 1), G.n_threads(client))
+        if any(G.is_future(r) for r in self._x.refs):
+            # blocks held by a cluster's workers: one task per block runs where the block
+            # lives, where a group would gather its blocks onto one worker every pass
+            size = 1
         self.groups = [(a, min(a + size, n)) for a in range(0, n, size)]
         self._depth = tree_depth(n, self.split_every)
         self._in_group = min(self._depth, round(math.log(size, self.split_every)))
