@@ -104,9 +104,14 @@ class _BaseKMeans(
         )  # fmt: skip
 
     def _set_fitted(self, inp: Input, rows: RowBlocks, best, labels, assignment, *,
-                    persisted: bool, n_seeding_passes: int) -> None:  # fmt: skip
-        """Fitted attributes from the kept run and its final label pass."""
-        vars(self).pop("cluster_ids_", None)  # a refit starts from positional labels
+                    persisted: bool, n_seeding_passes: int, stacklevel: int = 4,
+                    warn: bool = True) -> None:  # fmt: skip
+        """Fitted attributes from the kept run and its final label pass (``stacklevel``
+        of the user's call for the warning; ``warn=False`` when the same fit is set on a
+        second model)."""
+        # a refit starts from positional labels, and drops what described the last model
+        for stale in ("cluster_ids_", "k_selection_", "k_table_", "fingerprint_", "metadata_"):
+            vars(self).pop(stale, None)
         self.persisted_ = persisted
         self.n_seeding_passes_ = n_seeding_passes
         self.cluster_centers_ = best.centers
@@ -128,12 +133,12 @@ class _BaseKMeans(
         if not best.converged:
             logger.info("did not converge in %d iterations", self.max_iter)
         n_distinct = int(np.count_nonzero(assignment.weights > 0))
-        if n_distinct < k:
+        if warn and n_distinct < k:
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
                 f"({k}). Possibly due to duplicate points in X.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
 
     @property
@@ -230,9 +235,10 @@ class KMeans(_BaseKMeans):
 
     Every Lloyd iteration is one pass over the data: each block computes its
     nearest centres, per-cluster sums, counts and cost in one fused kernel, the
-    small partials are tree-reduced, and the new centres are broadcast.  Data that
-    fits in memory (the cluster's, or this machine's for the local schedulers) is
-    read once and kept; otherwise it is streamed from its store on every pass.
+    small partials are tree-reduced, and the new centres travel with the next
+    pass.  Data that fits in memory (the cluster's, or this machine's for the local
+    schedulers) is read once and kept; otherwise it is streamed from its store on
+    every pass.
 
     Parameters
     ----------
@@ -397,7 +403,7 @@ class KMeans(_BaseKMeans):
         self.k_selection_ = select_into(
             self, inp, self.k_range, estimator=type(self), criterion=self.k_criterion,
             n_init=self.n_init, random_state=self.random_state, sample_weight=sample_weight,
-            kmeans_params=params,
+            kmeans_params=params, depth=1,
         )  # fmt: skip
         return self
 
@@ -420,19 +426,25 @@ class KMeans(_BaseKMeans):
                "weighted": sample_weight is not None, **params}  # fmt: skip
         return Checkpoint(self.checkpoint, key)
 
-    def _fit_with(self, inp: Input, sample_weight, settings: KMeans) -> None:
-        """Fit ``settings.n_clusters`` clusters with ``settings``' parameters into self
-        (self is ``settings`` for a plain fit; KMeans("auto") fits its chosen k so)."""
+    def _fit_with(self, inp: Input, sample_weight, settings: KMeans, also=None,
+                  depth: int = 0) -> None:  # fmt: skip
+        """Fit ``settings.n_clusters`` clusters with ``settings``' parameters into self,
+        and into ``also`` if given (self is ``settings`` for a plain fit; select_k's
+        sampled sweep fits its chosen k so, for KMeans("auto") into that model too).
+        ``depth``: calls between the user's and this one, less one (for warnings)."""
         k = settings.n_clusters
         spec = settings._fit_spec(inp, k, settings.n_init)
         checkpoint = settings._checkpoint(inp, sample_weight, spec)
         rng = as_generator(settings.random_state)
         with verbosity(settings.verbose), single_threaded_blas():
-            rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), k)
+            rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), k,
+                                        stacklevel=4 + depth)  # fmt: skip
             res = D.fit(rows, spec, [k], [rng], checkpoint)
             labels, assignment = D.final_labels(inp, rows, res.best[0].centers, res.shift)
-        self._set_fitted(inp, rows, res.best[0], labels, assignment, persisted=persisted,
-                         n_seeding_passes=res.n_seeding_passes)  # fmt: skip
+        for i, model in enumerate([self] if also is None else [self, also]):
+            model._set_fitted(inp, rows, res.best[0], labels, assignment, persisted=persisted,
+                              n_seeding_passes=res.n_seeding_passes, stacklevel=4 + depth,
+                              warn=i == 0)  # fmt: skip
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None, sample_weight=None):

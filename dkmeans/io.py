@@ -177,7 +177,7 @@ def write_labels(
 
         labels = da.asarray(labels)
         stored = da.store(labels.astype(np.int32).rechunk(rows), out, lock=False, compute=False)
-        run_with_progress([stored], active_client(), persist=False)
+        run_with_progress([stored], active_client())
         final = group_dir / name
         trash = group_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
         if final.exists():

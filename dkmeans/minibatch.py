@@ -207,7 +207,7 @@ class MiniBatchKMeans(_BaseKMeans):
         rng = as_generator(self.random_state)
         with single_threaded_blas():
             rows, persisted = D.prepare(inp, sample_weight, spec, active_client(),
-                                        self.n_clusters)  # fmt: skip
+                                        self.n_clusters, stacklevel=3)  # fmt: skip
             (run,), moments = D.seed(rows, spec, [self.n_clusters], [rng])
             n_seeding = rows.n_passes
             if moments is None:
@@ -233,7 +233,7 @@ class MiniBatchKMeans(_BaseKMeans):
             labels, assignment = D.final_labels(inp, rows, best.centers, data_shift)
         counts = self.counts_
         self._set_fitted(inp, rows, best, labels, assignment, persisted=persisted,
-                         n_seeding_passes=n_seeding)  # fmt: skip
+                         n_seeding_passes=n_seeding, stacklevel=3)  # fmt: skip
         self.counts_ = counts
         logger.info("mini-batch fit: %d epochs, %.3fs", self.n_iter_, time.perf_counter() - t0)
         return self

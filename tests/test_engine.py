@@ -3,6 +3,7 @@
 import dask
 import dask.array as da
 import numpy as np
+import pytest
 from distributed import Client, LocalCluster
 from hypothesis import given
 from hypothesis import strategies as st
@@ -115,9 +116,41 @@ def test_a_pass_builds_a_graph_linear_in_blocks_with_few_tasks(monkeypatch, tmp_
     passes = [n for n in sizes if n >= 32]  # graphs with a task per group of 8 chunks
     assert len(passes) == km.n_passes_  # one graph per counted pass
     # a pass: 32 group tasks (each reading its 8 chunks itself), the tree above them,
-    # the shared values, state items; the labels pass adds a task per chunk (labels stay
-    # chunked like the records)
-    assert sorted(passes)[-2] <= 3 * 32 + 8
-    assert max(passes) <= 256 + 3 * 32 + 8
+    # the shared values; where a pass keeps per-row values, an item task per group for
+    # the tree and one for the kept state; the labels pass keeps a task per chunk
+    # (labels stay chunked like the records)
+    assert sorted(passes)[-2] <= 4 * 32 + 8
+    assert max(passes) <= 256 + 4 * 32 + 8
     # each pass reads each chunk once; the first centre's fetch reads one more
     assert 256 * km.n_passes_ <= store.chunk_reads <= 256 * km.n_passes_ + 1
+
+
+def test_the_exact_silhouette_reads_each_block_once(tmp_path):
+    from dkmeans import silhouette_samples
+
+    X, y, _ = blobs(n=800, d=3, k=3, seed=4, dtype=np.float32)
+    arr, store = counting_array(write_store(tmp_path / "x.zarr", X, 100))  # 8 chunks
+    got = silhouette_samples(da.from_zarr(arr), y)
+    assert isinstance(got, da.Array)
+    before = store.chunk_reads
+    got = got.compute()
+    assert store.chunk_reads - before == 8
+    from sklearn.metrics import silhouette_samples as sk
+
+    np.testing.assert_allclose(got, sk(X.astype(np.float64), y), rtol=1e-5, atol=1e-6)
+
+
+def test_a_weighted_first_centre_reads_only_the_weights(tmp_path):
+    X = blobs(n=800, d=3, k=3, seed=5, dtype=np.float32)[0]
+    arr, store = counting_array(write_store(tmp_path / "x.zarr", X, 100))
+    w = da.from_array(np.linspace(0.5, 2.0, 800), chunks=100)
+    rows = RowBlocks(da.from_zarr(arr), w)
+    index = rows.draw_row(np.random.default_rng(0))
+    assert 0 <= index < 800 and store.chunk_reads == 0 and rows.n_passes == 0
+
+
+@pytest.mark.parametrize(("key", "value"), [("split-every", 1), ("task-bytes", 0),
+                                            ("split-every", "eight")])  # fmt: skip
+def test_bad_tuning_keys_get_one_clear_error(key, value):
+    with dask.config.set({f"dkmeans.{key}": value}), pytest.raises(ValueError, match=key):
+        RowBlocks(da.zeros((100, 2), chunks=(10, 2)))

@@ -98,6 +98,14 @@ def test_kmeans_auto():
     assert clone(km).get_params()["k_range"] == range(2, 7)
     fixed = KMeans(4, random_state=0).fit(X)
     assert km.inertia_ == pytest.approx(fixed.inertia_, rel=1e-6)
+    best = km.k_selection_.best_model  # its own model of the chosen k, as select_k's
+    assert best is not km and best.n_clusters == 4
+    np.testing.assert_array_equal(best.cluster_centers_, km.cluster_centers_)
+    km.fit(X)  # a refit replaces the selection and leaves nothing stale
+    assert km.k_selection_ is not best
+    km_fixed = KMeans(4, random_state=0).fit(X)
+    km_fixed.k_table_ = "from a loaded model"
+    assert not hasattr(km_fixed.fit(X), "k_table_")
 
 
 def test_deterministic():

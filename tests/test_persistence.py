@@ -80,3 +80,17 @@ def test_unknown_format_version_is_refused(tmp_path, frame):
         load(tmp_path / "k")
     with pytest.raises(FileNotFoundError, match="not a dkmeans model directory"):
         load(tmp_path)
+
+
+def test_a_users_subclass_does_not_take_over_the_saved_class(tmp_path):
+    import numpy as np
+
+    import dkmeans
+
+    class KMeans(dkmeans.KMeans):  # a user's subclass of the same name
+        pass
+
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    path = dkmeans.KMeans(2, random_state=0).fit(X).save(tmp_path / "m")
+    assert type(dkmeans.load(path)) is dkmeans.KMeans
+    assert KMeans.__name__ == "KMeans"

@@ -27,9 +27,19 @@ DEFAULTS = {
 dask.config.update_defaults({"dkmeans": DEFAULTS})
 
 
+_MINIMUM = {"split-every": 2, "task-bytes": 1, "block-bytes": 1, "max-far": 0, "tile-rows": 1}
+
+
 def get(name: str):
-    """The value of ``dkmeans.<name>`` (sizes in bytes as ints)."""
+    """The value of ``dkmeans.<name>`` (sizes in bytes as ints), checked."""
     value = dask.config.get(f"dkmeans.{name}")
-    if name.endswith("-bytes"):
-        return parse_bytes(value) if isinstance(value, str) else int(value)
-    return int(value)
+    try:
+        sized = name.endswith("-bytes") and isinstance(value, str)
+        out = parse_bytes(value) if sized else int(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"dask config dkmeans.{name}={value!r} is not valid: {err}") from err
+    if out < _MINIMUM[name]:
+        raise ValueError(
+            f"dask config dkmeans.{name}={value!r} is too small: use at least {_MINIMUM[name]}."
+        )
+    return out

@@ -65,7 +65,8 @@ def rows_for_metric(X, spherical: bool):
     return X.map_blocks(K.unit_rows, dtype=X.dtype, name=f"dkmeans-unit-{tokenize(X.name)}")
 
 
-def prepare(inp: Input, sample_weight, spec: FitSpec, client, n_clusters: int):
+def prepare(inp: Input, sample_weight, spec: FitSpec, client, n_clusters: int, *,
+            stacklevel: int = 4):  # fmt: skip
     """``(RowBlocks, persisted)``: the row blocks to fit on, and whether the data is
     kept in memory (``n_clusters``: the largest k, for the k-means++ warning)."""
     X = rows_for_metric(inp.array, spec.spherical)
@@ -85,7 +86,7 @@ def prepare(inp: Input, sample_weight, spec: FitSpec, client, n_clusters: int):
             f"the data is streamed from its store; init='k-means||' needs "
             f"{spec.init_rounds + 1}.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
     return RowBlocks(X, w, client), bool(persist)
 

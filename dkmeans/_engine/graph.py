@@ -14,11 +14,11 @@ distributed cluster the futures, which stay on the workers.
 from __future__ import annotations
 
 import contextlib
-import os
 
 import dask
 from dask._task_spec import DataNode, GraphNode, List, Task, TaskRef, Tuple, convert_legacy_graph
 from dask.core import flatten
+from dask.system import CPU_COUNT
 
 from .log import progress_stream
 
@@ -59,6 +59,10 @@ class ArrayBlocks:
                 refs.append(node)
             else:
                 refs.append(TaskRef(key))
+        # blocks (or their inputs) already on a cluster's workers: tasks should run there
+        self.cluster_held = bool(held) or any(
+            d not in graph for node in graph.values() for d in node.dependencies
+        )
         if all(isinstance(r, Task) for r in refs):  # every read inlined: keep the data only
             graph = {k: v for k, v in graph.items() if isinstance(v, DataNode)}
         self.array = array
@@ -113,6 +117,13 @@ class Builder:
         self.tasks[key] = DataNode(key, value)
         return TaskRef(key)
 
+    def keyed(self, ref) -> TaskRef:
+        """``ref`` as a task of its own (for a block many tasks use: read once)."""
+        if isinstance(ref, Task):
+            self.tasks[ref.key] = ref
+            return TaskRef(ref.key)
+        return ref
+
     def kept(self, key, handle) -> TaskRef:
         """Reference a value an earlier pass kept (future, or local value)."""
         if is_future(handle):
@@ -166,4 +177,4 @@ def n_threads(client) -> int:
     """Threads that run tasks: the cluster's, or the local pool's."""
     if client is not None:
         return max(1, sum(client.nthreads().values()))
-    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+    return int(dask.config.get("num_workers", None) or CPU_COUNT)

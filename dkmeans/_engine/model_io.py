@@ -42,8 +42,8 @@ class SaveMixin:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
-            _CLASSES[cls.__name__] = cls
+        if cls.__module__.startswith("dkmeans.") and not cls.__name__.startswith("_"):
+            _CLASSES[cls.__name__] = cls  # dkmeans' own (a user's subclass is not one)
 
     def save(self, path, **kwargs):
         """Save the fitted estimator to the directory ``path`` (see :func:`dkmeans.save`)."""

@@ -71,27 +71,24 @@ def block_seed(entropy: int, stage: int, block: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([entropy, stage, block])
 
 
-def run_with_progress(objs, client, *, persist: bool):
-    """``dask.compute`` (or ``dask.persist``) of ``objs``, with a progress bar when
+def run_with_progress(objs, client):
+    """``dask.compute`` of dask collections ``objs``, with a progress bar when
     ``log.progress`` is on: dask's ProgressBar on local schedulers, distributed's
-    text progress bar on a cluster."""
+    text progress bar on a cluster.  (A pass's own graph runs through
+    ``graph.Builder.run``.)"""
     stream = progress_stream()
-    run = dask.persist if persist else dask.compute
     if stream is None:
-        return run(*objs)
+        return dask.compute(*objs)
     if client is None:
         from dask.diagnostics import ProgressBar
 
         with ProgressBar(out=stream, minimum=0.5):
-            return run(*objs)
-    from distributed import progress, wait
+            return dask.compute(*objs)
+    from distributed import progress
 
-    futures = client.persist(list(objs)) if persist else client.compute(list(objs))
+    futures = client.compute(list(objs))
     with contextlib.redirect_stdout(stream):
         progress(futures, notebook=False)
-    if persist:
-        wait(futures)
-        return futures
     return client.gather(futures)
 
 
@@ -199,8 +196,8 @@ def _item(value, i):
     return value[i]
 
 
-def _combine_list(combine, parts, first: bool):
-    return combine([p[0] for p in parts] if first else parts)
+def _identity(x):
+    return x
 
 
 def _block_and_weight(x, w):
@@ -236,7 +233,7 @@ class RowBlocks:
         self.split_every = config.get("split-every")
         n = self.n_blocks
         size = group_size(n, X.nbytes / max(n, 1), G.n_threads(client))
-        if any(G.is_future(r) for r in self._x.refs):
+        if self._x.cluster_held:
             # blocks held by a cluster's workers: one task per block runs where the block
             # lives, where a group would gather its blocks onto one worker every pass
             size = 1
@@ -289,16 +286,20 @@ class RowBlocks:
             rows.append(G.nested(items))
         return rows, refs
 
-    def _tree(self, builder: G.Builder, key: str, nodes: list, combine, *, first: bool):
-        """The tree's levels above the groups; returns the root's reference."""
+    def _tree(self, builder: G.Builder, key: str, nodes: list, combine, *, kept: bool):
+        """The tree's levels above the groups; returns the root's reference.
+
+        ``kept``: the group tasks return ``(subtree, kept values)``; the tree takes the
+        subtrees through small item tasks, so kept per-row values stay where they are.
+        """
+        if kept:
+            nodes = [builder.add((f"{key}-part", g), _item, n, 0) for g, n in enumerate(nodes)]
         for level in range(self._depth - self._in_group):
             nodes = [
-                builder.add((f"{key}-combine{level}", j), _combine_list, combine,
-                            G.List(*nodes[i : i + self.split_every]), first and level == 0)
+                builder.add((f"{key}-combine{level}", j), combine,
+                            G.List(*nodes[i : i + self.split_every]))
                 for j, i in enumerate(range(0, len(nodes), self.split_every))
             ]  # fmt: skip
-        if first and self._depth == self._in_group:
-            return builder.add((f"{key}-root", 0), _item, nodes[0], 0)
         return nodes[0]
 
     def _groups_pass(self, chunk, combine, name, shared, per_block, *, reads=True, keep=False):
@@ -332,7 +333,7 @@ class RowBlocks:
         ``aligned`` references.  Returns the computed root.
         """
         b, key, refs = self._groups_pass(chunk, combine, name, shared, per_block, reads=reads)
-        root = self._tree(b, key, refs, combine, first=False)
+        root = self._tree(b, key, refs, combine, kept=False)
         return b.run([root.key])[0][0]
 
     def map_blocks(self, chunk, name: str, *shared, per_block=None, reads: bool = True) -> list:
@@ -355,14 +356,16 @@ class RowBlocks:
 
         ``pair(x_i, x_j, *shared, *per_block(j), offset)`` gets the global row offset of
         ``x_i`` within ``x_j`` (None unless i == j); ``finalize(sum, *per_block(i))``.
-        O(n_blocks²) tasks: each block is read n_blocks times unless persisted.
+        O(n_blocks²) tasks over one read of each block (held while the pairs that use it
+        run); counted as n_blocks passes.
         Returns the finalized values as a lazy 1-D dask array chunked like X's rows.
         """
         key = self._key(name, *shared)
         b = self._builder()
         shipped = b.data(f"{key}-shared", tuple(shared))
         extras, _ = self._extras(b, per_block, 0, self.n_blocks)
-        x = self._x.refs
+        # every pair uses two blocks: read each once (by key), not inside each pair task
+        x = [b.keyed(ref) for ref in self._x.refs]
         for i in range(self.n_blocks):
             parts = [
                 b.add((f"{key}-pair", i, j), _call_pair, pair, x[i], x[j], shipped, extras[j],
@@ -371,7 +374,7 @@ class RowBlocks:
             ]  # fmt: skip
             total = self._pair_tree(b, f"{key}-{i}", parts, combine)
             b.add((key, i), _call_finalize, finalize, total, extras[i])
-        self.n_passes += self.n_blocks
+        self.n_passes += self.n_blocks  # as many pairs as n_blocks passes would make
         return da.Array(b.graph(), key, (self.X.chunks[0],), dtype=np.float64)
 
     def _pair_tree(self, b: G.Builder, key: str, parts: list, combine):
@@ -392,8 +395,10 @@ class RowBlocks:
             return int(rng.integers(self.n_samples))
         sums = np.array(self.map_blocks(_weight_total, "weight-totals", reads=False))
         b = int(rng.choice(sums.shape[0], p=sums / sums.sum()))
-        ((_, w),) = self.fetch_blocks([b])
-        w = np.asarray(B.to_host(w), dtype=np.float64)
+        builder = G.Builder(self.client)
+        builder.include(self._w.needed([b]))
+        ref = builder.add((self._key("weights", b), b), _identity, self._w.refs[b])
+        w = np.asarray(B.to_host(builder.run([ref.key])[0][0]), dtype=np.float64)
         return int(self.offsets[b] + rng.choice(w.shape[0], p=w / w.sum()))
 
     def fetch_blocks(self, indices) -> list:
@@ -470,10 +475,10 @@ class RowBlocks:
             ))  # fmt: skip
         kept = [j for j, job in enumerate(jobs) if job.kind == "round" and job.keep_state]
         state_keys = [
-            b.add((f"{key}-state{j}", g), _state_of, ref, j).key
+            b.add((f"{key}-state{j}", g), _kept, ref, j).key
             for j in kept for g, ref in enumerate(refs)
         ]  # fmt: skip
-        root = self._tree(b, key, refs, combine, first=True)
+        root = self._tree(b, key, refs, combine, kept=True)
         (root_value,), handles = b.run([root.key], state_keys)
         if reads:
             self.n_passes += 1
@@ -504,10 +509,10 @@ class RowBlocks:
         b, key, refs = self._groups_pass(_label_chunk_kept, R.combine_assignment, name, shared,
                                          None, keep=True)  # fmt: skip
         label_keys = [
-            b.add((f"{key}-labels", i), _kept_item, refs[g], i - lo).key
+            b.add((f"{key}-labels", i), _kept, refs[g], i - lo).key
             for g, (lo, hi) in enumerate(self.groups) for i in range(lo, hi)
         ]  # fmt: skip
-        root = self._tree(b, key, refs, R.combine_assignment, first=True)
+        root = self._tree(b, key, refs, R.combine_assignment, kept=True)
         (assignment,), handles = b.run([root.key], label_keys)
         return self._kept_array(handles, f"{key}-labels", np.int32), assignment
 
@@ -520,11 +525,8 @@ def _call_finalize(finalize, total, extras):
     return finalize(total, *extras)
 
 
-def _state_of(group_out, j):
-    return group_out[1][j]
-
-
-def _kept_item(group_out, i):
+def _kept(group_out, i):
+    """Item ``i`` of what a group task kept (a seeder's state, or a block's labels)."""
     return group_out[1][i]
 
 

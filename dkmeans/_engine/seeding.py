@@ -80,7 +80,7 @@ class Pass(NamedTuple):
     """A seeder's request for one job in the next shared seeding pass."""
 
     job: R.SeedingJob
-    state: list | None  # per-block (cost, nearest) from this seeder's previous pass
+    state: list | None  # per-group handles of (cost, nearest) from this seeder's last pass
     entropy: int
     stage: int
     name: str

@@ -113,10 +113,11 @@ def _check_k_range(k_range, n_samples: int) -> list[int]:
 
 def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sample_size=10_000,
                 sweep_sample_size=None, n_init="auto", random_state=None, sample_weight=None,
-                kmeans_params=None) -> KSelection:  # fmt: skip
+                kmeans_params=None, depth=0) -> KSelection:  # fmt: skip
     """``select_k``: every k of ``k_range`` fitted in lockstep and scored, the chosen k
-    fitted into ``model`` (a ``KMeans("auto")``), or into a new ``estimator(best_k)``
-    when ``model`` is None.  ``estimator`` is the KMeans class."""
+    fitted into a new ``estimator(best_k)`` (the selection's ``best_model``) and, if given,
+    into ``model`` too (a ``KMeans("auto")``).  ``estimator`` is the KMeans class;
+    ``depth``: calls between the user's and ``select_k``'s place (for warnings)."""
     kmeans_params = dict(kmeans_params or {})
     if criterion not in CRITERIA:
         raise ValueError(f"criterion={criterion!r} is not valid: expected one of {list(CRITERIA)}.")
@@ -134,11 +135,12 @@ def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sampl
     if sweep_sample_size is not None:
         return _select_on_sample(
             model, estimator, inp, ks, template, rng, criterion, sample_size, sweep_sample_size,
-            sample_weight,
+            sample_weight, depth,
         )  # fmt: skip
     t0 = time.perf_counter()
     with verbosity(template.verbose), single_threaded_blas():
-        rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), ks[-1])
+        rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), ks[-1],
+                                    stacklevel=4 + depth)  # fmt: skip
         checkpoint = template._checkpoint(inp, sample_weight, spec)
         if checkpoint is not None:
             checkpoint.key["k_range"] = ks
@@ -148,18 +150,19 @@ def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sampl
         values = table[column].to_numpy()
         best = int(np.nanargmax(values) if larger else np.nanargmin(values))
         best_k = ks[best]
-        if model is None:
-            model = estimator(best_k, n_init=n_init, random_state=random_state, **kmeans_params)
+        best_model = estimator(best_k, n_init=n_init, random_state=random_state, **kmeans_params)
         run = fitted.best[best]
         labels, assignment = D.final_labels(inp, rows, run.centers, fitted.shift)
-        model._set_fitted(inp, rows, run, labels, assignment, persisted=persisted,
-                          n_seeding_passes=fitted.n_seeding_passes)  # fmt: skip
+        for i, m in enumerate([best_model] if model is None else [best_model, model]):
+            m._set_fitted(inp, rows, run, labels, assignment, persisted=persisted,
+                          n_seeding_passes=fitted.n_seeding_passes, stacklevel=4 + depth,
+                          warn=i == 0)  # fmt: skip
     logger.info(
         "select_k: best k=%d by %s, %d data passes, %.3fs", best_k, criterion, rows.n_passes,
         time.perf_counter() - t0,
     )  # fmt: skip
     centers = {k: r.centers for k, r in zip(ks, fitted.best, strict=True)}
-    return KSelection(best_k, model, table, criterion, rows.n_passes, centers)
+    return KSelection(best_k, best_model, table, criterion, rows.n_passes, centers)
 
 
 def _per_k_generators(random_state, n_k: int) -> list[np.random.Generator]:
@@ -233,9 +236,9 @@ def _score(rows: RowBlocks, ks: list[int], fitted: D.FitResult, rng, sample_size
 
 
 def _select_on_sample(model, estimator, inp, ks, template, rng, criterion, sample_size, sweep_size,
-                      sample_weight):  # fmt: skip
+                      sample_weight, depth):  # fmt: skip
     """Sweep on a uniform in-memory row sample, then fit the chosen k on all the data
-    (into ``model``, or a new KMeans)."""
+    (into a new KMeans, and into ``model`` too if given)."""
     n = inp.n_samples
     if not isinstance(sweep_size, numbers.Integral) or not ks[-1] < sweep_size <= n:
         raise ValueError(
@@ -265,6 +268,5 @@ def _select_on_sample(model, estimator, inp, ks, template, rng, criterion, sampl
     stage = {"checkpoint": None if folder is None else Path(folder) / "fit"}
     fitter = estimator(sub.best_k, n_init=template.n_init, random_state=fit_seed, **params,
                        **stage)
-    model = fitter if model is None else model
-    model._fit_with(inp, None, fitter)
-    return KSelection(sub.best_k, model, sub.table, criterion, 1 + model.n_passes_, sub.centers)
+    fitter._fit_with(inp, None, fitter, also=model, depth=2 + depth)
+    return KSelection(sub.best_k, fitter, sub.table, criterion, 1 + fitter.n_passes_, sub.centers)
