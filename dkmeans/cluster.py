@@ -105,10 +105,13 @@ class _BaseKMeans(
 
     def _set_fitted(self, inp: Input, rows: RowBlocks, best, labels, assignment, *,
                     persisted: bool, n_seeding_passes: int, stacklevel: int = 4,
-                    warn: bool = True) -> None:  # fmt: skip
-        """Fitted attributes from the kept run and its final label pass (``stacklevel``
-        of the user's call for the warning; ``warn=False`` when the same fit is set on a
-        second model)."""
+                    also=None, warn: bool = True) -> None:  # fmt: skip
+        """Fitted attributes from the kept run and its final label pass, on self and on
+        ``also`` if given (the same fit on a second model, which does not warn again);
+        ``stacklevel`` of the user's call for the warning."""
+        if also is not None:
+            also._set_fitted(inp, rows, best, labels, assignment, persisted=persisted,
+                             n_seeding_passes=n_seeding_passes, warn=False)  # fmt: skip
         # a refit starts from positional labels, and drops what described the last model
         for stale in ("cluster_ids_", "k_selection_", "k_table_", "fingerprint_", "metadata_"):
             vars(self).pop(stale, None)
@@ -441,10 +444,9 @@ class KMeans(_BaseKMeans):
                                         stacklevel=4 + depth)  # fmt: skip
             res = D.fit(rows, spec, [k], [rng], checkpoint)
             labels, assignment = D.final_labels(inp, rows, res.best[0].centers, res.shift)
-        for i, model in enumerate([self] if also is None else [self, also]):
-            model._set_fitted(inp, rows, res.best[0], labels, assignment, persisted=persisted,
-                              n_seeding_passes=res.n_seeding_passes, stacklevel=4 + depth,
-                              warn=i == 0)  # fmt: skip
+        self._set_fitted(inp, rows, res.best[0], labels, assignment, persisted=persisted,
+                         n_seeding_passes=res.n_seeding_passes, stacklevel=4 + depth,
+                         also=also)  # fmt: skip
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None, sample_weight=None):

@@ -294,7 +294,12 @@ class RowBlocks:
         """
         if kept:
             nodes = [builder.add((f"{key}-part", g), _item, n, 0) for g, n in enumerate(nodes)]
-        for level in range(self._depth - self._in_group):
+        return self._tree_levels(builder, key, nodes, combine, self._depth - self._in_group)
+
+    def _tree_levels(self, builder: G.Builder, key: str, nodes: list, combine, levels: int):
+        """``levels`` levels of combine tasks over ``nodes`` (groups of ``split_every``
+        in order); returns the root's reference."""
+        for level in range(levels):
             nodes = [
                 builder.add((f"{key}-combine{level}", j), combine,
                             G.List(*nodes[i : i + self.split_every]))
@@ -372,21 +377,11 @@ class RowBlocks:
                       0 if i == j else None)
                 for j in range(self.n_blocks)
             ]  # fmt: skip
-            total = self._pair_tree(b, f"{key}-{i}", parts, combine)
+            total = self._tree_levels(b, f"{key}-{i}", parts, combine,
+                                      tree_depth(len(parts), self.split_every))  # fmt: skip
             b.add((key, i), _call_finalize, finalize, total, extras[i])
         self.n_passes += self.n_blocks  # as many pairs as n_blocks passes would make
         return da.Array(b.graph(), key, (self.X.chunks[0],), dtype=np.float64)
-
-    def _pair_tree(self, b: G.Builder, key: str, parts: list, combine):
-        level = 0
-        while len(parts) > 1:
-            parts = [
-                b.add((f"{key}-combine{level}", j), combine,
-                      G.List(*parts[i : i + self.split_every]))
-                for j, i in enumerate(range(0, len(parts), self.split_every))
-            ]  # fmt: skip
-            level += 1
-        return parts[0]
 
     # ------------------------------------------------------------------ single rows
     def draw_row(self, rng: np.random.Generator) -> int:

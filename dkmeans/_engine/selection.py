@@ -153,10 +153,9 @@ def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sampl
         best_model = estimator(best_k, n_init=n_init, random_state=random_state, **kmeans_params)
         run = fitted.best[best]
         labels, assignment = D.final_labels(inp, rows, run.centers, fitted.shift)
-        for i, m in enumerate([best_model] if model is None else [best_model, model]):
-            m._set_fitted(inp, rows, run, labels, assignment, persisted=persisted,
-                          n_seeding_passes=fitted.n_seeding_passes, stacklevel=4 + depth,
-                          warn=i == 0)  # fmt: skip
+        best_model._set_fitted(inp, rows, run, labels, assignment, persisted=persisted,
+                               n_seeding_passes=fitted.n_seeding_passes, stacklevel=4 + depth,
+                               also=model)  # fmt: skip
     logger.info(
         "select_k: best k=%d by %s, %d data passes, %.3fs", best_k, criterion, rows.n_passes,
         time.perf_counter() - t0,
