@@ -87,7 +87,7 @@ def run_system(system: str, args) -> dict:
 
         kw = {"random_state": args.seed}
         if system == "dkmeans-threaded-streamed":
-            kw |= {"persist": False, "max_iter": args.streamed_iters}
+            kw |= {"persist": False, "max_iter": args.streamed_iters, "fit_sample": None}
 
         def fit():
             t = time.perf_counter()

@@ -49,7 +49,8 @@ def run_system(system: str, args) -> dict:
         persist = system.endswith("persisted") or args.persist
         with dask.config.set(scheduler="threads"):
             t = time.perf_counter()
-            sel = select_k(args.store, ks, persist=persist, random_state=args.seed)
+            sel = select_k(args.store, ks, persist=persist, random_state=args.seed,
+                           fit_sample=None)  # the lockstep sweep on all rows  # fmt: skip
             out["seconds"] = time.perf_counter() - t
         out |= {"data_passes": sel.n_passes, "best_k": sel.best_k,
                 "longest_iterations": int(sel.table["iterations"].max()),
@@ -62,7 +63,8 @@ def run_system(system: str, args) -> dict:
         with dask.config.set(scheduler="threads"):
             for k in ks:
                 t = time.perf_counter()
-                km = KMeans(k, persist=args.persist, random_state=args.seed).fit(args.store)
+                km = KMeans(k, persist=args.persist, random_state=args.seed,
+                            fit_sample=None).fit(args.store)  # fmt: skip
                 seconds += time.perf_counter() - t
                 passes.append(km.n_passes_)
                 digests.append(_digest(km.cluster_centers_))

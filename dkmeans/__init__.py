@@ -19,6 +19,7 @@ from .minibatch import MiniBatchKMeans
 from .model_selection import KSelection, select_k
 from .persistence import load, save
 from .preprocessing import StandardScaler
+from .streaming import Summary, label_and_profile, summarize
 
 __all__ = [
     "PCA",
@@ -27,9 +28,11 @@ __all__ = [
     "KSelection",
     "MiniBatchKMeans",
     "StandardScaler",
+    "Summary",
     "align_labels",
     "calinski_harabasz_score",
     "davies_bouldin_score",
+    "label_and_profile",
     "from_zarr",
     "load",
     "open_cluster",
@@ -40,6 +43,7 @@ __all__ = [
     "silhouette_samples",
     "silhouette_score",
     "simplified_silhouette_score",
+    "summarize",
 ]
 __version__ = "0.1.0"
 

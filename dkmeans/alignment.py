@@ -11,7 +11,7 @@ from ._engine.validation import unwrap
 __all__ = ["align_labels", "centers_in_feature_space"]
 
 
-def _split(model):
+def split_model(model):
     """``(steps before the KMeans, the KMeans)`` of a KMeans or a Pipeline ending in one."""
     steps = [s for _, s in model.steps] if hasattr(model, "steps") else [model]
     km = steps[-1]
@@ -24,7 +24,7 @@ def _split(model):
 
 def centers_in_feature_space(model) -> np.ndarray:
     """A model's centres in the units of its input features (before scaling and PCA)."""
-    before, km = _split(model)
+    before, km = split_model(model)
     centers = np.asarray(km.cluster_centers_, dtype=np.float64)
     for step in reversed(before):
         centers = np.asarray(step.inverse_transform(centers), dtype=np.float64)
@@ -33,7 +33,7 @@ def centers_in_feature_space(model) -> np.ndarray:
 
 def _reference_scale(reference) -> np.ndarray | None:
     """The reference's feature scale (its StandardScaler's), so no unit dominates."""
-    before, _ = _split(reference)
+    before, _ = split_model(reference)
     scale = getattr(before[0], "scale_", None) if before else None
     return None if scale is None else np.where(scale > 0, scale, 1.0)
 
@@ -62,8 +62,8 @@ def align_labels(model, reference, *, max_distance: float | None = None):
     -------
     model
     """
-    _, km = _split(model)
-    _, ref_km = _split(reference)
+    _, km = split_model(model)
+    _, ref_km = split_model(reference)
     new_c = centers_in_feature_space(model)
     ref_c = centers_in_feature_space(reference)
     if new_c.shape[1] != ref_c.shape[1]:
@@ -92,7 +92,11 @@ def _relabel(km, ids: np.ndarray) -> None:
     old_ids = getattr(km, "cluster_ids_", np.arange(ids.shape[0]))
     order = np.argsort(ids, kind="stable")
     km.cluster_centers_ = km.cluster_centers_[order]
-    km.cluster_sizes_ = km.cluster_sizes_[order]
+    if hasattr(km, "cluster_sizes_"):  # absent before a label pass (compute_labels=False)
+        km.cluster_sizes_ = km.cluster_sizes_[order]
+    km.cluster_ids_ = ids[order]
+    if not hasattr(km, "labels_"):
+        return
     # labels_ hold the old IDs: map old ID -> new ID through a lookup table
     lut = np.zeros(int(old_ids.max()) + 1, dtype=np.int32)
     lut[old_ids] = ids
@@ -104,4 +108,3 @@ def _relabel(km, ids: np.ndarray) -> None:
         else lut[np.asarray(data)]
     )
     km.labels_ = labels.copy(data=mapped) if hasattr(labels, "dims") else mapped
-    km.cluster_ids_ = ids[order]

@@ -175,18 +175,8 @@ def profile_clusters(
     >>> arch.means.round(2).values.tolist()
     [[1.1, 10.5], [5.2, 10.5]]
     """
-    import pandas as pd
-
     inp = as_input(X)
-    names = feature_names if feature_names is not None else inp.feature_names
-    if names is None:
-        names = [f"x{i}" for i in range(inp.n_features)]
-    names = [str(n) for n in names]
-    if len(names) != inp.n_features or len(set(names)) != len(names):
-        raise ValueError(
-            f"feature_names must be {inp.n_features} unique names; got {len(names)} "
-            f"({len(set(names))} unique)."
-        )
+    names = archetype_feature_names(inp, feature_names)
     rows = RowBlocks(inp.array, as_sample_weight(sample_weight, inp.array), active_client())
     lab = unwrap(labels)
     lab = lab if isinstance(lab, da.Array) else da.from_array(np.asarray(lab))
@@ -205,6 +195,29 @@ def profile_clusters(
             S.feature_moments_chunk, S.combine_feature_moments, "archetypes", n_clusters,
             per_block=lambda i: (pieces[i],),
         )  # fmt: skip
+    return archetypes_from_moments(mom, names, ids, score=score, top_n=top_n)
+
+
+def archetype_feature_names(inp, feature_names=None) -> list[str]:
+    """The names profiles use: given, carried by X, or ``x0, x1, ...``; checked."""
+    names = feature_names if feature_names is not None else inp.feature_names
+    if names is None:
+        names = [f"x{i}" for i in range(inp.n_features)]
+    names = [str(n) for n in names]
+    if len(names) != inp.n_features or len(set(names)) != len(names):
+        raise ValueError(
+            f"feature_names must be {inp.n_features} unique names; got {len(names)} "
+            f"({len(set(names))} unique)."
+        )
+    return names
+
+
+def archetypes_from_moments(mom, names, ids, *, score=None, top_n: int = 3) -> Archetypes:
+    """Archetypes from per-cluster feature moments (``FeatureMoments``, positional
+    clusters) in original units; ``ids`` the cluster IDs."""
+    import pandas as pd
+
+    n_clusters = len(ids)
     total = S.combine_feature_moments(
         [S.FeatureMoments(mom.counts[i : i + 1], mom.means[i : i + 1], mom.m2[i : i + 1])
          for i in range(n_clusters)]

@@ -53,6 +53,9 @@ logger = logging.getLogger("dkmeans")
 
 __all__ = ["KMeans"]
 
+# set by the final label pass (absent after a fit with compute_labels=False)
+_LABEL_PASS_ATTRIBUTES = ("labels_", "inertia_", "simplified_silhouette_", "cluster_sizes_")
+
 
 class _BaseKMeans(
     SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
@@ -105,28 +108,32 @@ class _BaseKMeans(
 
     def _set_fitted(self, inp: Input, rows: RowBlocks, best, labels, assignment, *,
                     persisted: bool, n_seeding_passes: int, stacklevel: int = 4,
-                    also=None, warn: bool = True) -> None:  # fmt: skip
-        """Fitted attributes from the kept run and its final label pass, on self and on
-        ``also`` if given (the same fit on a second model, which does not warn again);
-        ``stacklevel`` of the user's call for the warning."""
+                    also=None, warn: bool = True, sample_size: int | None = None,
+                    ) -> None:  # fmt: skip
+        """Fitted attributes from the kept run and its final label pass (None without
+        one: ``compute_labels=False``), on self and on ``also`` if given (the same fit on
+        a second model, which does not warn again); ``stacklevel`` of the user's call
+        for the warning."""
         if also is not None:
             also._set_fitted(inp, rows, best, labels, assignment, persisted=persisted,
-                             n_seeding_passes=n_seeding_passes, warn=False)  # fmt: skip
+                             n_seeding_passes=n_seeding_passes, warn=False,
+                             sample_size=sample_size)  # fmt: skip
         # a refit starts from positional labels, and drops what described the last model
-        for stale in ("cluster_ids_", "k_selection_", "k_table_", "fingerprint_", "metadata_"):
+        for stale in ("cluster_ids_", "k_selection_", "k_table_", "fingerprint_", "metadata_",
+                      *_LABEL_PASS_ATTRIBUTES):  # fmt: skip
             vars(self).pop(stale, None)
         self.persisted_ = persisted
         self.n_seeding_passes_ = n_seeding_passes
+        self.fit_sample_size_ = sample_size
         self.cluster_centers_ = best.centers
         self.n_clusters_ = best.centers.shape[0]
-        self.labels_ = inp.wrap_samples(labels, "cluster")
-        self.inertia_ = self._inertia(float(assignment.cost))
-        total = float(assignment.weights.sum())
         k = best.centers.shape[0]
-        self.simplified_silhouette_ = assignment.simplified / total if k > 1 else float("nan")
-        self.cluster_sizes_ = assignment.weights
+        if assignment is not None:
+            self._set_label_pass(inp.wrap_samples(labels, "cluster"), assignment.cost,
+                                 assignment.weights, assignment.simplified)  # fmt: skip
         self.n_iter_ = best.n_iter
-        self.iteration_seconds_ = float(np.median([h[2] for h in best.history]))
+        seconds = [h[2] for h in best.history]
+        self.iteration_seconds_ = float(np.median(seconds)) if seconds else 0.0
         self.n_passes_ = rows.n_passes
         self.n_features_in_ = inp.n_features
         if inp.feature_names is not None:
@@ -135,7 +142,7 @@ class _BaseKMeans(
             del self.feature_names_in_
         if not best.converged:
             logger.info("did not converge in %d iterations", self.max_iter)
-        n_distinct = int(np.count_nonzero(assignment.weights > 0))
+        n_distinct = k if assignment is None else int(np.count_nonzero(assignment.weights > 0))
         if warn and n_distinct < k:
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
@@ -143,6 +150,17 @@ class _BaseKMeans(
                 ConvergenceWarning,
                 stacklevel=stacklevel,
             )
+
+    def _set_label_pass(self, labels, cost: float, sizes, simplified: float) -> None:
+        """What a final label pass measures: labels (None if not kept), inertia from
+        the summed squared distance, cluster sizes, Σ w·simplified silhouette."""
+        if labels is not None:
+            self.labels_ = labels
+        self.inertia_ = self._inertia(float(cost))
+        total = float(np.sum(sizes))
+        k = self.cluster_centers_.shape[0]
+        self.simplified_silhouette_ = simplified / total if k > 1 else float("nan")
+        self.cluster_sizes_ = np.asarray(sizes)
 
     @property
     def _n_features_out(self):
@@ -291,6 +309,22 @@ class KMeans(_BaseKMeans):
         Continue from the state in ``checkpoint`` if there is one: the result is the
         same as that of an uninterrupted fit.  A checkpoint of another fit (other
         data shape or parameters) is refused.
+    fit_sample : "auto", int or None, default="auto"
+        Seed and fit on an in-memory row sample first, then polish on all rows.  One
+        pass draws the sample (uniform, or weighted by ``sample_weight``) with the
+        data's moments; the sample gets the whole fit (seeding, ``n_init`` runs, Lloyd
+        to convergence) in memory; full-data Lloyd passes from its centres then run
+        until the usual convergence rule holds, so the result is a Lloyd fixed point
+        of all rows, typically in 1 to 3 passes instead of the seeding passes and
+        every iteration.  An int is the sample's size; ``"auto"`` samples 200,000 rows
+        (at most 256 MiB, at least 200 a cluster) when the data is streamed from its
+        store (not kept in memory) and fits on all rows otherwise; None always fits
+        on all rows.  A sample holding fewer than 100 rows of its smallest cluster
+        warns with the numbers.
+    compute_labels : bool, default=True
+        Make the final label pass (``labels_``, ``inertia_``, ``cluster_sizes_``,
+        ``simplified_silhouette_``).  False skips that read of the data, for a caller
+        that labels the data in a pass of its own.
 
     Attributes
     ----------
@@ -316,7 +350,10 @@ class KMeans(_BaseKMeans):
     n_passes_ : int
         Passes the fit made over the data (seeding, iterations, final labels).
     n_seeding_passes_ : int
-        Those of ``n_passes_`` spent choosing the initial centres.
+        Those of ``n_passes_`` spent choosing the initial centres (1 with a fit
+        sample: the pass that drew it).
+    fit_sample_size_ : int or None
+        Rows of the fit sample (see ``fit_sample``), None for a fit on all rows.
     persisted_ : bool
         Whether the data was kept in memory after its first read.
     iteration_seconds_ : float
@@ -361,6 +398,9 @@ class KMeans(_BaseKMeans):
         "metric": [OneOf("euclidean", "cosine")],
         "checkpoint": [IsInstance(type(None), str, os.PathLike, label="None or a directory")],
         "resume": [OneOf(True, False)],
+        "fit_sample": [OneOf("auto"), IsInstance(type(None), label="None"),
+                       Interval(numbers.Integral, 2, None)],  # fmt: skip
+        "compute_labels": [OneOf(True, False)],
     }
 
     def __init__(
@@ -381,6 +421,8 @@ class KMeans(_BaseKMeans):
         metric="euclidean",
         checkpoint=None,
         resume=False,
+        fit_sample="auto",
+        compute_labels=True,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -397,6 +439,8 @@ class KMeans(_BaseKMeans):
         self.metric = metric
         self.checkpoint = checkpoint
         self.resume = resume
+        self.fit_sample = fit_sample
+        self.compute_labels = compute_labels
 
     def _fit_auto(self, inp: Input, sample_weight):
         """n_clusters="auto": select_k's lockstep sweep, its chosen k fitted into self."""
@@ -418,7 +462,7 @@ class KMeans(_BaseKMeans):
             return None
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("verbose", "persist", "checkpoint", "resume", "k_range",
-                               "k_criterion", "max_iter")}  # fmt: skip
+                               "k_criterion", "max_iter", "compute_labels")}  # fmt: skip
         if not isinstance(self.random_state, numbers.Integral | type(None)):
             raise ValueError(
                 "checkpoint needs an int random_state (a Generator cannot be restored)."
@@ -442,11 +486,25 @@ class KMeans(_BaseKMeans):
         with verbosity(settings.verbose), single_threaded_blas():
             rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), k,
                                         stacklevel=4 + depth)  # fmt: skip
-            res = D.fit(rows, spec, [k], [rng], checkpoint)
-            labels, assignment = D.final_labels(inp, rows, res.best[0].centers, res.shift)
+            size = settings._sample_size(rows, streamed=not (persisted or inp.in_memory))
+            if size is None:
+                res = D.fit(rows, spec, [k], [rng], checkpoint)
+            else:
+                res = D.fit_on_sample(rows, spec, k, rng, size, checkpoint,
+                                      stacklevel=4 + depth)  # fmt: skip
+            labels = assignment = None
+            if settings.compute_labels:
+                labels, assignment = D.final_labels(inp, rows, res.best[0].centers, res.shift)
         self._set_fitted(inp, rows, res.best[0], labels, assignment, persisted=persisted,
                          n_seeding_passes=res.n_seeding_passes, stacklevel=4 + depth,
-                         also=also)  # fmt: skip
+                         also=also, sample_size=size)  # fmt: skip
+
+    def _sample_size(self, rows: RowBlocks, *, streamed: bool) -> int | None:
+        """Rows of the fit sample, or None (explicit centres need no sample for "auto")."""
+        fit_sample = self.fit_sample
+        if fit_sample == "auto" and not isinstance(self.init, str):
+            fit_sample = None
+        return D.sample_size(fit_sample, rows, streamed, self.n_clusters)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None, sample_weight=None):
@@ -473,7 +531,7 @@ class KMeans(_BaseKMeans):
         self._fit_with(inp, sample_weight, self)
         logger.info(
             "fit: k=%d, %d iterations, inertia %.6g, %d data passes, %.3fs",
-            self.n_clusters, self.n_iter_, self.inertia_, self.n_passes_,
+            self.n_clusters, self.n_iter_, getattr(self, "inertia_", np.nan), self.n_passes_,
             time.perf_counter() - t_start,
         )  # fmt: skip
         return self

@@ -238,6 +238,26 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         }
         with single_threaded_blas():
             res, sq_sv, vt = SOLVERS[solver](rows, opts)
+        self.svd_solver_ = solver
+        return self._set_spectrum(res, sq_sv, vt, nc, inp.array.dtype, inp.feature_names,
+                                  rows.n_passes)  # fmt: skip
+
+    def _fit_centred(self, res: L.Centred, dtype, feature_names=None):
+        """Fit from the centred Gram of the data (a pass that gathered it already):
+        the covariance solver's eigendecomposition, no pass of its own."""
+        n, d = int(res.count), res.payload.shape[0]
+        _, nc = self._resolve(n, d)
+        if n < 2:
+            raise ValueError("PCA needs at least 2 samples.")
+        _check_finite(res)
+        eigvals, eigvecs = np.linalg.eigh(res.payload)
+        self.svd_solver_ = "covariance"
+        return self._set_spectrum(res, np.maximum(eigvals[::-1], 0.0), eigvecs[:, ::-1].T, nc,
+                                  dtype, feature_names, 0)  # fmt: skip
+
+    def _set_spectrum(self, res, sq_sv, vt, nc, dtype, feature_names, n_passes: int):
+        """Fitted attributes from a solver's squared singular values and axes."""
+        n, d = int(res.count), vt.shape[1]
         _, vt = svd_flip(None, vt, u_based_decision=False)
         ev = sq_sv / (n - 1)
         total_var = res.trace / (n - 1)
@@ -245,7 +265,6 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if not isinstance(nc, numbers.Integral):
             nc = int(np.searchsorted(np.cumsum(ratio), nc, side="right") + 1)
             nc = min(nc, ev.shape[0])
-        dtype = inp.array.dtype
         self.n_components_ = int(nc)
         self.components_ = vt[:nc].astype(dtype)
         self.explained_variance_ = ev[:nc].astype(dtype)
@@ -259,14 +278,20 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         else:
             self.noise_variance_ = 0.0
         self.n_samples_ = n
-        self.n_passes_ = rows.n_passes
+        self.n_passes_ = n_passes
         self.n_features_in_ = d
-        self.svd_solver_ = solver
-        if inp.feature_names is not None:
-            self.feature_names_in_ = inp.feature_names
+        if feature_names is not None:
+            self.feature_names_in_ = feature_names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         return self
+
+    def _block_function(self, dtype):
+        """The projection of one block of ``dtype`` (what ``transform`` maps over blocks)."""
+        proj = self.components_.T.astype(dtype)
+        if self.whiten:
+            proj = proj / np.sqrt(self.explained_variance_).astype(dtype)
+        return partial(_project, mean=self.mean_.astype(dtype), proj=proj)
 
     @property
     def _n_features_out(self):
@@ -286,13 +311,10 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         inp = check_fitted_input(self, X)
         arr = inp.array
-        dtype = arr.dtype
-        proj = self.components_.T.astype(dtype)
-        if self.whiten:
-            proj = proj / np.sqrt(self.explained_variance_).astype(dtype)
-        mean = self.mean_.astype(dtype)
-        out = map_features(_project, arr, self.n_components_, mean, proj, dtype=dtype,
-                           name=f"dkmeans-pca-{tokenize(arr.name, proj, mean)}")  # fmt: skip
+        block = self._block_function(arr.dtype)
+        token = tokenize(arr.name, block.keywords["proj"], block.keywords["mean"])
+        out = map_features(block, arr, self.n_components_, dtype=arr.dtype,
+                           name=f"dkmeans-pca-{token}")  # fmt: skip
         return self._finish(inp, out, self.get_feature_names_out())
 
     def inverse_transform(self, X):

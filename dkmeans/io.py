@@ -3,6 +3,7 @@ them.  Thin: no arithmetic."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -15,7 +16,15 @@ import zarr
 
 from ._engine.store import dimension_names, feature_names, open_zarr_array
 
-__all__ = ["feature_names", "from_zarr", "open_zarr_array", "store_info", "write_labels"]
+__all__ = [
+    "LabelsWriter",
+    "feature_names",
+    "from_zarr",
+    "labels_writer",
+    "open_zarr_array",
+    "store_info",
+    "write_labels",
+]
 
 
 def from_zarr(path: str | os.PathLike | zarr.Array, variable: str | None = None) -> da.Array:
@@ -113,6 +122,78 @@ def check_labels_target(
     return group_dir
 
 
+class LabelsWriter:
+    """Writes whole row chunks of labels into the array being written (picklable: tasks
+    on any worker call it).  ``path`` is where the labels land when complete."""
+
+    def __init__(self, array: zarr.Array, path: str):
+        self.array = array
+        self.path = path
+        self.rows = int(array.chunks[0])
+
+    def __call__(self, labels, start: int) -> None:
+        """Write ``labels`` of the rows from ``start``: whole chunks only, so that
+        concurrent writers never share a chunk."""
+        stop = start + labels.shape[0]
+        if start % self.rows or not (stop % self.rows == 0 or stop == self.array.shape[0]):
+            raise ValueError(
+                f"rows {start}:{stop} are not whole chunks of {self.rows} rows of the "
+                "labels; read the records chunked as the store (dask.array.from_zarr)."
+            )
+        self.array[start:stop] = np.asarray(labels, dtype=np.int32)
+
+
+@contextlib.contextmanager
+def labels_writer(
+    records: str | os.PathLike | zarr.Array,
+    name: str = "cluster",
+    *,
+    variable: str | None = None,
+    into: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    attrs: dict | None = None,
+):
+    """A :class:`LabelsWriter` into a new labels array beside the records (see
+    :func:`write_labels`); the labels appear under ``name`` only when the block exits
+    without error, and nothing is left behind otherwise.
+
+    Yields
+    ------
+    LabelsWriter
+    """
+    arr = records if isinstance(records, zarr.Array) else open_zarr_array(records, variable)
+    group_dir = check_labels_target(arr, name, into=into, overwrite=overwrite)
+    group = zarr.open_group(str(group_dir), mode="r+" if into is None else "a")
+    dims = dimension_names(arr)
+    for stale in group_dir.glob(f".{name}.tmp-*"):  # left by a killed earlier write
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    attributes = dict(attrs or {})
+    on_dim = {}
+    if dims is not None and arr.metadata.zarr_format == 3:
+        on_dim = {"dimension_names": (dims[0],)}
+    elif dims is not None:
+        attributes["_ARRAY_DIMENSIONS"] = [dims[0]]  # xarray's convention for Zarr v2
+    out = group.create_array(
+        tmp, shape=(arr.shape[0],), chunks=(arr.chunks[0],), dtype=np.int32,
+        attributes=attributes, fill_value=-1,  # never a label: xarray reads it as missing
+        **on_dim,
+    )  # fmt: skip
+    final = group_dir / name
+    try:
+        yield LabelsWriter(out, str(final))
+        trash = group_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
+        if final.exists():
+            os.replace(final, trash)
+        os.replace(group_dir / tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    except BaseException:
+        _remove_settled(group_dir / tmp)
+        raise
+    if group.metadata.consolidated_metadata is not None:
+        zarr.consolidate_metadata(str(group_dir))
+
+
 def write_labels(
     labels: da.Array,
     records: str | os.PathLike | zarr.Array,
@@ -154,39 +235,10 @@ def write_labels(
     arr = records if isinstance(records, zarr.Array) else open_zarr_array(records, variable)
     if labels.shape != (arr.shape[0],):
         raise ValueError(f"labels have shape {labels.shape}; expected ({arr.shape[0]},).")
-    group_dir = check_labels_target(arr, name, into=into, overwrite=overwrite)
-    group = zarr.open_group(str(group_dir), mode="r+" if into is None else "a")
-    rows = arr.chunks[0]
-    dims = dimension_names(arr)
-    for stale in group_dir.glob(f".{name}.tmp-*"):  # left by a killed earlier write
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    attributes = dict(attrs or {})
-    on_dim = {}
-    if dims is not None and arr.metadata.zarr_format == 3:
-        on_dim = {"dimension_names": (dims[0],)}
-    elif dims is not None:
-        attributes["_ARRAY_DIMENSIONS"] = [dims[0]]  # xarray's convention for Zarr v2
-    out = group.create_array(
-        tmp, shape=(arr.shape[0],), chunks=(rows,), dtype=np.int32, attributes=attributes,
-        fill_value=-1,  # never a label: xarray reads the fill value as missing
-        **on_dim,
-    )  # fmt: skip
-    try:
-        from ._engine.parallel import active_client, run_with_progress
+    from ._engine.parallel import active_client, run_with_progress
 
-        labels = da.asarray(labels)
-        stored = da.store(labels.astype(np.int32).rechunk(rows), out, lock=False, compute=False)
+    with labels_writer(arr, name, into=into, overwrite=overwrite, attrs=attrs) as writer:
+        labels = da.asarray(labels).astype(np.int32).rechunk(writer.rows)
+        stored = da.store(labels, writer.array, lock=False, compute=False)
         run_with_progress([stored], active_client())
-        final = group_dir / name
-        trash = group_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
-        if final.exists():
-            os.replace(final, trash)
-        os.replace(group_dir / tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    except BaseException:
-        _remove_settled(group_dir / tmp)
-        raise
-    if group.metadata.consolidated_metadata is not None:
-        zarr.consolidate_metadata(str(group_dir))
-    return str(group_dir / name)
+    return writer.path

@@ -15,7 +15,6 @@ def select_k(
     *,
     criterion="silhouette",
     sample_size=10_000,
-    sweep_sample_size=None,
     n_init="auto",
     random_state=None,
     sample_weight=None,
@@ -31,8 +30,14 @@ def select_k(
     the sum over k.  The two extra passes score every k (per-cluster moments,
     simplified silhouette, the silhouette sample; then Davies-Bouldin's distances and
     the squared-Euclidean silhouette); the chosen model's label pass is that of its
-    own fit.  While seeding, k-means|| keeps 12 bytes per row for each k: on stores
-    of billions of rows, sweep a row sample (``sweep_sample_size``).
+    own fit.
+
+    Data streamed from its store (not kept in memory) is swept on a row sample
+    instead (``fit_sample``, see :class:`KMeans`): one pass draws the sample with the
+    data's moments, the sweep, its scores and the choice of k run on the sample in
+    memory, and only the chosen k is polished with Lloyd passes on all rows, then
+    labelled: about four reads of the store whatever ``k_range`` is.  The table then
+    describes the sample.
 
     Parameters
     ----------
@@ -47,9 +52,6 @@ def select_k(
         Calinski-Harabasz and the simplified silhouette; smaller Davies-Bouldin is better.
     sample_size : int, default=10000
         Rows in the silhouette sample (all rows if fewer).
-    sweep_sample_size : int or None, default=None
-        Run the sweep on a uniform sample of this many rows (in memory), then fit
-        only the chosen k on all the data.
     n_init : "auto" or int, default="auto"
         Initialisations per k (``"auto"``: 1, or 10 for ``init="random"``).
     random_state : int, Generator or None
@@ -59,7 +61,8 @@ def select_k(
         uniform over rows.
     **kmeans_params
         Other :class:`KMeans` parameters (``init``, ``max_iter``, ``tol``,
-        ``oversampling_factor``, ``init_rounds``, ``persist``, ``verbose``).
+        ``oversampling_factor``, ``init_rounds``, ``persist``, ``verbose``,
+        ``fit_sample``, ``compute_labels``).
 
     Returns
     -------
@@ -76,6 +79,6 @@ def select_k(
     """
     return select_into(
         None, as_input(X), k_range, estimator=KMeans, criterion=criterion, sample_size=sample_size,
-        sweep_sample_size=sweep_sample_size, n_init=n_init, random_state=random_state,
+        n_init=n_init, random_state=random_state,
         sample_weight=sample_weight, kmeans_params=kmeans_params,
     )  # fmt: skip

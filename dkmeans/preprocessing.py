@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -21,6 +22,15 @@ from ._engine.validation import (
 )
 
 __all__ = ["StandardScaler"]
+
+
+def _scale_block(x, *, mean, scale, forward: bool):
+    """Scale one block (the parameters move to the block's library, e.g. CuPy)."""
+    if forward:
+        x = x if mean is None else x - B.like(x, mean)
+        return x if scale is None else x / B.like(x, scale)
+    x = x if scale is None else x * B.like(x, scale)
+    return x if mean is None else x + B.like(x, mean)
 
 
 def _is_constant(var, mean, n) -> np.ndarray:
@@ -100,11 +110,16 @@ class StandardScaler(SaveMixin, OneToOneFeatureMixin, TransformerMixin, BaseEsti
         w = as_sample_weight(sample_weight, inp.array)
         with single_threaded_blas():
             mom = RowBlocks(inp.array, w, active_client()).moments_pass("scaler-moments")
+        return self._fit_moments(mom, inp.n_features, inp.feature_names, weighted=w is not None)
+
+    def _fit_moments(self, mom, n_features: int, feature_names, *, weighted: bool):
+        """The fitted attributes from the data's column moments (one pass's result)."""
+        validate_params(self, self._constraints)
         check_finite(mom)
-        self.n_samples_seen_ = int(mom.count) if w is None else float(mom.count)
-        self.n_features_in_ = inp.n_features
-        if inp.feature_names is not None:
-            self.feature_names_in_ = inp.feature_names
+        self.n_samples_seen_ = float(mom.count) if weighted else int(mom.count)
+        self.n_features_in_ = n_features
+        if feature_names is not None:
+            self.feature_names_in_ = feature_names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         self.mean_ = mom.mean if (self.with_mean or self.with_std) else None
@@ -120,23 +135,20 @@ class StandardScaler(SaveMixin, OneToOneFeatureMixin, TransformerMixin, BaseEsti
             self.scale_ = None
         return self
 
+    def _block_function(self, dtype, forward: bool = True):
+        """The transform of one block of ``dtype`` (what ``transform`` maps over blocks)."""
+        mean = self.mean_.astype(dtype) if self.with_mean else None
+        scale = self.scale_.astype(dtype) if self.with_std else None
+        return partial(_scale_block, mean=mean, scale=scale, forward=forward)
+
     def _apply(self, X, forward: bool):
         inp = check_fitted_input(self, X)
         dtype = inp.array.dtype
-        mean = self.mean_.astype(dtype) if self.with_mean else None
-        scale = self.scale_.astype(dtype) if self.with_std else None
-
-        def block(x):  # the parameters move to the block's library (CuPy)
-            if forward:
-                x = x if mean is None else x - B.like(x, mean)
-                return x if scale is None else x / B.like(x, scale)
-            x = x if scale is None else x * B.like(x, scale)
-            return x if mean is None else x + B.like(x, mean)
-
+        block = self._block_function(dtype, forward)
         arr = inp.array
         name = "dkmeans-scale" if forward else "dkmeans-unscale"
-        out = map_features(block, arr, inp.n_features, dtype=dtype,
-                           name=f"{name}-{tokenize(arr.name, mean, scale)}")  # fmt: skip
+        token = tokenize(arr.name, block.keywords["mean"], block.keywords["scale"], forward)
+        out = map_features(block, arr, inp.n_features, dtype=dtype, name=f"{name}-{token}")
         if inp.in_memory:
             out = out.compute()
         return inp.wrap_features(out, getattr(self, "feature_names_in_", None))

@@ -46,8 +46,16 @@ class CountingStore(WrapperStore):
         return await self._store.get(key, prototype, byte_range)
 
     @property
+    def root(self):  # where labels are written beside the records
+        return self._store.root
+
+    @property
     def chunk_reads(self):
         return sum(self.counter.values())
+
+    def reads_of(self, array: str) -> int:
+        """Chunk reads of one array of a group."""
+        return sum(n for key, n in self.counter.items() if key.startswith(f"{array}/"))
 
 
 def write_store(path, X, chunk_rows: int):

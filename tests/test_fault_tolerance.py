@@ -95,7 +95,8 @@ def test_select_k_resumes_too(tmp_path, store):
 def test_a_worker_killed_mid_fit_changes_nothing(store, persist):
     from distributed import Client, LocalCluster
 
-    params = {"n_clusters": 12, "random_state": 5, "tol": 0.0, "max_iter": 40}
+    # streamed, the fit samples, fits the sample and polishes on all rows (fit_sample)
+    params = {"n_clusters": 12, "random_state": 5, "tol": 0.0, "max_iter": 40, "persist": persist}
     undisturbed = KMeans(**params).fit(str(store))
     with (
         LocalCluster(
@@ -107,7 +108,7 @@ def test_a_worker_killed_mid_fit_changes_nothing(store, persist):
 
         def fit():
             try:
-                result["km"] = KMeans(**params, persist=persist).fit(str(store))
+                result["km"] = KMeans(**params).fit(str(store))
             except BaseException as err:  # reported below
                 result["error"] = err
 

@@ -182,7 +182,7 @@ def test_dask_labels_do_not_reread_the_store(zarr_blobs):
 def test_streamed_passes_counted_by_the_store(zarr_blobs):
     path, _X, _ = zarr_blobs
     arr, store = counting_array(path)
-    km = KMeans(5, random_state=0, persist=False).fit(arr)
+    km = KMeans(5, random_state=0, persist=False, fit_sample=None).fit(arr)
     n_chunks = 8
     # every pass reads each chunk once; k-means|| also reads the one chunk of its first centre
     assert store.chunk_reads == km.n_passes_ * n_chunks + 1
@@ -197,7 +197,7 @@ def test_persisted_data_is_read_once(zarr_blobs):
     km = KMeans(5, random_state=0, persist=True).fit(arr)
     assert km.persisted_
     assert store.chunk_reads == 8
-    streamed = KMeans(5, random_state=0, persist=False).fit(str(path))
+    streamed = KMeans(5, random_state=0, persist=False, fit_sample=None).fit(str(path))
     np.testing.assert_array_equal(km.cluster_centers_, streamed.cluster_centers_)
     assert km.n_passes_ == streamed.n_passes_
 

@@ -49,8 +49,9 @@ def test_table_agrees_with_sklearn_for_every_k():
 def test_lockstep_sweep_reads_the_store_about_as_often_as_one_fit(zarr_blobs):
     path, _, _ = zarr_blobs
     arr, store = counting_array(path)
-    sel = select_k(arr, range(2, 9), persist=False, random_state=0)
-    fits = {k: KMeans(k, persist=False, random_state=0).fit(str(path)) for k in range(2, 9)}
+    sel = select_k(arr, range(2, 9), persist=False, random_state=0, fit_sample=None)
+    fits = {k: KMeans(k, persist=False, random_state=0, fit_sample=None).fit(str(path))
+            for k in range(2, 9)}  # fmt: skip
     # each k of the sweep IS the fit of that k alone
     for k, km in fits.items():
         np.testing.assert_array_equal(sel.centers[k], km.cluster_centers_)
@@ -83,7 +84,7 @@ def test_persisted_sweep_reads_once(zarr_blobs):
 
 def test_sweep_on_a_sample_then_fit_chosen_k_on_all_rows():
     X, _, _ = blobs(n=6000, d=5, k=4, std=0.4, seed=7)
-    sel = select_k(X, range(2, 8), sweep_sample_size=800, random_state=0)
+    sel = select_k(X, range(2, 8), fit_sample=800, random_state=0)
     assert sel.best_k == 4
     assert sel.best_model.labels_.shape == (6000,)
     assert sel.best_model.n_clusters == 4
@@ -132,7 +133,7 @@ def test_plot_returns_a_figure():
         (range(2, 200), {}, "smaller than the number of samples"),
         (range(2, 4), {"criterion": "gap"}, "criterion"),
         (range(2, 4), {"sample_size": 1}, "sample_size"),
-        (range(2, 4), {"sweep_sample_size": 2}, "sweep_sample_size"),
+        (range(2, 4), {"fit_sample": 2}, "fit_sample"),
         (range(2, 4), {"max_iter": 0}, "max_iter"),
     ],
 )

@@ -93,6 +93,7 @@ def test_job_from_yaml(tmp_path, store):
         ({"k_range": [5, 2]}, "low <= high"),
         ({"pca": 1.5}, "variance share"),
         ({"criterion": "gap"}, "not one of"),
+        ({"fit_sample": 10, "k_range": [2, 12]}, "above the largest k"),
     ],
 )
 def test_bad_jobs(kwargs, match):
@@ -121,3 +122,61 @@ def test_on_a_local_cluster_matches_threaded(store):
         on_cluster.kmeans.cluster_centers_, threaded.kmeans.cluster_centers_
     )
     pd.testing.assert_frame_equal(on_cluster.archetypes.means, threaded.archetypes.means)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The job's store opened through a chunk-read counter; returns the counters."""
+    from zarr.storage import LocalStore
+
+    from dkmeans import io
+
+    from .conftest import CountingStore
+
+    stores = []
+
+    def open_counted(path, variable=None):
+        store = CountingStore(LocalStore(str(path), read_only=True))
+        stores.append(store)
+        node = zarr.open(store=store, mode="r")
+        return node[variable or "features"] if isinstance(node, zarr.Group) else node
+
+    monkeypatch.setattr(io, "open_zarr_array", open_counted)
+    return stores
+
+
+def _reads(stores, n_chunks: int) -> float:
+    return sum(s.reads_of("features") for s in stores) / n_chunks
+
+
+@pytest.mark.parametrize("k", ["auto", 5])
+def test_a_streamed_job_reads_the_store_at_most_four_times(tmp_path, counted, k):
+    store = write_communities(tmp_path / "c.zarr", 40_000, chunks=5000, random_state=1)
+    kept = run(Job(store=str(store), k=k, k_range=[2, 8], write_labels=False))
+    assert _reads(counted, 8) == 1  # kept in memory: read once
+    counted.clear()
+    streamed = run(Job(store=str(store), k=k, k_range=[2, 8], persist=False, fit_sample=8000,
+                       overwrite=True))  # fmt: skip
+    assert _reads(counted, 8) <= 4
+    km = streamed.kmeans
+    assert km.n_passes_ == km.n_iter_ <= 2  # the polish (gather and labels are the job's)
+    assert kept.kmeans.n_clusters_ == km.n_clusters_ == 5
+    if k == "auto":
+        assert streamed.selection.best_k == kept.selection.best_k
+    assert km.inertia_ <= 1.001 * kept.kmeans.inertia_
+    # the labels written in the final pass are the model's predictions
+    ds = xr.open_zarr(str(store), consolidated=False)
+    np.testing.assert_array_equal(ds["cluster"].values, streamed.model.predict(ds["features"]))
+    counts = np.bincount(ds["cluster"].values, minlength=5)
+    np.testing.assert_array_equal(streamed.archetypes.sizes.to_numpy(), counts)
+
+
+def test_fit_sample_none_streams_every_pass_as_before(tmp_path, counted):
+    store = write_communities(tmp_path / "c.zarr", 8000, chunks=1000, random_state=1)
+    result = run(Job(store=str(store), k=4, persist=False, fit_sample=None, n_init=1,
+                     write_labels=False))  # fmt: skip
+    km = result.kmeans
+    # gather, then seeding and every Lloyd iteration on all rows, then the final pass;
+    # k-means|| reads the chunk of its first centre once more
+    assert _reads(counted, 8) == 1 + km.n_passes_ + 1 + 1 / 8
+    assert km.n_seeding_passes_ >= 2

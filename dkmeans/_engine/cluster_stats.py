@@ -369,8 +369,14 @@ def _keep(sample: RowSample, size: int, stratify: bool) -> RowSample:
 
 def sample_chunk(X, labels, seed, size: int, n_clusters: int, stratify: bool, offset: int):
     """Candidate sample rows of one block (uniform keys from the block's own seed)."""
+    keys = np.random.default_rng(seed).random(X.shape[0])
+    return sample_by_keys(X, keys, size, offset, labels, n_clusters, stratify)
+
+
+def sample_by_keys(X, keys, size: int, offset: int, labels=None, n_clusters: int = 0,
+                   stratify: bool = False) -> RowSample:  # fmt: skip
+    """The block's ``size`` rows of smallest key (per cluster when stratified)."""
     n = X.shape[0]
-    keys = np.random.default_rng(seed).random(n)
     labels = None if labels is None else np.asarray(labels, dtype=np.int64)
     counts = None if labels is None else np.bincount(labels, minlength=n_clusters)
     # choose on the keys alone, then copy only the chosen rows (from any array library)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from dask.base import tokenize
@@ -23,8 +23,14 @@ from . import reductions as R
 from .checkpoint import Checkpoint
 from .lloyd import Run, lloyd
 from .parallel import RowBlocks, memory_budget
-from .seeding import seed_runs
-from .validation import Input, as_sample_weight
+from .seeding import check_finite, seed_runs
+from .summary import Gathered
+from .validation import Input, as_input, as_sample_weight
+
+SAMPLE_ROWS = 200_000  # fit_sample="auto": rows of the sample ...
+SAMPLE_BYTES = 2**28  # ... up to this size in memory ...
+SAMPLE_ROWS_PER_CLUSTER = 200  # ... but at least this many rows per cluster
+MIN_SAMPLED_PER_CLUSTER = 100  # fewer sampled rows in a cluster: warn
 
 logger = logging.getLogger("dkmeans")
 
@@ -111,10 +117,12 @@ def seed(rows: RowBlocks, spec: FitSpec, ks: list[int], rngs: list) -> tuple[lis
 
 
 def fit(rows: RowBlocks, spec: FitSpec, ks: list[int], rngs: list,
-        checkpoint: Checkpoint | None = None) -> FitResult:  # fmt: skip
+        checkpoint: Checkpoint | None = None, start=None) -> FitResult:  # fmt: skip
     """Seed and iterate every (k, init run) in lockstep; keep each k's best run.
 
-    ``rngs``: one Generator per k (as ``KMeans(k)`` would derive it).
+    ``rngs``: one Generator per k (as ``KMeans(k)`` would derive it).  ``start()``, if
+    given, replaces seeding: it returns the initial runs and the data's moments (a fit
+    on a sample does so; a resumed fit skips it).
     """
     state = checkpoint.load() if checkpoint is not None and spec.resume else None
     if state is not None:
@@ -122,7 +130,7 @@ def fit(rows: RowBlocks, spec: FitSpec, ks: list[int], rngs: list,
         runs, moments = state["runs"], state["moments"]
         n_seeding = int(state["meta"]["n_seeding_passes"])
     else:
-        runs, moments = seed(rows, spec, ks, rngs)
+        runs, moments = seed(rows, spec, ks, rngs) if start is None else start()
         n_seeding = rows.n_passes  # passes count from this process's start
         if checkpoint is not None:
             checkpoint.save("seeded", runs, moments, n_seeding_passes=n_seeding)
@@ -147,3 +155,87 @@ def final_labels(inp: Input, rows: RowBlocks, centers, shift):
     input, else a dask array held in memory."""
     keep = "compute" if inp.in_memory else "persist"
     return rows.label_pass(centers, shift, "labels", keep=keep)
+
+
+# --------------------------------------------------------------------------- fit on a sample
+
+
+def sample_size(fit_sample, rows: RowBlocks, streamed: bool, n_clusters: int) -> int | None:
+    """Rows of the fit sample (``fit_sample``: "auto", an int or None), or None for a
+    fit on all rows throughout.  "auto" samples only data streamed from its store."""
+    if fit_sample is None or (fit_sample == "auto" and not streamed):
+        return None
+    if fit_sample == "auto":
+        by_bytes = SAMPLE_BYTES // max(rows.X.shape[1] * rows.dtype.itemsize, 1)
+        fit_sample = max(min(SAMPLE_ROWS, by_bytes), SAMPLE_ROWS_PER_CLUSTER * n_clusters)
+    elif fit_sample <= n_clusters:
+        raise ValueError(
+            f"fit_sample={fit_sample} must be larger than the number of clusters "
+            f"({n_clusters}); give more rows, or fit_sample=None to fit on all rows."
+        )
+    return int(min(fit_sample, rows.n_samples))
+
+
+def gather(rows: RowBlocks, size: int, rng: np.random.Generator, *,
+           with_gram: bool = False) -> Gathered:  # fmt: skip
+    """The gathering pass (moments, NaN/inf check, sample; the Gram if asked)."""
+    out = rows.gather_pass(size, int(rng.integers(2**63)), with_gram=with_gram)
+    check_finite(out.moments)
+    return out
+
+
+def sample_rows(sample: np.ndarray, client) -> RowBlocks:
+    """The sample as in-memory row blocks (on the cluster's workers when there is one)."""
+    arr = as_input(sample).array
+    return RowBlocks(arr if client is None else arr.persist(), None, client)
+
+
+def warn_if_sparse(sampled_sizes, n_sample: int, n_samples: int, *, stacklevel: int) -> None:
+    """Warn when the sample holds too few rows of its smallest cluster to place it well."""
+    smallest = int(np.min(sampled_sizes))
+    if smallest >= MIN_SAMPLED_PER_CLUSTER or n_sample >= n_samples:
+        return
+    factor = -(-MIN_SAMPLED_PER_CLUSTER // max(smallest, 1))
+    warnings.warn(
+        f"The fit sample of {n_sample} of {n_samples} rows holds only {smallest} rows of "
+        f"its smallest cluster (fewer than {MIN_SAMPLED_PER_CLUSTER}): clusters that small "
+        f"are placed roughly by the sample, and smaller ones may be missed. Give a larger "
+        f"sample (fit_sample={min(n_sample * factor, n_samples)}) or fit on all rows "
+        "(fit_sample=None).",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def sampled_sizes(sample: np.ndarray, centers) -> np.ndarray:
+    """Rows of the sample nearest each centre."""
+    c = np.asarray(centers, dtype=np.float64)
+    shift = K.choose_shift(c.mean(axis=0), c.var(axis=0))
+    labels = K.assign_labels(sample, K.prepare_centers(centers, shift, sample.dtype), shift)[0]
+    return np.bincount(labels, minlength=c.shape[0])
+
+
+def fit_on_sample(rows: RowBlocks, spec: FitSpec, k: int, rng: np.random.Generator, size: int,
+                  checkpoint: Checkpoint | None = None, *, stacklevel: int) -> FitResult:  # fmt: skip
+    """Sample, seed and fit in memory, then polish with Lloyd passes on all rows.
+
+    One pass gathers the moments and the sample; the sample gets the whole fit
+    (``spec.n_init`` runs, seeding, Lloyd to convergence), and its best centres start
+    full-data Lloyd passes until the usual convergence rule holds: the result is a
+    Lloyd fixed point of all rows.  A resumed fit skips the sample.
+    """
+
+    def start():
+        gathered = gather(rows, size, rng)
+        sample = gathered.sample.rows
+        on_sample = fit(sample_rows(sample, rows.client), spec, [k], [rng])
+        best = on_sample.best[0]
+        warn_if_sparse(sampled_sizes(sample, best.centers), sample.shape[0], rows.n_samples,
+                       stacklevel=stacklevel + 2)  # fmt: skip
+        # the sample was every row (unweighted): its converged fit is the full-data fit
+        whole = sample.shape[0] == rows.n_samples and rows.sample_weight is None
+        if whole and best.converged:
+            return [best], gathered.moments
+        return [Run(best.centers)], gathered.moments
+
+    return fit(rows, replace(spec, n_init=1), [k], [rng], checkpoint, start=start)

@@ -30,9 +30,13 @@ from . import config
 from . import graph as G
 from . import kernels as K
 from . import reductions as R
+from . import summary as SM
 from .log import progress_stream
 
 logger = logging.getLogger("dkmeans")
+
+
+_STAGE_GATHER = 12  # block seeds of the gathering pass's sample
 
 
 def active_client():
@@ -433,6 +437,19 @@ class RowBlocks:
     def moments_pass(self, name: str) -> R.Moments:
         """Weighted column moments and the non-finite count (one pass)."""
         return self.reduce(R.weighted_moments_chunk, R.combine_moments, name)
+
+    def gather_pass(self, sample_size: int, entropy: int, *, with_gram: bool,
+                    name: str = "gather") -> SM.Gathered:  # fmt: skip
+        """Moments, the centred Gram if ``with_gram``, and a seeded sample of
+        ``sample_size`` rows (weighted by sample_weight, if any), in one pass."""
+        offsets = self.offsets
+
+        def per_block(i):
+            return ((block_seed(entropy, _STAGE_GATHER, i), sample_size, int(offsets[i])),)
+
+        combine = partial(SM.combine_gathered, size=sample_size)
+        out = self.reduce(SM.gather_chunk, combine, name, with_gram, per_block=per_block)
+        return SM.finalize_gathered(out)
 
     def lloyd_pass(self, center_sets, shift, n_far: int, *, with_moments: bool, name: str):
         """One Lloyd step for all centre sets: (list of LloydPartial, Moments | None)."""

@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 import numbers
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
 from . import cluster_stats as S
 from . import driver as D
 from . import kernels as K
+from .lloyd import Run
 from .log import verbosity
 from .parallel import RowBlocks, active_client, block_seed, single_threaded_blas
 from .validation import as_generator, as_input
@@ -112,12 +112,14 @@ def _check_k_range(k_range, n_samples: int) -> list[int]:
 
 
 def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sample_size=10_000,
-                sweep_sample_size=None, n_init="auto", random_state=None, sample_weight=None,
-                kmeans_params=None, depth=0) -> KSelection:  # fmt: skip
+                n_init="auto", random_state=None, sample_weight=None, kmeans_params=None,
+                depth=0) -> KSelection:  # fmt: skip
     """``select_k``: every k of ``k_range`` fitted in lockstep and scored, the chosen k
     fitted into a new ``estimator(best_k)`` (the selection's ``best_model``) and, if given,
     into ``model`` too (a ``KMeans("auto")``).  ``estimator`` is the KMeans class;
-    ``depth``: calls between the user's and ``select_k``'s place (for warnings)."""
+    ``depth``: calls between the user's and ``select_k``'s place (for warnings).
+    With a fit sample (``fit_sample``, streamed data by default) the sweep runs on the
+    sample and only the chosen k is polished on all rows."""
     kmeans_params = dict(kmeans_params or {})
     if criterion not in CRITERIA:
         raise ValueError(f"criterion={criterion!r} is not valid: expected one of {list(CRITERIA)}.")
@@ -132,36 +134,46 @@ def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sampl
     if not isinstance(spec.init, str):
         raise ValueError("select_k needs init='k-means||', 'k-means++' or 'random', not an array.")
     rng = as_generator(random_state)
-    if sweep_sample_size is not None:
-        return _select_on_sample(
-            model, estimator, inp, ks, template, rng, criterion, sample_size, sweep_sample_size,
-            sample_weight, depth,
-        )  # fmt: skip
     t0 = time.perf_counter()
     with verbosity(template.verbose), single_threaded_blas():
         rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), ks[-1],
                                     stacklevel=4 + depth)  # fmt: skip
+        size = template._sample_size(rows, streamed=not (persisted or inp.in_memory))
+        if size is not None:
+            return _select_on_sample(model, estimator, inp, rows, persisted, ks, template, rng,
+                                     criterion, sample_size, size, depth)  # fmt: skip
         checkpoint = template._checkpoint(inp, sample_weight, spec)
         if checkpoint is not None:
             checkpoint.key["k_range"] = ks
         fitted = D.fit(rows, spec, ks, _per_k_generators(random_state, len(ks)), checkpoint)
         table = _score(rows, ks, fitted, rng, min(sample_size, inp.n_samples), template._inertia)
-        column, larger = CRITERIA[criterion]
-        values = table[column].to_numpy()
-        best = int(np.nanargmax(values) if larger else np.nanargmin(values))
-        best_k = ks[best]
+        best_k = _choose(table, ks, criterion)
         best_model = estimator(best_k, n_init=n_init, random_state=random_state, **kmeans_params)
-        run = fitted.best[best]
-        labels, assignment = D.final_labels(inp, rows, run.centers, fitted.shift)
-        best_model._set_fitted(inp, rows, run, labels, assignment, persisted=persisted,
-                               n_seeding_passes=fitted.n_seeding_passes, stacklevel=4 + depth,
-                               also=model)  # fmt: skip
+        run = fitted.best[ks.index(best_k)]
+        _label_into(best_model, model, inp, rows, run, fitted, persisted, None, depth)
     logger.info(
         "select_k: best k=%d by %s, %d data passes, %.3fs", best_k, criterion, rows.n_passes,
         time.perf_counter() - t0,
     )  # fmt: skip
     centers = {k: r.centers for k, r in zip(ks, fitted.best, strict=True)}
     return KSelection(best_k, best_model, table, criterion, rows.n_passes, centers)
+
+
+def _choose(table, ks: list[int], criterion: str) -> int:
+    column, larger = CRITERIA[criterion]
+    values = table[column].to_numpy()
+    return ks[int(np.nanargmax(values) if larger else np.nanargmin(values))]
+
+
+def _label_into(best_model, model, inp, rows, run, fitted, persisted, sample_size, depth):
+    """The chosen run's final label pass (unless compute_labels=False), set into
+    ``best_model`` and ``model``."""
+    labels = assignment = None
+    if best_model.compute_labels:
+        labels, assignment = D.final_labels(inp, rows, run.centers, fitted.shift)
+    best_model._set_fitted(inp, rows, run, labels, assignment, persisted=persisted,
+                           n_seeding_passes=fitted.n_seeding_passes, stacklevel=5 + depth,
+                           also=model, sample_size=sample_size)  # fmt: skip
 
 
 def _per_k_generators(random_state, n_k: int) -> list[np.random.Generator]:
@@ -234,38 +246,39 @@ def _score(rows: RowBlocks, ks: list[int], fitted: D.FitResult, rng, sample_size
     return pd.DataFrame.from_records(records)
 
 
-def _select_on_sample(model, estimator, inp, ks, template, rng, criterion, sample_size, sweep_size,
-                      sample_weight, depth):  # fmt: skip
-    """Sweep on a uniform in-memory row sample, then fit the chosen k on all the data
-    (into a new KMeans, and into ``model`` too if given)."""
-    n = inp.n_samples
-    if not isinstance(sweep_size, numbers.Integral) or not ks[-1] < sweep_size <= n:
-        raise ValueError(
-            f"sweep_sample_size={sweep_size!r} must be an int above the largest k ({ks[-1]}) "
-            f"and at most the number of samples ({n})."
-        )
-    if sample_weight is not None:
-        raise ValueError("sweep_sample_size does not support sample_weight; fit on all rows.")
-    rows = RowBlocks(inp.array, None, active_client())
-    index = np.sort(rng.choice(n, size=int(sweep_size), replace=False))
-    with single_threaded_blas():
-        sample = rows.fetch_rows(index)
+def _select_on_sample(model, estimator, inp, rows, persisted, ks, template, rng, criterion,
+                      sample_size, size, depth):  # fmt: skip
+    """One pass gathers the moments and a row sample; the whole sweep and its scoring
+    run on the sample in memory; the chosen k's centres are then polished with Lloyd
+    passes on all rows (into a new KMeans, and into ``model`` too if given)."""
+    t0 = time.perf_counter()
+    gathered = D.gather(rows, size, rng)
+    sample = gathered.sample.rows
     params = template.get_params()
-    for name in ("n_clusters", "random_state", "n_init"):
-        params.pop(name)
-    params.pop("k_range", None)
-    params.pop("k_criterion", None)
-    # int seeds (checkpoints restore ints), and one checkpoint folder per stage
+    for name in ("n_clusters", "random_state", "n_init", "k_range", "k_criterion"):
+        params.pop(name, None)
     sweep_seed, fit_seed = (int(s) for s in rng.integers(2**31 - 1, size=2))
-    folder = params.pop("checkpoint")
-    stage = {"checkpoint": None if folder is None else Path(folder) / "sweep"}
     sub = select_into(
         None, as_input(sample), ks, estimator=estimator, criterion=criterion,
         sample_size=sample_size, n_init=template.n_init, random_state=sweep_seed,
-        kmeans_params={**params, **stage},
+        kmeans_params={**params, "fit_sample": None, "checkpoint": None, "resume": False},
     )  # fmt: skip
-    stage = {"checkpoint": None if folder is None else Path(folder) / "fit"}
-    fitter = estimator(sub.best_k, n_init=template.n_init, random_state=fit_seed, **params,
-                       **stage)
-    fitter._fit_with(inp, None, fitter, also=model, depth=2 + depth)
-    return KSelection(sub.best_k, fitter, sub.table, criterion, 1 + fitter.n_passes_, sub.centers)
+    best_k = sub.best_k
+    D.warn_if_sparse(sub.best_model.cluster_sizes_, sample.shape[0], rows.n_samples,
+                     stacklevel=5 + depth)  # fmt: skip
+    best_model = estimator(best_k, n_init=template.n_init, random_state=fit_seed, **params)
+    spec = best_model._fit_spec(inp, best_k, template.n_init)
+    checkpoint = best_model._checkpoint(inp, rows.sample_weight, spec)
+
+    def start():
+        return [Run(sub.centers[best_k])], gathered.moments
+
+    fitted = D.fit(rows, replace(spec, n_init=1), [best_k], [as_generator(fit_seed)], checkpoint,
+                   start=start)  # fmt: skip
+    _label_into(best_model, model, inp, rows, fitted.best[0], fitted, persisted, sample.shape[0],
+                depth)  # fmt: skip
+    logger.info(
+        "select_k: best k=%d by %s on a sample of %d rows, %d data passes, %.3fs", best_k,
+        criterion, sample.shape[0], rows.n_passes, time.perf_counter() - t0,
+    )  # fmt: skip
+    return KSelection(best_k, best_model, sub.table, criterion, rows.n_passes, sub.centers)

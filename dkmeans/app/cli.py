@@ -123,7 +123,7 @@ def _job_from_args(args, store: str):
         write_labels=not args.no_labels, overwrite=args.overwrite, model_out=args.model_out,
         align_to=args.align_to, score=args.score_weights or args.score,
         profile_out=args.profile_out, plots=args.plots, cluster=args.cluster,
-        sweep_sample_size=args.sweep_sample_size, checkpoint=args.checkpoint,
+        fit_sample=args.fit_sample, checkpoint=args.checkpoint,
         resume=args.resume,
     )  # fmt: skip
 
@@ -277,6 +277,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="log each step")
 
 
+def _fit_sample(value: str):
+    if value.lower() in ("auto", "none"):
+        return None if value.lower() == "none" else "auto"
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"--fit-sample must be auto, none or a number of rows, not {value!r}"
+        )
+    return int(value)
+
+
 def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="Zarr store of the records")
     p.add_argument("--variable", help="the records' array in the store's group")
@@ -287,7 +297,9 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
                             "simplified_silhouette"])  # fmt: skip
     p.add_argument("--no-scale", action="store_true", help="skip standard scaling")
     p.add_argument("--pca", type=_pca, default=0.95, help="0.95 (variance), N, or none")
-    p.add_argument("--sweep-sample-size", type=int, help="choose k on a row sample")
+    p.add_argument("--fit-sample", type=_fit_sample, default="auto",
+                   help="rows the k sweep and fit run on before polishing on all rows: "
+                        "auto (default: when the records are not kept in memory), N, or none")
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--plots", help="folder for PNG plots")
     _common(p)

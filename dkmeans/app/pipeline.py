@@ -1,4 +1,5 @@
-"""The archetype job: store -> scale -> PCA -> choose k -> fit -> labels -> profiles -> model.
+"""The archetype job: store -> scale -> PCA -> choose k -> fit -> labels -> profiles -> model,
+in as few reads of the store as it can (see :func:`run`).
 
 A :class:`Job` describes the whole run (a dataclass, loadable from YAML); :func:`run`
 does it and returns a :class:`JobResult`.  Each step is optional and logged on the
@@ -17,14 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
+from .._engine.driver import warn_if_sparse
 from .._engine.validation import unwrap
 from ..alignment import align_labels
 from ..archetypes import Archetypes, profile_clusters
 from ..cluster import KMeans
-from ..decomposition import PCA
 from ..model_selection import CRITERIA, KSelection, select_k
 from ..persistence import data_fingerprint, load, save
-from ..preprocessing import StandardScaler
+from ..streaming import label_and_profile, summarize
 
 __all__ = ["Job", "JobResult", "run"]
 
@@ -54,11 +55,22 @@ class Job:
         many components (int), or no PCA (None).
     feature_names : list of str, optional
         Names of the features when the store carries none.
-    sample_size, sweep_sample_size : int
-        Silhouette sample, and optional row sample for the k sweep (:func:`select_k`).
+    sample_size : int, default=10000
+        Rows of the silhouette sample (:func:`select_k`).
+    fit_sample : "auto", int or None, default="auto"
+        Rows of the seeded sample that the k sweep and the fit run on before the
+        chosen centres are polished on all rows.  ``"auto"``: 200,000 rows (at most
+        256 MiB, at least 200 per cluster of the largest k) when the records are not
+        kept in memory, and no sample when they are; None: sweep and fit on all rows
+        (one read per pass when streamed).
+    n_init : int or "auto", default=3
+        Initialisations per k, the best kept (see :class:`dkmeans.KMeans`): a sweep
+        with one run per k can pick the wrong k from one unlucky local optimum, and
+        on a sample the extra runs cost no reads.
     random_state : int, default=0
     persist : "auto" or bool, default="auto"
-        Keep the (scaled, reduced) data in memory during the fit.
+        Keep the records in memory after their one read (``"auto"``: when they take
+        at most half of the memory).
     labels_out : str, optional
         ``"STORE[:NAME]"``: where the labels go.  Default: an array ``cluster`` beside
         the records in their own group.  ``write_labels=False`` skips writing.
@@ -92,7 +104,8 @@ class Job:
     pca: float | int | None = 0.95
     feature_names: list | None = None
     sample_size: int = 10_000
-    sweep_sample_size: int | None = None
+    fit_sample: int | str | None = "auto"
+    n_init: int | str = 3
     random_state: int = 0
     persist: str | bool = "auto"
     labels_out: str | None = None
@@ -113,6 +126,14 @@ class Job:
         lo, hi = [*list(self.k_range), None, None][:2]
         if not (isinstance(lo, int) and isinstance(hi, int) and 2 <= lo <= hi):
             raise ValueError(f"k_range={self.k_range!r} must be [low, high] with 2 <= low <= high.")
+        top = self.k if isinstance(self.k, int) else hi
+        if not (self.fit_sample in ("auto", None) or (
+            isinstance(self.fit_sample, int) and self.fit_sample > top
+        )):  # fmt: skip
+            raise ValueError(
+                f"fit_sample={self.fit_sample!r} must be 'auto', None, or an int above the "
+                f"largest k ({top})."
+            )
         if self.criterion not in CRITERIA:
             raise ValueError(f"criterion={self.criterion!r} is not one of {list(CRITERIA)}.")
         if self.pca is not None and not (
@@ -227,9 +248,19 @@ def _labels_target(job: Job, arr) -> tuple[str | None, str]:
 def run(job: Job) -> JobResult:
     """Run a :class:`Job` end to end (on the active Dask scheduler or client).
 
-    Reads the store once to scale, once for PCA, once (or once per pass when the
-    reduced data does not fit in memory) to fit, and once to profile the archetypes;
-    the reduced data, when it fits, is persisted once and serves the fit and the plots.
+    Records that fit in memory are read from the store ONCE and kept: everything else
+    (statistics, the fit, the labels and profiles pass) reads memory.  Records that do
+    not fit are read at most about four times, whatever the k range:
+
+    1. one pass gathers the moments, the NaN/inf check, the covariance for PCA and a
+       seeded row sample (:func:`dkmeans.summarize`); scaling and PCA are algebra on
+       those statistics;
+    2. the k sweep and the chosen k's fit run on the (scaled, reduced) sample in memory;
+    3. full-data Lloyd passes polish the sample's centres to the usual convergence
+       rule (typically one to two passes);
+    4. one final pass writes the labels beside the records and measures the archetype
+       statistics in original units, the sizes, the exact inertia and the simplified
+       silhouette (:func:`dkmeans.label_and_profile`).
     """
     from sklearn.pipeline import Pipeline
 
@@ -243,52 +274,68 @@ def run(job: Job) -> JobResult:
             f"{job.model_out} exists; pass overwrite=True (--overwrite) to replace it."
         )
     reference = load(job.align_to) if job.align_to else None
-    steps, data = [], X
+    kept = _fits_in_memory(X, job.persist)
+    if kept:
+        with timer.step("read"):
+            X = X.persist()  # the one read of the store
+    ks = list(job.ks) if job.k == "auto" else [job.k]
+    on_sample = job.fit_sample is not None and (not kept or job.fit_sample != "auto")
+    with timer.step("summarize"):
+        summary = summarize(
+            X, sample_size=job.fit_sample if on_sample else 0, n_clusters=ks[-1],
+            covariance=job.pca is not None, random_state=job.random_state,
+        )  # fmt: skip
+    steps = []
     if job.scale:
-        with timer.step("scale"):
-            scaler = StandardScaler().fit(data)
-        steps.append(("scale", scaler))
-        data = scaler.transform(data)
+        steps.append(("scale", summary.standard_scaler()))
     if job.pca is not None:
-        with timer.step("pca"):
-            pca = PCA(job.pca, random_state=job.random_state).fit(data)
+        scaler = steps[0][1] if steps else None
+        pca = summary.pca(job.pca, scaler=scaler, random_state=job.random_state)
         logger.info("PCA keeps %d components", pca.n_components_)
         steps.append(("pca", pca))
-        data = pca.transform(data)
-    data = _keep_in_memory(data, job.persist)
+    data = _transform(steps, X)
+    if kept and not on_sample:
+        data = data.persist()  # from memory: the fit's passes skip the transform
+    fit_on = _transform(steps, summary.sample) if on_sample else data
     selection = None
     with timer.step("kmeans"):
+        fit_params = {"random_state": job.random_state, "fit_sample": None,
+                      "compute_labels": False, "persist": job.persist, "n_init": job.n_init}  # fmt: skip
+        if not on_sample:
+            fit_params.update(checkpoint=job.checkpoint, resume=job.resume)
         if job.k == "auto":
-            selection = select_k(
-                data, job.ks, criterion=job.criterion, sample_size=job.sample_size,
-                sweep_sample_size=job.sweep_sample_size, random_state=job.random_state,
-                persist=job.persist, checkpoint=job.checkpoint, resume=job.resume,
-            )  # fmt: skip
+            selection = select_k(fit_on, ks, criterion=job.criterion,
+                                 sample_size=job.sample_size, **fit_params)  # fmt: skip
             km = selection.best_model
-            km.k_selection_ = selection
         else:
+            km = KMeans(job.k, **fit_params).fit(fit_on)
+    if on_sample:
+        sizes = np.bincount(np.asarray(km.predict(fit_on)), minlength=km.n_clusters_)
+        warn_if_sparse(sizes, summary.sample.shape[0], summary.n_samples, stacklevel=2)
+        with timer.step("polish"):
             km = KMeans(
-                job.k, random_state=job.random_state, persist=job.persist,
+                km.n_clusters_, init=km.cluster_centers_, n_init=1, fit_sample=None,
+                compute_labels=False, persist=False, random_state=job.random_state,
                 checkpoint=job.checkpoint, resume=job.resume,
             ).fit(data)  # fmt: skip
+    if selection is not None:
+        km.k_selection_ = selection
     steps.append(("kmeans", km))
     model = Pipeline(steps)
     if reference is not None:
         align_labels(model, reference)
-    ids = getattr(km, "cluster_ids_", None)
-    labels = km.labels_.data if hasattr(km.labels_, "dims") else km.labels_
     result = JobResult(model, selection, None, n_features_out=int(data.shape[1]))
-    with timer.step("archetypes"):
-        result.archetypes = profile_clusters(
-            X, labels, n_clusters=km.cluster_centers_.shape[0], cluster_ids=ids, score=job.score
-        )
-    if job.write_labels:
-        with timer.step("labels"):
+    with timer.step("labels and archetypes"):
+        if job.write_labels:
             into, name = _labels_target(job, arr)
-            result.labels_path = io.write_labels(
-                labels, arr, name, into=into, overwrite=job.overwrite,
-                attrs={"model": job.model_out, "k": int(km.cluster_centers_.shape[0])},
-            )  # fmt: skip
+            attrs = {"model": job.model_out, "k": int(km.cluster_centers_.shape[0])}
+            with io.labels_writer(arr, name, into=into, overwrite=job.overwrite,
+                                  attrs=attrs) as writer:  # fmt: skip
+                result.archetypes = label_and_profile(X, model, write=writer, score=job.score)
+            result.labels_path = writer.path
+            km.labels_ = io.from_zarr(writer.path)
+        else:
+            result.archetypes = label_and_profile(X, model, score=job.score)
     if job.model_out:
         with timer.step("save"):
             result.model_path = str(save(
@@ -300,21 +347,28 @@ def run(job: Job) -> JobResult:
     if job.plots:
         from .plot import save_plots
 
-        with timer.step("plots"):
-            result.plot_paths = save_plots(job.plots, result, data, random_state=job.random_state)
+        with timer.step("plots"):  # on the fit's rows: the sample when there is one
+            result.plot_paths = save_plots(job.plots, result, fit_on,
+                                           random_state=job.random_state)  # fmt: skip
     result.seconds = timer.seconds
     return result
 
 
-def _keep_in_memory(data, persist):
-    """Persist the (scaled, reduced) data once when it fits, so that the fit, the plots
-    and every later step read it from memory instead of the store."""
+def _transform(steps, X):
+    """X through the fitted transformers (lazy for dask input)."""
+    for _, step in steps:
+        X = step.transform(X)
+    return X
+
+
+def _fits_in_memory(X, persist) -> bool:
+    """Whether to keep the records in memory: ``persist``, or for "auto" whether they
+    take at most the memory budget (half of the cluster's, or of this machine's)."""
     from .._engine.parallel import active_client, memory_budget
 
-    arr = unwrap(data)
-    if persist == "auto":
-        persist = arr.nbytes <= memory_budget(active_client())
-    return data.persist() if persist else data
+    if persist != "auto":
+        return bool(persist)
+    return unwrap(X).nbytes <= memory_budget(active_client())
 
 
 def _write_profiles(arch: Archetypes, folder: Path) -> list[str]:

@@ -122,8 +122,8 @@ def save_plots(folder: str | os.PathLike, result, data, *, random_state=0) -> li
     folder.mkdir(parents=True, exist_ok=True)
     km = result.kmeans
     ids = getattr(km, "cluster_ids_", None)
-    labels = km.labels_.data if hasattr(km.labels_, "dims") else km.labels_
     X = unwrap(data)
+    labels = km.predict(X)  # the fit's rows: in memory, or a sample
     figures = {
         # the metrics encode labels (IDs too) by their sorted values: bar c is ids[c]
         "silhouette.png": plot_silhouette(X, labels, cluster_ids=ids, random_state=random_state),

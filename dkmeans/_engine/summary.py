@@ -1,0 +1,107 @@
+"""A job's two passes over all of the raw records: the gathering pass and the final one.
+
+The gathering pass reads everything a job needs before it can fit.  Per block: the column moments (and the NaN/inf count), optionally the centred Gram for
+PCA, and candidate rows of a seeded sample.  Combined in block order like every other
+reduction, so the result does not depend on how blocks are grouped into tasks.
+
+The sample is drawn by random keys, the smallest keys winning: uniform keys ``u`` give a
+uniform sample without replacement; with row weights the key is ``-log(1 - u) / w``
+(Efraimidis and Spirakis' weighted sampling without replacement), which orders rows as
+``u`` does when all weights are equal, so unit weights draw the same rows as none.
+
+The final pass labels each block through the fitted model, writes the labels, and
+measures the assignment (cost, sizes, simplified silhouette) and the per-cluster
+feature moments of the raw records, all from the one read.  No dask here.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import backend as B
+from . import cluster_stats as S
+from . import kernels as K
+from . import linalg as L
+from . import reductions as R
+from .validation import nonfinite_error
+
+
+class Gathered(NamedTuple):
+    """Moments of all rows, their centred Gram (or None) and the row sample."""
+
+    moments: R.Moments
+    gram: L.Centred | None
+    sample: S.RowSample
+
+
+def sample_keys(n: int, seed, sample_weight=None) -> np.ndarray:
+    """One key per row; the smallest keys form the sample."""
+    u = np.random.default_rng(seed).random(n)
+    if sample_weight is None:
+        return u
+    w = np.asarray(B.to_host(sample_weight), dtype=np.float64)
+    with np.errstate(divide="ignore"):  # a zero weight gets key inf: drawn last
+        return -np.log1p(-u) / w
+
+
+def gather_chunk(X, sample_weight, with_gram: bool, sampling) -> Gathered:
+    """``sampling = (seed, size, row offset)``: the block's own seed and place."""
+    seed, size, offset = sampling
+    mom = R.weighted_moments_chunk(X, sample_weight)
+    gram = L.gram_chunk(X) if with_gram else None
+    keys = sample_keys(X.shape[0], seed, sample_weight)
+    return Gathered(mom, gram, S.sample_by_keys(X, keys, size, offset))
+
+
+def combine_gathered(parts: list[Gathered], size: int) -> Gathered:
+    grams = [p.gram for p in parts]
+    return Gathered(
+        R.combine_moments([p.moments for p in parts]),
+        None if grams[0] is None else L.combine_gram(grams),
+        S.combine_samples([p.sample for p in parts], size, False),
+    )
+
+
+def finalize_gathered(g: Gathered) -> Gathered:
+    """The sample in row order (its keys decided which rows, not their order), without
+    rows of zero weight (drawn only when too few rows weigh anything)."""
+    drawable = np.flatnonzero(np.isfinite(g.sample.keys))
+    order = drawable[np.argsort(g.sample.index[drawable], kind="stable")]
+    return g._replace(sample=S._take(g.sample, order, g.sample.counts))
+
+
+def label_profile_chunk(X, sample_weight, transform, centers, center_set, shift,
+                        spherical: bool, ids, write, offset: int):  # fmt: skip
+    """``(Assignment, FeatureMoments)`` of one block of raw records.
+
+    ``transform`` maps the block to the model's space (None: it is there already);
+    the labels (``ids[label]`` when ``ids`` is given) go to ``write(labels, offset)``.
+    """
+    xp = B.namespace(X)
+    if not bool(xp.all(xp.isfinite(X))):
+        raise nonfinite_error()
+    z = X if transform is None else transform(X)
+    if spherical:
+        z = K.unit_rows(z)
+    labels, assignment = R.label_chunk(z, sample_weight, centers, center_set, shift)
+    labels = np.asarray(B.to_host(labels))
+    moments = S.feature_moments_chunk(X, sample_weight, centers.shape[0], labels)
+    if write is not None:
+        write(labels if ids is None else ids[labels].astype(np.int32), offset)
+    return assignment, moments
+
+
+def combine_label_profile(parts):
+    return (
+        R.combine_assignment([p[0] for p in parts]),
+        S.combine_feature_moments([p[1] for p in parts]),
+    )
+
+
+def chain(x, *, functions):
+    """Apply block functions in order (a pipeline's transformers on one block)."""
+    for fn in functions:
+        x = fn(x)
+    return x

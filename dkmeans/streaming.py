@@ -1,0 +1,203 @@
+"""A job on data it cannot keep in memory: one pass to summarize, one to label and profile.
+
+A job's cost on a store it cannot keep is the number of reads times the store's size.
+:func:`summarize` reads the records once for everything that needs only the raw rows
+(column moments, the NaN/inf check, the covariance for PCA, a seeded row sample);
+scaling and PCA are then algebra on those statistics, and the k sweep and the fit run
+on the sample in memory (see ``fit_sample`` of :class:`KMeans`).
+:func:`label_and_profile` is the last read: labels through the fitted model, written
+beside the records, the archetype statistics in original units, the cluster sizes,
+the exact inertia and the simplified silhouette, in one pass.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from ._engine import driver as D
+from ._engine import kernels as K
+from ._engine import linalg as L
+from ._engine import reductions as R
+from ._engine import summary as SM
+from ._engine.parallel import RowBlocks, active_client, single_threaded_blas
+from ._engine.validation import as_generator, as_input, as_sample_weight
+from .alignment import split_model
+from .archetypes import Archetypes, archetype_feature_names, archetypes_from_moments
+from .decomposition import PCA
+from .preprocessing import StandardScaler
+
+__all__ = ["Summary", "label_and_profile", "summarize"]
+
+
+@dataclass(frozen=True, eq=False)
+class Summary:
+    """What :func:`summarize` gathered in one pass.
+
+    Attributes
+    ----------
+    n_samples : int
+    n_features : int
+    count : float
+        Rows, or their summed weight.
+    mean, var : ndarray of shape (n_features,)
+        Column means and population variances (weighted if weights were given).
+    sample : ndarray of shape (n_sample, n_features)
+        The seeded row sample, in row order, in the records' dtype.
+    sample_index : ndarray of shape (n_sample,)
+        Their row numbers.
+    feature_names : ndarray of str or None
+    n_passes : int
+        Reads of the data (1).
+    """
+
+    n_samples: int
+    n_features: int
+    count: float
+    mean: np.ndarray
+    var: np.ndarray
+    sample: np.ndarray
+    sample_index: np.ndarray
+    feature_names: np.ndarray | None
+    dtype: np.dtype
+    weighted: bool
+    n_passes: int
+    _moments: R.Moments
+    _gram: L.Centred | None
+
+    def standard_scaler(self, **params) -> StandardScaler:
+        """A :class:`StandardScaler` fitted from the moments (no pass of its own)."""
+        return StandardScaler(**params)._fit_moments(
+            self._moments, self.n_features, self.feature_names, weighted=self.weighted
+        )
+
+    def pca(self, n_components=None, *, scaler: StandardScaler | None = None,
+            **params) -> PCA:  # fmt: skip
+        """A :class:`PCA` fitted from the covariance (no pass of its own).
+
+        With ``scaler``, the PCA of the data ``scaler`` transforms: standardising a
+        covariance is algebra on the moments (``C_ij / (s_i s_j)``, mean zero).  The
+        solver is the covariance eigendecomposition.
+        """
+        if self._gram is None:
+            raise ValueError("This summary has no covariance; summarize with covariance=True.")
+        res, names = self._gram, self.feature_names
+        if scaler is not None:
+            mean = scaler.mean_ if scaler.with_mean else np.zeros(self.n_features)
+            scale = scaler.scale_ if scaler.with_std else np.ones(self.n_features)
+            gram = res.payload / np.outer(scale, scale)
+            res = L.Centred(res.count, (res.mean - mean) / scale, gram, float(np.trace(gram)))
+            names = None  # PCA of scaled data: the scaler's output names
+            if self.feature_names is not None:
+                names = scaler.get_feature_names_out()
+        params.setdefault("svd_solver", "covariance")
+        return PCA(n_components, **params)._fit_centred(res, self.dtype, names)
+
+
+def summarize(X, *, sample_size="auto", n_clusters: int = 8, covariance: bool = False,
+              sample_weight=None, random_state=None) -> Summary:  # fmt: skip
+    """Everything that needs only the raw records, in ONE pass over them.
+
+    Parameters
+    ----------
+    X : array-like, dask array, xarray.DataArray, zarr.Array or path of shape \
+(n_samples, n_features)
+    sample_size : "auto" or int, default="auto"
+        Rows of the seeded sample: uniform without replacement, or weighted by
+        ``sample_weight`` (Efraimidis-Spirakis).  ``"auto"``: the default of
+        ``KMeans(fit_sample="auto")`` for ``n_clusters`` clusters; 0: no sample.
+    n_clusters : int, default=8
+        The largest number of clusters the sample must serve (for ``"auto"``).
+    covariance : bool, default=False
+        Also gather the centred Gram for :meth:`Summary.pca` (unweighted only).
+    sample_weight : array-like or dask array of shape (n_samples,), optional
+    random_state : int, Generator or None
+        Seeds the sample; the same seed draws the same rows on any scheduler.
+
+    Returns
+    -------
+    Summary
+
+    Raises
+    ------
+    ValueError
+        If X holds NaN or infinity (named with the count).
+    """
+    inp = as_input(X)
+    w = as_sample_weight(sample_weight, inp.array)
+    if covariance and w is not None:
+        raise ValueError("covariance=True does not support sample_weight; summarize without it.")
+    rows = RowBlocks(inp.array, w, active_client())
+    if sample_size == "auto":
+        size = D.sample_size("auto", rows, True, n_clusters)
+    elif isinstance(sample_size, numbers.Integral) and sample_size >= 0:
+        size = int(min(sample_size, inp.n_samples))
+    else:
+        raise ValueError(f"sample_size={sample_size!r} must be 'auto' or an int >= 0.")
+    with single_threaded_blas():
+        out = D.gather(rows, size, as_generator(random_state), with_gram=covariance)
+    mom = out.moments
+    return Summary(
+        inp.n_samples, inp.n_features, float(mom.count), mom.mean, mom.variance,
+        out.sample.rows.reshape(-1, inp.n_features), out.sample.index, inp.feature_names,
+        inp.array.dtype, w is not None, rows.n_passes, mom, out.gram,
+    )  # fmt: skip
+
+
+def label_and_profile(X, model, *, write=None, feature_names=None, score=None, top_n: int = 3,
+                      sample_weight=None) -> Archetypes:  # fmt: skip
+    """The final pass: label every record through ``model`` and profile the clusters.
+
+    In ONE read of X: each block goes through the model's transformers, gets its
+    nearest centres (as ``model.predict``), is handed to ``write`` and contributes
+    to the per-cluster feature moments in X's own units and to the assignment's
+    cost, sizes and simplified silhouette.  The model's KMeans gets ``inertia_``,
+    ``cluster_sizes_`` and ``simplified_silhouette_`` from it.
+
+    Parameters
+    ----------
+    X : array-like, dask array, xarray.DataArray, zarr.Array or path of shape \
+(n_samples, n_features)
+        The records in their own units (what the model's first step takes).
+    model : KMeans or Pipeline of dkmeans transformers ending in a KMeans
+    write : callable, optional
+        ``write(labels, start)`` per block, e.g. the :class:`dkmeans.io.LabelsWriter`
+        of :func:`dkmeans.io.labels_writer`; labels are the model's cluster IDs.
+    feature_names, score, top_n, sample_weight
+        As :func:`dkmeans.profile_clusters`.
+
+    Returns
+    -------
+    Archetypes
+    """
+    inp = as_input(X)
+    names = archetype_feature_names(inp, feature_names)
+    steps, km = split_model(model)
+    dtype = inp.array.dtype
+    for step in steps:
+        if not hasattr(step, "_block_function"):
+            raise TypeError(
+                f"{type(step).__name__} is not a dkmeans transformer; label_and_profile runs "
+                "dkmeans.StandardScaler and dkmeans.PCA steps inside its pass."
+            )
+    functions = tuple(step._block_function(dtype) for step in steps)
+    transform = partial(SM.chain, functions=functions) if functions else None
+    centers = km.cluster_centers_
+    c64 = centers.astype(np.float64)
+    shift = K.choose_shift(c64.mean(axis=0), c64.var(axis=0))  # as predict's
+    ids = getattr(km, "cluster_ids_", None)
+    k = centers.shape[0]
+    rows = RowBlocks(inp.array, as_sample_weight(sample_weight, inp.array), active_client())
+    offsets = rows.offsets
+    with single_threaded_blas():
+        assignment, moments = rows.reduce(
+            SM.label_profile_chunk, SM.combine_label_profile, "label-profile", transform,
+            centers, K.prepare_centers(centers, shift, centers.dtype), shift, km._spherical,
+            ids, write, per_block=lambda i: (int(offsets[i]),),
+        )  # fmt: skip
+    km._set_label_pass(None, assignment.cost, assignment.weights, assignment.simplified)
+    cluster_ids = np.arange(k) if ids is None else np.asarray(ids)
+    return archetypes_from_moments(moments, names, cluster_ids, score=score, top_n=top_n)
