@@ -213,3 +213,17 @@ def test_bench_orchestration_runs_at_tiny_size(tmp_path):
         assert r["given"]["passes"] == 4 and r["kmeans||"]["seeding_passes"] == 6
         assert r["given"]["vs_dask_sum"] > 0 and r["client_peak_rss_mb"] > 0
     assert "threads_kmeans||_growth_20_to_40" in lines[-1]
+
+
+@pytest.mark.slow
+def test_bench_job_runs_at_tiny_size(tmp_path):
+    by = _by_system(_bench(
+        "bench_job.py", "--dataset", "communities", "--rows", "6000", "--chunk", "1000",
+        "--k-max", "6", "--seeds", "1", "--store", str(tmp_path / "c.zarr"),
+    ))  # fmt: skip
+    for name in ("job-in-memory", "job-streamed", "job-streamed-full", "inertia-seeds"):
+        assert "error" not in by[name], by[name]
+    assert by["job-in-memory"]["reads"] == 1
+    assert by["job-streamed"]["reads"] <= 4 < by["job-streamed-full"]["reads"]
+    assert by["inertia-seeds"]["median_ratio"] < 1.05
+    assert set(by["summary"]["targets_met"]) >= {"streamed_reads_le_4", "same_k_as_in_memory"}
