@@ -102,31 +102,44 @@ def test_weighted_sample_follows_the_weights():
 
 
 @given(
-    n=st.integers(1, 300),
-    size=st.integers(0, 80),
-    cuts=st.lists(st.integers(1, 299), max_size=6),
+    n=st.integers(1, 3000),
+    size=st.integers(0, 60),
+    cuts=st.lists(st.integers(1, 2999), max_size=6),
     weighted=st.booleans(),
 )
 def test_gather_combines_like_one_block(n, size, cuts, weighted):
-    """Kernel property: gathering blocks then combining equals gathering the whole rows
-    (keys fixed per row), whatever the block boundaries."""
+    """Kernel property: gathering blocks (each keeping only its rows below the key
+    threshold) then combining gives the moments, the Gram and the smallest-key sample
+    of the whole rows, whatever the block boundaries."""
     rng = np.random.default_rng(n)
     X = rng.normal(size=(n, 3))
     w = rng.uniform(0.1, 2.0, size=n) if weighted else None
-    keys = SM.sample_keys(n, 7, w)
+    threshold = SM.key_threshold(size, n, weighted)
     bounds = sorted({c for c in cuts if c < n} | {0, n})
-    parts = []
-    for a, b in itertools.pairwise(bounds):
-        mom = SM.R.weighted_moments_chunk(X[a:b], None if w is None else w[a:b])
-        parts.append(SM.Gathered(mom, SM.L.gram_chunk(X[a:b]),
-                                 SM.S.sample_by_keys(X[a:b], keys[a:b], size, a)))  # fmt: skip
+    parts, keys = [], []
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+        wb = None if w is None else w[a:b]
+        parts.append(SM.gather_chunk(X[a:b], wb, True, (i, size, a, threshold)))
+        keys.append(SM.sample_keys(b - a, i, wb))
     got = SM.finalize_gathered(SM.combine_gathered(parts, size))
+    keys = np.concatenate(keys)
     expected = np.sort(np.argsort(keys, kind="stable")[:size])
-    np.testing.assert_array_equal(got.sample.index, expected)
-    np.testing.assert_array_equal(got.sample.rows, X[expected])
+    if got.sample.index.shape[0] < min(size, n):  # the pass then draws again without it
+        assert np.isfinite(threshold) and keys[expected].max() >= threshold
+    else:
+        np.testing.assert_array_equal(got.sample.index, expected)
+        np.testing.assert_array_equal(got.sample.rows, X[expected])
     np.testing.assert_allclose(got.moments.mean, np.average(X, axis=0, weights=w), atol=1e-12)
     centred = X - X.mean(axis=0)
     np.testing.assert_allclose(got.gram.payload, centred.T @ centred, atol=1e-9)
+
+
+def test_blocks_send_only_their_likely_sample_rows():
+    n, size = 100_000, 1000
+    threshold = SM.key_threshold(size, n, False)
+    assert threshold < 2 * size / n and SM.key_threshold(size, n, True) == np.inf
+    part = SM.gather_chunk(np.zeros((10_000, 2)), None, False, (5, size, 0, threshold))
+    assert part.sample.rows.shape[0] < 200  # about size / 10, not size
 
 
 # --------------------------------------------------------------------------- KMeans on a sample

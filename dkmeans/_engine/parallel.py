@@ -443,12 +443,20 @@ class RowBlocks:
         """Moments, the centred Gram if ``with_gram``, and a seeded sample of
         ``sample_size`` rows (weighted by sample_weight, if any), in one pass."""
         offsets = self.offsets
+        threshold = SM.key_threshold(sample_size, self.n_samples, self.sample_weight is not None)
 
         def per_block(i):
-            return ((block_seed(entropy, _STAGE_GATHER, i), sample_size, int(offsets[i])),)
+            seed = block_seed(entropy, _STAGE_GATHER, i)
+            return ((seed, sample_size, int(offsets[i]), threshold),)
 
         combine = partial(SM.combine_gathered, size=sample_size)
         out = self.reduce(SM.gather_chunk, combine, name, with_gram, per_block=per_block)
+        if out.sample.index.shape[0] < min(sample_size, self.n_samples):
+            # fewer rows than asked fell below the threshold (a chance under 1e-20): the
+            # sample is not exact, so draw it again keeping every block's smallest keys
+            logger.warning("row sample short of %d rows; drawing it again", sample_size)
+            threshold = np.inf
+            out = self.reduce(SM.gather_chunk, combine, name, with_gram, per_block=per_block)
         return SM.finalize_gathered(out)
 
     def lloyd_pass(self, center_sets, shift, n_far: int, *, with_moments: bool, name: str):

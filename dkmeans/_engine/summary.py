@@ -46,13 +46,30 @@ def sample_keys(n: int, seed, sample_weight=None) -> np.ndarray:
         return -np.log1p(-u) / w
 
 
+def key_threshold(size: int, n_samples: int, weighted: bool) -> float:
+    """A key below which the ``size`` smallest of ``n_samples`` uniform keys fall but for
+    a chance under 1e-20 (ten standard deviations above the expected ``size``-th key).
+
+    Blocks keep only rows below it, so a block sends its few likely rows, not ``size``;
+    the caller checks that at least ``size`` rows fell below (then the sample is exact).
+    Weighted keys have no such bound before the weights are summed: inf.
+    """
+    if weighted or size >= n_samples:
+        return np.inf
+    return min(1.0, (size + 10 * np.sqrt(size) + 10) / n_samples)
+
+
 def gather_chunk(X, sample_weight, with_gram: bool, sampling) -> Gathered:
-    """``sampling = (seed, size, row offset)``: the block's own seed and place."""
-    seed, size, offset = sampling
+    """``sampling = (seed, size, row offset, key threshold)``: the block's own seed and
+    place, and the key its candidate rows fall below."""
+    seed, size, offset, threshold = sampling
     mom = R.weighted_moments_chunk(X, sample_weight)
     gram = L.gram_chunk(X) if with_gram else None
     keys = sample_keys(X.shape[0], seed, sample_weight)
-    return Gathered(mom, gram, S.sample_by_keys(X, keys, size, offset))
+    below = np.flatnonzero(keys < threshold) if np.isfinite(threshold) else np.arange(keys.shape[0])
+    chosen = below[S._smallest(keys[below], size)]
+    sample = S.RowSample(keys[chosen], K.take_rows(X, chosen), None, chosen + offset, None)
+    return Gathered(mom, gram, sample)
 
 
 def combine_gathered(parts: list[Gathered], size: int) -> Gathered:
