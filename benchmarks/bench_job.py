@@ -58,7 +58,6 @@ def make_store(args) -> Path:
 
         return write_communities(path, args.rows, chunks=args.chunk, random_state=args.seed)
     import zarr
-
     from dkmeans.datasets import make_blobs
 
     X, _, _ = make_blobs(args.rows, args.features, PLANTED["blobs"], cluster_std=7.0,
@@ -95,7 +94,6 @@ def _job(args, **kw):
 def run_system(system: str, args) -> dict:
     import dask
     import zarr
-
     from dkmeans.pipeline import run
 
     n_chunks = zarr.open_array(str(Path(args.store) / "features"), mode="r").nchunks
@@ -123,9 +121,9 @@ def run_system(system: str, args) -> dict:
 def _inertia_seeds(args, reads: list, n_chunks: int) -> dict:
     """Per seed: the streamed job at the planted k, and an in-memory full-data fit."""
     import dask.array as da
+    from dkmeans.pipeline import run
 
     from dkmeans import KMeans
-    from dkmeans.pipeline import run
 
     k = PLANTED[args.dataset]
     X = da.from_zarr(str(Path(args.store) / "features")).compute()
@@ -193,7 +191,8 @@ def main(argv=None):
     systems = args.systems.split(",") + (["job-streamed-before"] if args.before else [])
     base = ["--dataset", args.dataset, "--rows", str(args.rows), "--features",
             str(args.features), "--chunk", str(args.chunk), "--k-min", str(args.k_min),
-            "--k-max", str(args.k_max), "--seeds", str(args.seeds), "--seed", str(args.seed)]  # fmt: skip
+            "--k-max", str(args.k_max), "--seeds", str(args.seeds),
+            "--seed", str(args.seed)]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dkmeans-bench-") as tmp:
         args.store = args.store or str(Path(tmp) / f"{args.dataset}.zarr")
         t = time.perf_counter()

@@ -91,7 +91,8 @@ def run_one(args) -> dict:
         fits = [(lab, kw) for lab, kw in (("given", {"init": init, "n_init": 1}), ("kmeans||", {}))
                 if lab in args.inits.split(",")]  # fmt: skip
         for _, kw in fits:  # warm: numba compiles the kernels once per process
-            KMeans(K, max_iter=1, persist=False, random_state=0, fit_sample=None, **kw).fit(x[: 8 * CHUNK_ROWS])
+            KMeans(K, max_iter=1, persist=False, random_state=0, fit_sample=None,
+                   **kw).fit(x[: 8 * CHUNK_ROWS])  # fmt: skip
         for label, kw in fits:
             km = KMeans(K, max_iter=args.iterations, tol=0.0, persist=False, random_state=0,
                         fit_sample=None, **kw)  # fmt: skip

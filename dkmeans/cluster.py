@@ -319,8 +319,9 @@ class KMeans(_BaseKMeans):
         every iteration.  An int is the sample's size; ``"auto"`` samples 200,000 rows
         (at most 256 MiB, at least 200 a cluster) when the data is streamed from its
         store (not kept in memory) and fits on all rows otherwise; None always fits
-        on all rows.  A sample holding fewer than 100 rows of its smallest cluster
-        warns with the numbers.
+        on all rows.  ``max_iter`` and ``tol`` apply to the sample's fit and to the
+        polish each; ``n_iter_`` counts the polish's passes.  A sample holding fewer
+        than 100 rows of its smallest cluster warns with the numbers.
     compute_labels : bool, default=True
         Make the final label pass (``labels_``, ``inertia_``, ``cluster_sizes_``,
         ``simplified_silhouette_``).  False skips that read of the data, for a caller
@@ -398,8 +399,11 @@ class KMeans(_BaseKMeans):
         "metric": [OneOf("euclidean", "cosine")],
         "checkpoint": [IsInstance(type(None), str, os.PathLike, label="None or a directory")],
         "resume": [OneOf(True, False)],
-        "fit_sample": [OneOf("auto"), IsInstance(type(None), label="None"),
-                       Interval(numbers.Integral, 2, None)],  # fmt: skip
+        "fit_sample": [
+            OneOf("auto"),
+            IsInstance(type(None), label="None"),
+            Interval(numbers.Integral, 2, None),
+        ],
         "compute_labels": [OneOf(True, False)],
     }
 

@@ -39,9 +39,7 @@ def test_combine_tree_is_the_same_whatever_the_grouping(n_blocks, split, task_by
     X = da.zeros((n_blocks * 10, 2), chunks=(10, 2))
     with dask.config.set({"dkmeans.split-every": split, "dkmeans.task-bytes": task_bytes}):
         rows = RowBlocks(X)
-        got = rows.reduce(
-            _block_name, _nest, "tree", per_block=lambda i: (int(rows.offsets[i]),)
-        )
+        got = rows.reduce(_block_name, _nest, "tree", per_block=lambda i: (int(rows.offsets[i]),))
     assert got == _naive_tree([str(10 * i) for i in range(n_blocks)], split)
     assert rows.n_passes == 1
 

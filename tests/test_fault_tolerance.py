@@ -131,3 +131,35 @@ def test_a_worker_killed_mid_fit_changes_nothing(store, persist):
     assert "error" not in result, result.get("error")
     np.testing.assert_array_equal(result["km"].cluster_centers_, undisturbed.cluster_centers_)
     assert result["km"].inertia_ == undisturbed.inertia_
+
+
+def test_a_sampled_streamed_fit_resumes_without_drawing_the_sample_again(
+    tmp_path, store, monkeypatch
+):
+    from dkmeans._engine.checkpoint import Checkpoint
+
+    params = {"n_clusters": 12, "random_state": 3, "tol": 0.0, "max_iter": 30,
+              "persist": False, "fit_sample": 5000}  # fmt: skip
+    observer = Checkpoint.observer
+
+    def interrupted_after_two_polish_passes(self, n_seeding_passes):
+        save = observer(self, n_seeding_passes)
+
+        def on_iteration(runs, moments):
+            save(runs, moments)
+            if max(r.n_iter for r in runs) >= 2:
+                raise KeyboardInterrupt
+
+        return on_iteration
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Checkpoint, "observer", interrupted_after_two_polish_passes)
+        with pytest.raises(KeyboardInterrupt):
+            KMeans(**params, checkpoint=tmp_path / "c").fit(str(store))
+    resumed = KMeans(**params, checkpoint=tmp_path / "c", resume=True).fit(str(store))
+    straight = KMeans(**params).fit(str(store))
+    np.testing.assert_array_equal(resumed.cluster_centers_, straight.cluster_centers_)
+    assert resumed.n_iter_ == straight.n_iter_ > 2
+    # the resumed fit skipped the gathering pass: the polish passes left, then the labels
+    assert straight.n_passes_ == 1 + straight.n_iter_ + 1
+    assert resumed.n_passes_ == straight.n_iter_ - 2 + 1

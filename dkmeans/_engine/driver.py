@@ -15,6 +15,7 @@ import logging
 import warnings
 from dataclasses import dataclass, replace
 
+import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
@@ -22,7 +23,7 @@ from . import kernels as K
 from . import reductions as R
 from .checkpoint import Checkpoint
 from .lloyd import Run, lloyd
-from .parallel import RowBlocks, memory_budget
+from .parallel import RowBlocks, memory_budget, persist_from_here
 from .seeding import check_finite, seed_runs
 from .summary import Gathered
 from .validation import Input, as_input, as_sample_weight
@@ -84,7 +85,8 @@ def prepare(inp: Input, sample_weight, spec: FitSpec, client, n_clusters: int, *
     else:
         persist = bool(spec.persist)
     if persist and not (inp.in_memory and client is None):
-        X, w = (X.persist(), None if w is None else w.persist())
+        keep = persist_from_here if inp.in_memory else da.Array.persist
+        X, w = keep(X), None if w is None else keep(w)
     streamed = not (persist or inp.in_memory)
     if isinstance(spec.init, str) and spec.init == "k-means++" and streamed:
         warnings.warn(
@@ -187,7 +189,7 @@ def gather(rows: RowBlocks, size: int, rng: np.random.Generator, *,
 def sample_rows(sample: np.ndarray, client) -> RowBlocks:
     """The sample as in-memory row blocks (on the cluster's workers when there is one)."""
     arr = as_input(sample).array
-    return RowBlocks(arr if client is None else arr.persist(), None, client)
+    return RowBlocks(arr if client is None else persist_from_here(arr), None, client)
 
 
 def warn_if_sparse(sampled_sizes, n_sample: int, n_samples: int, *, stacklevel: int) -> None:
@@ -215,8 +217,9 @@ def sampled_sizes(sample: np.ndarray, centers) -> np.ndarray:
     return np.bincount(labels, minlength=c.shape[0])
 
 
-def fit_on_sample(rows: RowBlocks, spec: FitSpec, k: int, rng: np.random.Generator, size: int,
-                  checkpoint: Checkpoint | None = None, *, stacklevel: int) -> FitResult:  # fmt: skip
+def fit_on_sample(rows: RowBlocks, spec: FitSpec, k: int, rng: np.random.Generator,
+                  size: int, checkpoint: Checkpoint | None = None, *,
+                  stacklevel: int) -> FitResult:  # fmt: skip
     """Sample, seed and fit in memory, then polish with Lloyd passes on all rows.
 
     One pass gathers the moments and the sample; the sample gets the whole fit

@@ -122,6 +122,17 @@ def map_features(fn, X: da.Array, n_out: int, *params, dtype, name: str) -> da.A
     return X.map_blocks(fn, *params, dtype=dtype, chunks=(X.chunks[0], (n_out,)), name=name)
 
 
+def persist_from_here(X: da.Array) -> da.Array:
+    """Persist an array held by this process (NumPy blocks in its graph) on the cluster.
+
+    The data travels once, inside the graph, so a lost worker's blocks can be rebuilt
+    from it (scattered futures would be lost with the worker); dask's large-graph
+    warning is expected here and silenced.
+    """
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "64GiB"}):
+        return X.persist()
+
+
 class BlockRef(NamedTuple):
     """Block ``i`` of a row-aligned array (``RowBlocks.aligned``), for ``per_block``:
     the task gets the block itself."""
@@ -557,6 +568,7 @@ def _label_chunk_kept(X, w, centers, cs, shift):
 
 def _weight_total(_x, w) -> float:
     return _total(w)
+
 
 def _total(w) -> float:
     xp = B.namespace(w)

@@ -1,7 +1,8 @@
 """A job's two passes over all of the raw records: the gathering pass and the final one.
 
-The gathering pass reads everything a job needs before it can fit.  Per block: the column moments (and the NaN/inf count), optionally the centred Gram for
-PCA, and candidate rows of a seeded sample.  Combined in block order like every other
+The gathering pass reads everything a job needs before it can fit.  Per block: the
+column moments (and the NaN/inf count), optionally the centred Gram for PCA, and
+candidate rows of a seeded sample.  Combined in block order like every other
 reduction, so the result does not depend on how blocks are grouped into tasks.
 
 The sample is drawn by random keys, the smallest keys winning: uniform keys ``u`` give a

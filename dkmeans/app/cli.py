@@ -297,9 +297,13 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
                             "simplified_silhouette"])  # fmt: skip
     p.add_argument("--no-scale", action="store_true", help="skip standard scaling")
     p.add_argument("--pca", type=_pca, default=0.95, help="0.95 (variance), N, or none")
-    p.add_argument("--fit-sample", type=_fit_sample, default="auto",
-                   help="rows the k sweep and fit run on before polishing on all rows: "
-                        "auto (default: when the records are not kept in memory), N, or none")
+    p.add_argument(
+        "--fit-sample",
+        type=_fit_sample,
+        default="auto",
+        help="rows the k sweep and fit run on before polishing on all rows: "
+        "auto (default: when the records are not kept in memory), N, or none",
+    )
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--plots", help="folder for PNG plots")
     _common(p)

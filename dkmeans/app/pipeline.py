@@ -21,7 +21,7 @@ from .. import io
 from .._engine.driver import warn_if_sparse
 from .._engine.validation import unwrap
 from ..alignment import align_labels
-from ..archetypes import Archetypes, profile_clusters
+from ..archetypes import Archetypes
 from ..cluster import KMeans
 from ..model_selection import CRITERIA, KSelection, select_k
 from ..persistence import data_fingerprint, load, save
@@ -299,8 +299,8 @@ def run(job: Job) -> JobResult:
     fit_on = _transform(steps, summary.sample) if on_sample else data
     selection = None
     with timer.step("kmeans"):
-        fit_params = {"random_state": job.random_state, "fit_sample": None,
-                      "compute_labels": False, "persist": job.persist, "n_init": job.n_init}  # fmt: skip
+        fit_params = {"random_state": job.random_state, "fit_sample": None, "n_init": job.n_init,
+                      "compute_labels": False, "persist": job.persist}  # fmt: skip
         if not on_sample:
             fit_params.update(checkpoint=job.checkpoint, resume=job.resume)
         if job.k == "auto":
