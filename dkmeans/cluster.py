@@ -162,6 +162,17 @@ class _BaseKMeans(
         self.simplified_silhouette_ = simplified / total if k > 1 else float("nan")
         self.cluster_sizes_ = np.asarray(sizes)
 
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then the label of each sample (``labels_``; with ``compute_labels=False``,
+        :meth:`predict`, which reads X once more).
+
+        Returns
+        -------
+        labels : ndarray, dask array or xarray.DataArray of shape (n_samples,)
+        """
+        self.fit(X, sample_weight=sample_weight)
+        return self.labels_ if hasattr(self, "labels_") else self.predict(X)
+
     @property
     def _n_features_out(self):
         """Number of transformed output features (for ``get_feature_names_out``)."""
@@ -488,9 +499,11 @@ class KMeans(_BaseKMeans):
         checkpoint = settings._checkpoint(inp, sample_weight, spec)
         rng = as_generator(settings.random_state)
         with verbosity(settings.verbose), single_threaded_blas():
-            rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), k,
-                                        stacklevel=4 + depth)  # fmt: skip
-            size = settings._sample_size(rows, streamed=not (persisted or inp.in_memory))
+            rows, persisted = D.prepare(inp, sample_weight, spec, active_client())
+            streamed = not (persisted or inp.in_memory)
+            size = settings._sample_size(rows, streamed=streamed)
+            if size is None and streamed:
+                D.warn_if_seeding_streams(spec, k, stacklevel=4 + depth)
             if size is None:
                 res = D.fit(rows, spec, [k], [rng], checkpoint)
             else:

@@ -182,6 +182,11 @@ def labels_writer(
     final = group_dir / name
     try:
         yield LabelsWriter(out, str(final))
+        if out.nchunks_initialized != out.nchunks:  # labels are never the fill value -1
+            raise RuntimeError(
+                f"Only {out.nchunks_initialized} of the {out.nchunks} chunks of the labels "
+                "were written; nothing was replaced."
+            )
         trash = group_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
         if final.exists():
             os.replace(final, trash)

@@ -206,8 +206,9 @@ class MiniBatchKMeans(_BaseKMeans):
         spec = self._fit_spec(inp, self.n_clusters, n_init=1)
         rng = as_generator(self.random_state)
         with single_threaded_blas():
-            rows, persisted = D.prepare(inp, sample_weight, spec, active_client(),
-                                        self.n_clusters, stacklevel=3)  # fmt: skip
+            rows, persisted = D.prepare(inp, sample_weight, spec, active_client())
+            if not (persisted or inp.in_memory):
+                D.warn_if_seeding_streams(spec, self.n_clusters, stacklevel=3)
             (run,), moments = D.seed(rows, spec, [self.n_clusters], [rng])
             n_seeding = rows.n_passes
             if moments is None:

@@ -15,6 +15,7 @@ def select_k(
     *,
     criterion="silhouette",
     sample_size=10_000,
+    sweep_sample_size=None,
     n_init="auto",
     random_state=None,
     sample_weight=None,
@@ -52,6 +53,8 @@ def select_k(
         Calinski-Harabasz and the simplified silhouette; smaller Davies-Bouldin is better.
     sample_size : int, default=10000
         Rows in the silhouette sample (all rows if fewer).
+    sweep_sample_size : int, optional
+        Deprecated: ``fit_sample``.
     n_init : "auto" or int, default="auto"
         Initialisations per k (``"auto"``: 1, or 10 for ``init="random"``).
     random_state : int, Generator or None
@@ -77,6 +80,16 @@ def select_k(
     >>> sel.best_k, sel.best_model.cluster_centers_.shape
     (4, (4, 2))
     """
+    if sweep_sample_size is not None:
+        import warnings
+
+        warnings.warn(
+            "select_k(sweep_sample_size=N) is deprecated: the sweep runs on the fit sample; "
+            "use fit_sample=N.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        kmeans_params.setdefault("fit_sample", sweep_sample_size)
     return select_into(
         None, as_input(X), k_range, estimator=KMeans, criterion=criterion, sample_size=sample_size,
         n_init=n_init, random_state=random_state,

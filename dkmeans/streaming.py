@@ -24,13 +24,18 @@ from ._engine import linalg as L
 from ._engine import reductions as R
 from ._engine import summary as SM
 from ._engine.parallel import RowBlocks, active_client, single_threaded_blas
-from ._engine.validation import as_generator, as_input, as_sample_weight
+from ._engine.validation import (
+    as_generator,
+    as_input,
+    as_sample_weight,
+    check_fitted_input,
+)
 from .alignment import split_model
 from .archetypes import Archetypes, archetype_feature_names, archetypes_from_moments
 from .decomposition import PCA
 from .preprocessing import StandardScaler
 
-__all__ = ["Summary", "label_and_profile", "summarize"]
+__all__ = ["LabelPass", "Summary", "label_and_profile", "summarize"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,9 +51,15 @@ class Summary:
     mean, var : ndarray of shape (n_features,)
         Column means and population variances (weighted if weights were given).
     sample : ndarray of shape (n_sample, n_features)
-        The seeded row sample, in row order, in the records' dtype.
+        The seeded row sample, in row order, in the records' dtype.  The rows drawn
+        depend on the seed and on the records' row chunks (each chunk draws from its
+        own seed), not on the scheduler or on how chunks are grouped into tasks.
     sample_index : ndarray of shape (n_sample,)
         Their row numbers.
+    sample_weight : ndarray of shape (n_sample,) or None
+        With row weights, each sampled row's design weight ``w / π`` (π its inclusion
+        probability): the weight that makes the sample stand for the data; fit the
+        sample with it.  None without row weights.
     feature_names : ndarray of str or None
     n_passes : int
         Reads of the data (1).
@@ -61,6 +72,7 @@ class Summary:
     var: np.ndarray
     sample: np.ndarray
     sample_index: np.ndarray
+    sample_weight: np.ndarray | None
     feature_names: np.ndarray | None
     dtype: np.dtype
     weighted: bool
@@ -95,6 +107,18 @@ class Summary:
                 names = scaler.get_feature_names_out()
         params.setdefault("svd_solver", "covariance")
         return PCA(n_components, **params)._fit_centred(res, self.dtype, names)
+
+    def check_coverage(self, model) -> np.ndarray:
+        """Sampled rows nearest each centre of ``model`` (a KMeans, or a Pipeline ending
+        in one, taking the records); warns when the smallest cluster holds fewer than
+        100, with the numbers and a larger sample size.  Returns the counts."""
+        steps, km = split_model(model)
+        rows = self.sample
+        for step in steps:
+            rows = step.transform(rows)
+        sizes = D.sampled_sizes(np.asarray(rows), km.cluster_centers_)
+        D.warn_if_sparse(sizes, rows.shape[0], self.n_samples, stacklevel=3)
+        return sizes
 
 
 def summarize(X, *, sample_size="auto", n_clusters: int = 8, covariance: bool = False,
@@ -131,9 +155,13 @@ def summarize(X, *, sample_size="auto", n_clusters: int = 8, covariance: bool = 
     if covariance and w is not None:
         raise ValueError("covariance=True does not support sample_weight; summarize without it.")
     rows = RowBlocks(inp.array, w, active_client())
+    if not (isinstance(n_clusters, numbers.Integral) and n_clusters >= 1):
+        raise ValueError(f"n_clusters={n_clusters!r} must be a positive int.")
     if sample_size == "auto":
-        size = D.sample_size("auto", rows, True, n_clusters)
-    elif isinstance(sample_size, numbers.Integral) and sample_size >= 0:
+        size = D.sample_size("auto", rows, True, int(n_clusters))
+    elif isinstance(sample_size, numbers.Integral) and not isinstance(sample_size, bool) and (
+        sample_size >= 0
+    ):  # fmt: skip
         size = int(min(sample_size, inp.n_samples))
     else:
         raise ValueError(f"sample_size={sample_size!r} must be 'auto' or an int >= 0.")
@@ -142,20 +170,44 @@ def summarize(X, *, sample_size="auto", n_clusters: int = 8, covariance: bool = 
     mom = out.moments
     return Summary(
         inp.n_samples, inp.n_features, float(mom.count), mom.mean, mom.variance,
-        out.sample.rows.reshape(-1, inp.n_features), out.sample.index, inp.feature_names,
+        out.sample.rows.reshape(-1, inp.n_features), out.sample.index, out.sample_weight,
+        inp.feature_names,
         inp.array.dtype, w is not None, rows.n_passes, mom, out.gram,
     )  # fmt: skip
 
 
+@dataclass(frozen=True, eq=False)
+class LabelPass:
+    """What :func:`label_and_profile` measured in its one pass.
+
+    Attributes
+    ----------
+    archetypes : Archetypes
+        Per-cluster statistics of X in its own units.
+    inertia : float
+        Exact (weighted) sum of squared distances to the nearest centre (cosine: the
+        summed cosine distance), as ``KMeans.inertia_``.
+    cluster_sizes : ndarray of shape (n_clusters,)
+        Rows (or summed weight) labelled with each cluster.
+    simplified_silhouette : float
+    n_samples : int
+    """
+
+    archetypes: Archetypes
+    inertia: float
+    cluster_sizes: np.ndarray
+    simplified_silhouette: float
+    n_samples: int
+
+
 def label_and_profile(X, model, *, write=None, feature_names=None, score=None, top_n: int = 3,
-                      sample_weight=None) -> Archetypes:  # fmt: skip
+                      sample_weight=None, update_model: bool = False) -> LabelPass:  # fmt: skip
     """The final pass: label every record through ``model`` and profile the clusters.
 
     In ONE read of X: each block goes through the model's transformers, gets its
     nearest centres (as ``model.predict``), is handed to ``write`` and contributes
     to the per-cluster feature moments in X's own units and to the assignment's
-    cost, sizes and simplified silhouette.  The model's KMeans gets ``inertia_``,
-    ``cluster_sizes_`` and ``simplified_silhouette_`` from it.
+    cost, sizes and simplified silhouette.
 
     Parameters
     ----------
@@ -168,21 +220,25 @@ def label_and_profile(X, model, *, write=None, feature_names=None, score=None, t
         of :func:`dkmeans.io.labels_writer`; labels are the model's cluster IDs.
     feature_names, score, top_n, sample_weight
         As :func:`dkmeans.profile_clusters`.
+    update_model : bool, default=False
+        Set the KMeans's ``inertia_``, ``cluster_sizes_`` and ``simplified_silhouette_``
+        from this pass (X is its training data) and drop its ``labels_``, which would
+        describe other rows.
 
     Returns
     -------
-    Archetypes
+    LabelPass
     """
-    inp = as_input(X)
-    names = archetype_feature_names(inp, feature_names)
     steps, km = split_model(model)
-    dtype = inp.array.dtype
     for step in steps:
         if not hasattr(step, "_block_function"):
             raise TypeError(
                 f"{type(step).__name__} is not a dkmeans transformer; label_and_profile runs "
                 "dkmeans.StandardScaler and dkmeans.PCA steps inside its pass."
             )
+    inp = check_fitted_input(steps[0] if steps else km, X)
+    names = archetype_feature_names(inp, feature_names)
+    dtype = inp.array.dtype
     functions = tuple(step._block_function(dtype) for step in steps)
     transform = partial(SM.chain, functions=functions) if functions else None
     centers = km.cluster_centers_
@@ -195,9 +251,17 @@ def label_and_profile(X, model, *, write=None, feature_names=None, score=None, t
     with single_threaded_blas():
         assignment, moments = rows.reduce(
             SM.label_profile_chunk, SM.combine_label_profile, "label-profile", transform,
-            centers, K.prepare_centers(centers, shift, centers.dtype), shift, km._spherical,
+            centers, K.prepare_centers(centers, shift, dtype), shift, km._spherical,
             ids, write, per_block=lambda i: (int(offsets[i]),),
         )  # fmt: skip
-    km._set_label_pass(None, assignment.cost, assignment.weights, assignment.simplified)
     cluster_ids = np.arange(k) if ids is None else np.asarray(ids)
-    return archetypes_from_moments(moments, names, cluster_ids, score=score, top_n=top_n)
+    arch = archetypes_from_moments(moments, names, cluster_ids, score=score, top_n=top_n)
+    total = float(np.sum(assignment.weights))
+    result = LabelPass(
+        arch, km._inertia(float(assignment.cost)), assignment.weights,
+        assignment.simplified / total if k > 1 else float("nan"), inp.n_samples,
+    )  # fmt: skip
+    if update_model:
+        vars(km).pop("labels_", None)
+        km._set_label_pass(None, assignment.cost, assignment.weights, assignment.simplified)
+    return result

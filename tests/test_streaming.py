@@ -114,21 +114,31 @@ def test_gather_combines_like_one_block(n, size, cuts, weighted):
     rng = np.random.default_rng(n)
     X = rng.normal(size=(n, 3))
     w = rng.uniform(0.1, 2.0, size=n) if weighted else None
-    threshold = SM.key_threshold(size, n, weighted)
+    keep = size + 1  # as the pass: one key past the sample gives the inclusion probabilities
+    threshold = SM.key_threshold(keep, n, weighted)
     bounds = sorted({c for c in cuts if c < n} | {0, n})
     parts, keys = [], []
     for i, (a, b) in enumerate(itertools.pairwise(bounds)):
         wb = None if w is None else w[a:b]
-        parts.append(SM.gather_chunk(X[a:b], wb, True, (i, size, a, threshold)))
+        parts.append(SM.gather_chunk(X[a:b], wb, True, (i, keep, a, threshold)))
         keys.append(SM.sample_keys(b - a, i, wb))
-    got = SM.finalize_gathered(SM.combine_gathered(parts, size))
+    combined = SM.combine_gathered(parts, keep)
     keys = np.concatenate(keys)
-    expected = np.sort(np.argsort(keys, kind="stable")[:size])
-    if got.sample.index.shape[0] < min(size, n):  # the pass then draws again without it
-        assert np.isfinite(threshold) and keys[expected].max() >= threshold
+    order = np.argsort(keys, kind="stable")
+    expected = np.sort(order[:size])
+    if combined.sample.index.shape[0] < min(keep, n):  # the pass then draws again
+        assert np.isfinite(threshold) and keys[order[: min(keep, n)]].max() >= threshold
     else:
+        got = SM.finalize_gathered(combined, size)
         np.testing.assert_array_equal(got.sample.index, expected)
         np.testing.assert_array_equal(got.sample.rows, X[expected])
+        if weighted:  # design weights w / π, π = 1 - exp(-w τ) with τ the next key
+            tau = keys[order[size]] if n > size else np.inf
+            pi = 1.0 if n <= size else -np.expm1(-w[expected] * tau)
+            np.testing.assert_allclose(got.sample_weight, w[expected] / pi, rtol=1e-12)
+        else:
+            assert got.sample_weight is None
+    got = combined
     np.testing.assert_allclose(got.moments.mean, np.average(X, axis=0, weights=w), atol=1e-12)
     centred = X - X.mean(axis=0)
     np.testing.assert_allclose(got.gram.payload, centred.T @ centred, atol=1e-9)
@@ -207,6 +217,47 @@ def test_a_sample_too_small_for_the_smallest_cluster_warns_with_the_numbers():
         KMeans(4, random_state=0, persist=False, fit_sample=10_000).fit(dX)
 
 
+def test_heavy_rows_keep_their_weight_through_the_sample():
+    """A few rows carrying most of the weight are a few rows of the sample: their
+    design weights (w / π) make the sample fit see their mass."""
+    X, _, _ = blobs(n=30_000, d=2, k=3, std=0.5, seed=6)
+    heavy = np.full((20, 2), 25.0) + np.random.default_rng(2).normal(scale=0.5, size=(20, 2))
+    X = np.vstack([X, heavy])
+    w = np.concatenate([np.ones(30_000), np.full(20, 2000.0)])
+    dX = da.from_array(X, chunks=(5000, 2))
+    s = summarize(dX, sample_size=2000, sample_weight=w, random_state=0)
+    assert s.sample_weight.sum() == pytest.approx(w.sum(), rel=0.05)  # Horvitz-Thompson
+    with pytest.warns(UserWarning, match="holds only 20 rows"):  # all 20 heavy rows drawn
+        sampled = KMeans(4, random_state=0, persist=False, fit_sample=2000).fit(dX, sample_weight=w)
+    full = KMeans(4, random_state=0, fit_sample=None).fit(X, sample_weight=w)
+    # both stop at the same tolerance (1e-4 of the variance), from different starts
+    np.testing.assert_allclose(np.sort(sampled.cluster_centers_, axis=0),
+                               np.sort(full.cluster_centers_, axis=0), atol=1e-3)  # fmt: skip
+    assert np.abs(sampled.cluster_centers_ - 25).max(axis=1).min() < 0.5  # the heavy cluster
+
+
+def test_kmeans_plus_plus_warns_only_when_it_would_stream(blobs_store):
+    path, _ = blobs_store
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KMeans(3, init="k-means++", persist=False, random_state=0, fit_sample=5000).fit(str(path))
+    with pytest.warns(UserWarning, match="once per centre"):
+        KMeans(3, init="k-means++", persist=False, random_state=0, fit_sample=None,
+               max_iter=2).fit(str(path))  # fmt: skip
+
+
+def test_compute_labels_false_skips_the_label_pass(blobs_store):
+    path, X = blobs_store
+    arr, store = counting_array(path)
+    sel = select_k(arr, range(2, 7), persist=False, random_state=0, fit_sample=4000,
+                   compute_labels=False)  # fmt: skip
+    km = sel.best_model
+    assert not hasattr(km, "labels_") and not hasattr(km, "inertia_")
+    assert store.chunk_reads == sel.n_passes * 8 == (1 + km.n_iter_) * 8
+    labels = KMeans(5, random_state=0, compute_labels=False).fit_predict(X)
+    np.testing.assert_array_equal(labels, KMeans(5, random_state=0).fit(X).labels_)
+
+
 def test_fit_sample_must_exceed_the_clusters():
     with pytest.raises(ValueError, match="fit_sample=3 must be larger"):
         KMeans(4, fit_sample=3).fit(da.from_array(np.random.rand(100, 2), chunks=50))
@@ -242,11 +293,16 @@ def test_label_and_profile_is_one_pass_equal_to_predict_and_profile(tmp_path):
     pca = dkmeans.PCA(3).fit(scaler.transform(X))
     km = KMeans(4, random_state=0).fit(pca.transform(scaler.transform(X)))
     model = Pipeline([("scale", scaler), ("pca", pca), ("kmeans", km)])
-    expected_inertia = km.inertia_
-    del km.inertia_, km.cluster_sizes_
+    expected_inertia, labels_before = km.inertia_, km.labels_
     with labels_writer(zarr.open_group(str(tmp_path / "g.zarr"))["features"]) as writer:
-        arch = label_and_profile(da.from_zarr(arr), model, write=writer)
+        result = label_and_profile(da.from_zarr(arr), model, write=writer)
     assert store.chunk_reads == 8  # one read of every chunk
+    assert km.labels_ is labels_before  # the model is left alone unless asked
+    arch = result.archetypes
+    assert result.inertia == pytest.approx(expected_inertia, rel=1e-6)
+    del km.inertia_, km.cluster_sizes_
+    label_and_profile(X, model, update_model=True)
+    assert not hasattr(km, "labels_")
     written = zarr.open_array(writer.path, mode="r")[:]
     np.testing.assert_array_equal(written, model.predict(X))
     ref = profile_clusters(X, written, n_clusters=4)

@@ -334,7 +334,8 @@ class RowSample(NamedTuple):
     """Rows drawn by random keys: the smallest keys win (uniform without replacement).
 
     keys (m,), rows (m, d), labels (m,) or None, index (m,) global row numbers,
-    counts (k,) per-cluster row counts of the rows covered, or None without labels.
+    counts (k,) per-cluster row counts of the rows covered, or None without labels;
+    weights (m,) the rows' sample weights, or None.
     """
 
     keys: np.ndarray
@@ -342,6 +343,7 @@ class RowSample(NamedTuple):
     labels: np.ndarray | None
     index: np.ndarray
     counts: np.ndarray | None
+    weights: np.ndarray | None = None
 
 
 def _smallest(keys, m) -> np.ndarray:
@@ -352,6 +354,7 @@ def _take(sample: RowSample, idx, counts) -> RowSample:
     return RowSample(
         sample.keys[idx], sample.rows[idx],
         None if sample.labels is None else sample.labels[idx], sample.index[idx], counts,
+        None if sample.weights is None else sample.weights[idx],
     )  # fmt: skip
 
 
@@ -388,9 +391,10 @@ def sample_by_keys(X, keys, size: int, offset: int, labels=None, n_clusters: int
 def combine_samples(parts: list[RowSample], size: int, stratify: bool) -> RowSample:
     labels = None if parts[0].labels is None else np.concatenate([p.labels for p in parts])
     counts = None if parts[0].counts is None else np.sum([p.counts for p in parts], axis=0)
+    weights = None if parts[0].weights is None else np.concatenate([p.weights for p in parts])
     merged = RowSample(
         np.concatenate([p.keys for p in parts]), np.concatenate([p.rows for p in parts]),
-        labels, np.concatenate([p.index for p in parts]), counts,
+        labels, np.concatenate([p.index for p in parts]), counts, weights,
     )  # fmt: skip
     return _keep(merged, size, stratify)
 

@@ -72,10 +72,9 @@ def rows_for_metric(X, spherical: bool):
     return X.map_blocks(K.unit_rows, dtype=X.dtype, name=f"dkmeans-unit-{tokenize(X.name)}")
 
 
-def prepare(inp: Input, sample_weight, spec: FitSpec, client, n_clusters: int, *,
-            stacklevel: int = 4):  # fmt: skip
+def prepare(inp: Input, sample_weight, spec: FitSpec, client):
     """``(RowBlocks, persisted)``: the row blocks to fit on, and whether the data is
-    kept in memory (``n_clusters``: the largest k, for the k-means++ warning)."""
+    kept in memory."""
     X = rows_for_metric(inp.array, spec.spherical)
     w = as_sample_weight(sample_weight, X)
     if spec.persist == "auto" and inp.in_memory:
@@ -87,16 +86,19 @@ def prepare(inp: Input, sample_weight, spec: FitSpec, client, n_clusters: int, *
     if persist and not (inp.in_memory and client is None):
         keep = persist_from_here if inp.in_memory else da.Array.persist
         X, w = keep(X), None if w is None else keep(w)
-    streamed = not (persist or inp.in_memory)
-    if isinstance(spec.init, str) and spec.init == "k-means++" and streamed:
+    return RowBlocks(X, w, client), bool(persist)
+
+
+def warn_if_seeding_streams(spec: FitSpec, n_clusters: int, *, stacklevel: int) -> None:
+    """Warn that k-means++ on streamed data (not on a sample) reads it once per centre."""
+    if isinstance(spec.init, str) and spec.init == "k-means++":
         warnings.warn(
             f"init='k-means++' reads the data once per centre ({n_clusters - 1} passes) and "
             f"the data is streamed from its store; init='k-means||' needs "
-            f"{spec.init_rounds + 1}.",
+            f"{spec.init_rounds + 1} (or fit on a sample: fit_sample).",
             UserWarning,
             stacklevel=stacklevel,
         )
-    return RowBlocks(X, w, client), bool(persist)
 
 
 def _unit(centers, spec: FitSpec):
@@ -186,10 +188,14 @@ def gather(rows: RowBlocks, size: int, rng: np.random.Generator, *,
     return out
 
 
-def sample_rows(sample: np.ndarray, client) -> RowBlocks:
-    """The sample as in-memory row blocks (on the cluster's workers when there is one)."""
-    arr = as_input(sample).array
-    return RowBlocks(arr if client is None else persist_from_here(arr), None, client)
+def sample_rows(gathered: Gathered, client) -> RowBlocks:
+    """The sample as in-memory row blocks with its design weights (on the cluster's
+    workers when there is one)."""
+    arr = as_input(gathered.sample.rows).array
+    w = as_sample_weight(gathered.sample_weight, arr)
+    if client is not None:
+        arr, w = persist_from_here(arr), None if w is None else persist_from_here(w)
+    return RowBlocks(arr, w, client)
 
 
 def warn_if_sparse(sampled_sizes, n_sample: int, n_samples: int, *, stacklevel: int) -> None:
@@ -222,8 +228,9 @@ def fit_on_sample(rows: RowBlocks, spec: FitSpec, k: int, rng: np.random.Generat
                   stacklevel: int) -> FitResult:  # fmt: skip
     """Sample, seed and fit in memory, then polish with Lloyd passes on all rows.
 
-    One pass gathers the moments and the sample; the sample gets the whole fit
-    (``spec.n_init`` runs, seeding, Lloyd to convergence), and its best centres start
+    One pass gathers the moments and the sample (with design weights for weighted
+    data); the sample gets the whole fit (``spec.n_init`` runs, seeding, Lloyd to
+    convergence), and its best centres start
     full-data Lloyd passes until the usual convergence rule holds: the result is a
     Lloyd fixed point of all rows.  A resumed fit skips the sample.
     """
@@ -231,7 +238,7 @@ def fit_on_sample(rows: RowBlocks, spec: FitSpec, k: int, rng: np.random.Generat
     def start():
         gathered = gather(rows, size, rng)
         sample = gathered.sample.rows
-        on_sample = fit(sample_rows(sample, rows.client), spec, [k], [rng])
+        on_sample = fit(sample_rows(gathered, rows.client), spec, [k], [rng])
         best = on_sample.best[0]
         warn_if_sparse(sampled_sizes(sample, best.centers), sample.shape[0], rows.n_samples,
                        stacklevel=stacklevel + 2)  # fmt: skip

@@ -454,21 +454,26 @@ class RowBlocks:
         """Moments, the centred Gram if ``with_gram``, and a seeded sample of
         ``sample_size`` rows (weighted by sample_weight, if any), in one pass."""
         offsets = self.offsets
-        threshold = SM.key_threshold(sample_size, self.n_samples, self.sample_weight is not None)
+        keep = sample_size + 1  # the one past the sample gives the inclusion probabilities
+        threshold = SM.key_threshold(keep, self.n_samples, self.sample_weight is not None)
 
         def per_block(i):
             seed = block_seed(entropy, _STAGE_GATHER, i)
-            return ((seed, sample_size, int(offsets[i]), threshold),)
+            return ((seed, keep, int(offsets[i]), threshold),)
 
-        combine = partial(SM.combine_gathered, size=sample_size)
-        out = self.reduce(SM.gather_chunk, combine, name, with_gram, per_block=per_block)
-        if out.sample.index.shape[0] < min(sample_size, self.n_samples):
-            # fewer rows than asked fell below the threshold (a chance under 1e-20): the
-            # sample is not exact, so draw it again keeping every block's smallest keys
+        def gather(label):
+            key = f"{name}-{label}-{tokenize(entropy, keep, threshold)[:8]}"
+            return self.reduce(SM.gather_chunk, partial(SM.combine_gathered, size=keep), key,
+                               with_gram, per_block=per_block)  # fmt: skip
+
+        out = gather("draw")
+        if out.sample.index.shape[0] < min(keep, self.n_samples):
+            # fewer rows than asked fell below the threshold (under 1e-9): the sample
+            # would not be exact, so draw it again keeping every block's smallest keys
             logger.warning("row sample short of %d rows; drawing it again", sample_size)
             threshold = np.inf
-            out = self.reduce(SM.gather_chunk, combine, name, with_gram, per_block=per_block)
-        return SM.finalize_gathered(out)
+            out = gather("redraw")
+        return SM.finalize_gathered(out, sample_size)
 
     def lloyd_pass(self, center_sets, shift, n_far: int, *, with_moments: bool, name: str):
         """One Lloyd step for all centre sets: (list of LloydPartial, Moments | None)."""

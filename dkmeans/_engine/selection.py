@@ -136,9 +136,11 @@ def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sampl
     rng = as_generator(random_state)
     t0 = time.perf_counter()
     with verbosity(template.verbose), single_threaded_blas():
-        rows, persisted = D.prepare(inp, sample_weight, spec, active_client(), ks[-1],
-                                    stacklevel=4 + depth)  # fmt: skip
-        size = template._sample_size(rows, streamed=not (persisted or inp.in_memory))
+        rows, persisted = D.prepare(inp, sample_weight, spec, active_client())
+        streamed = not (persisted or inp.in_memory)
+        size = template._sample_size(rows, streamed=streamed)
+        if size is None and streamed:
+            D.warn_if_seeding_streams(spec, ks[-1], stacklevel=4 + depth)
         if size is not None:
             return _select_on_sample(model, estimator, inp, rows, persisted, ks, template, rng,
                                      criterion, sample_size, size, depth)  # fmt: skip
@@ -258,14 +260,15 @@ def _select_on_sample(model, estimator, inp, rows, persisted, ks, template, rng,
     for name in ("n_clusters", "random_state", "n_init", "k_range", "k_criterion"):
         params.pop(name, None)
     sweep_seed, fit_seed = (int(s) for s in rng.integers(2**31 - 1, size=2))
+    in_memory = {"fit_sample": None, "checkpoint": None, "resume": False, "compute_labels": True}
     sub = select_into(
         None, as_input(sample), ks, estimator=estimator, criterion=criterion,
         sample_size=sample_size, n_init=template.n_init, random_state=sweep_seed,
-        kmeans_params={**params, "fit_sample": None, "checkpoint": None, "resume": False},
+        sample_weight=gathered.sample_weight, kmeans_params={**params, **in_memory},
     )  # fmt: skip
     best_k = sub.best_k
-    D.warn_if_sparse(sub.best_model.cluster_sizes_, sample.shape[0], rows.n_samples,
-                     stacklevel=5 + depth)  # fmt: skip
+    D.warn_if_sparse(D.sampled_sizes(sample, sub.centers[best_k]), sample.shape[0],
+                     rows.n_samples, stacklevel=5 + depth)  # fmt: skip
     best_model = estimator(best_k, n_init=template.n_init, random_state=fit_seed, **params)
     spec = best_model._fit_spec(inp, best_k, template.n_init)
     checkpoint = best_model._checkpoint(inp, rows.sample_weight, spec)

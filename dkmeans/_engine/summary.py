@@ -30,11 +30,14 @@ from .validation import nonfinite_error
 
 
 class Gathered(NamedTuple):
-    """Moments of all rows, their centred Gram (or None) and the row sample."""
+    """Moments of all rows, their centred Gram (or None) and the row sample; with row
+    weights, the sample's design weights (``w / π``: the weight a sampled row stands
+    for), else None."""
 
     moments: R.Moments
     gram: L.Centred | None
     sample: S.RowSample
+    sample_weight: np.ndarray | None = None
 
 
 def sample_keys(n: int, seed, sample_weight=None) -> np.ndarray:
@@ -49,7 +52,8 @@ def sample_keys(n: int, seed, sample_weight=None) -> np.ndarray:
 
 def key_threshold(size: int, n_samples: int, weighted: bool) -> float:
     """A key below which the ``size`` smallest of ``n_samples`` uniform keys fall but for
-    a chance under 1e-20 (ten standard deviations above the expected ``size``-th key).
+    a rare chance (the expected count below it is ``size + 10·√size + 10``: a shortfall
+    has probability under 1e-9 for any size, and ~1e-23 for large samples).
 
     Blocks keep only rows below it, so a block sends its few likely rows, not ``size``;
     the caller checks that at least ``size`` rows fell below (then the sample is exact).
@@ -69,7 +73,8 @@ def gather_chunk(X, sample_weight, with_gram: bool, sampling) -> Gathered:
     keys = sample_keys(X.shape[0], seed, sample_weight)
     below = np.flatnonzero(keys < threshold) if np.isfinite(threshold) else np.arange(keys.shape[0])
     chosen = below[S._smallest(keys[below], size)]
-    sample = S.RowSample(keys[chosen], K.take_rows(X, chosen), None, chosen + offset, None)
+    w = None if sample_weight is None else np.asarray(B.to_host(sample_weight))[chosen]
+    sample = S.RowSample(keys[chosen], K.take_rows(X, chosen), None, chosen + offset, None, w)
     return Gathered(mom, gram, sample)
 
 
@@ -82,12 +87,25 @@ def combine_gathered(parts: list[Gathered], size: int) -> Gathered:
     )
 
 
-def finalize_gathered(g: Gathered) -> Gathered:
-    """The sample in row order (its keys decided which rows, not their order), without
-    rows of zero weight (drawn only when too few rows weigh anything)."""
-    drawable = np.flatnonzero(np.isfinite(g.sample.keys))
-    order = drawable[np.argsort(g.sample.index[drawable], kind="stable")]
-    return g._replace(sample=S._take(g.sample, order, g.sample.counts))
+def finalize_gathered(g: Gathered, size: int) -> Gathered:
+    """The ``size`` smallest keys in row order (the keys decided which rows, not their
+    order), without rows of zero weight (drawn only when too few rows weigh anything).
+
+    The passes keep ``size + 1`` keys: the last one, τ, gives each weighted row its
+    inclusion probability ``π = 1 - exp(-w τ)`` (Efraimidis-Spirakis keys are
+    exponential with rate w), and the design weight ``w / π`` (``w`` when every row
+    was drawn).  With equal weights the design weights are equal too.
+    """
+    s = g.sample
+    order = np.argsort(s.keys, kind="stable")
+    tau = float(s.keys[order[size]]) if order.shape[0] > size else np.inf
+    drawable = order[:size][np.isfinite(s.keys[order[:size]])]
+    kept = S._take(s, drawable[np.argsort(s.index[drawable], kind="stable")], s.counts)
+    design = None
+    if kept.weights is not None:
+        w = kept.weights.astype(np.float64)
+        design = w if not np.isfinite(tau) else w / -np.expm1(-w * tau)
+    return g._replace(sample=kept, sample_weight=design)
 
 
 def label_profile_chunk(X, sample_weight, transform, centers, center_set, shift,

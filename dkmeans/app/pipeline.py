@@ -12,13 +12,13 @@ import dataclasses
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .. import io
-from .._engine.driver import warn_if_sparse
 from .._engine.validation import unwrap
 from ..alignment import align_labels
 from ..archetypes import Archetypes
@@ -93,6 +93,8 @@ class Job:
         Directory for the fit's checkpoints (after seeding and every iteration).
     resume : bool, default=False
         Continue the fit from ``checkpoint`` (same result as an uninterrupted run).
+    sweep_sample_size : int, optional
+        Deprecated: ``fit_sample``.
     """
 
     store: str
@@ -119,10 +121,21 @@ class Job:
     cluster: str | None = None
     checkpoint: str | None = None
     resume: bool = False
+    sweep_sample_size: int | None = None  # deprecated: fit_sample
 
     def __post_init__(self):
+        if self.sweep_sample_size is not None:
+            warnings.warn(
+                "Job(sweep_sample_size=N) is deprecated: the k sweep runs on the fit sample; "
+                "use fit_sample=N.",
+                FutureWarning,
+                stacklevel=3,
+            )
+            self.fit_sample, self.sweep_sample_size = self.sweep_sample_size, None
         if self.k != "auto" and not (isinstance(self.k, int) and self.k >= 1):
             raise ValueError(f"k={self.k!r} must be 'auto' or a positive int.")
+        if not (self.n_init == "auto" or (isinstance(self.n_init, int) and self.n_init >= 1)):
+            raise ValueError(f"n_init={self.n_init!r} must be 'auto' or a positive int.")
         lo, hi = [*list(self.k_range), None, None][:2]
         if not (isinstance(lo, int) and isinstance(hi, int) and 2 <= lo <= hi):
             raise ValueError(f"k_range={self.k_range!r} must be [low, high] with 2 <= low <= high.")
@@ -279,12 +292,18 @@ def run(job: Job) -> JobResult:
         with timer.step("read"):
             X = X.persist()  # the one read of the store
     ks = list(job.ks) if job.k == "auto" else [job.k]
-    on_sample = job.fit_sample is not None and (not kept or job.fit_sample != "auto")
+    size = job.fit_sample
+    if size is None:  # no fit sample; streamed, the plots still take a sample's rows
+        size = 0 if kept or not job.plots else job.sample_size
     with timer.step("summarize"):
         summary = summarize(
-            X, sample_size=job.fit_sample if on_sample else 0, n_clusters=ks[-1],
-            covariance=job.pca is not None, random_state=job.random_state,
+            X, sample_size=size, n_clusters=ks[-1], covariance=job.pca is not None,
+            random_state=job.random_state,
         )  # fmt: skip
+    # "auto": the sample, unless the records are kept and hardly larger than it
+    on_sample = job.fit_sample is not None and (
+        job.fit_sample != "auto" or not kept or 2 * summary.sample.shape[0] <= summary.n_samples
+    )
     steps = []
     if job.scale:
         steps.append(("scale", summary.standard_scaler()))
@@ -296,7 +315,8 @@ def run(job: Job) -> JobResult:
     data = _transform(steps, X)
     if kept and not on_sample:
         data = data.persist()  # from memory: the fit's passes skip the transform
-    fit_on = _transform(steps, summary.sample) if on_sample else data
+    sample = _transform(steps, summary.sample) if summary.sample.shape[0] else None
+    fit_on = sample if on_sample else data
     selection = None
     with timer.step("kmeans"):
         fit_params = {"random_state": job.random_state, "fit_sample": None, "n_init": job.n_init,
@@ -310,15 +330,21 @@ def run(job: Job) -> JobResult:
         else:
             km = KMeans(job.k, **fit_params).fit(fit_on)
     if on_sample:
-        sizes = np.bincount(np.asarray(km.predict(fit_on)), minlength=km.n_clusters_)
-        warn_if_sparse(sizes, summary.sample.shape[0], summary.n_samples, stacklevel=2)
+        summary.check_coverage(Pipeline([*steps, ("kmeans", km)]))
         with timer.step("polish"):
             km = KMeans(
                 km.n_clusters_, init=km.cluster_centers_, n_init=1, fit_sample=None,
-                compute_labels=False, persist=False, random_state=job.random_state,
-                checkpoint=job.checkpoint, resume=job.resume,
+                compute_labels=False, persist=job.persist if kept else False,
+                random_state=job.random_state, checkpoint=job.checkpoint, resume=job.resume,
             ).fit(data)  # fmt: skip
+        km.fit_sample_size_ = int(summary.sample.shape[0])
+        km.n_seeding_passes_ = 1  # the pass that drew the sample
+    # the saved model reads as the KMeans the job stands for, not its internal steps
+    km.set_params(init="k-means||", n_init=job.n_init, fit_sample=job.fit_sample,
+                  compute_labels=True, persist=job.persist)  # fmt: skip
+    km.n_passes_ += 2  # the gathering pass and the final pass
     if selection is not None:
+        selection = dataclasses.replace(selection, best_model=km)
         km.k_selection_ = selection
     steps.append(("kmeans", km))
     model = Pipeline(steps)
@@ -331,11 +357,13 @@ def run(job: Job) -> JobResult:
             attrs = {"model": job.model_out, "k": int(km.cluster_centers_.shape[0])}
             with io.labels_writer(arr, name, into=into, overwrite=job.overwrite,
                                   attrs=attrs) as writer:  # fmt: skip
-                result.archetypes = label_and_profile(X, model, write=writer, score=job.score)
+                final = label_and_profile(X, model, write=writer, score=job.score,
+                                          update_model=True)  # fmt: skip
             result.labels_path = writer.path
             km.labels_ = io.from_zarr(writer.path)
         else:
-            result.archetypes = label_and_profile(X, model, score=job.score)
+            final = label_and_profile(X, model, score=job.score, update_model=True)
+        result.archetypes = final.archetypes
     if job.model_out:
         with timer.step("save"):
             result.model_path = str(save(
@@ -347,8 +375,8 @@ def run(job: Job) -> JobResult:
     if job.plots:
         from .plot import save_plots
 
-        with timer.step("plots"):  # on the fit's rows: the sample when there is one
-            result.plot_paths = save_plots(job.plots, result, fit_on,
+        with timer.step("plots"):  # on rows in memory: the sample unless all are kept
+            result.plot_paths = save_plots(job.plots, result, data if kept else sample,
                                            random_state=job.random_state)  # fmt: skip
     result.seconds = timer.seconds
     return result
