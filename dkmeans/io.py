@@ -14,7 +14,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from ._engine.store import dimension_names, feature_names, open_zarr_array
+from ._engine.store import dimension_names, feature_names, open_zarr_array, public_url
 
 __all__ = [
     "LabelsWriter",
@@ -27,31 +27,35 @@ __all__ = [
 ]
 
 
-def from_zarr(path: str | os.PathLike | zarr.Array, variable: str | None = None) -> da.Array:
+def from_zarr(path: str | os.PathLike | zarr.Array, variable: str | None = None, *,
+              storage_options: dict | None = None) -> da.Array:  # fmt: skip
     """A Zarr array as a dask array chunked like the store (lazy: nothing is read).
 
     Parameters
     ----------
-    path : str, path-like or zarr.Array
+    path : str, path-like, URL or zarr.Array
     variable : str, optional
+    storage_options : dict, optional
         See :func:`open_zarr_array`.
 
     Returns
     -------
     dask.array.Array
     """
-    arr = path if isinstance(path, zarr.Array) else open_zarr_array(path, variable)
-    return da.from_zarr(arr)
+    if isinstance(path, zarr.Array):
+        return da.from_zarr(path)
+    return da.from_zarr(open_zarr_array(path, variable, storage_options=storage_options))
 
 
-def store_info(path: str | os.PathLike, variable: str | None = None) -> dict:
+def store_info(path: str | os.PathLike, variable: str | None = None, *,
+               storage_options: dict | None = None) -> dict:  # fmt: skip
     """Shape, chunks, dtype, codecs, sizes and feature names of a store's records."""
-    arr = open_zarr_array(path, variable)
+    arr = open_zarr_array(path, variable, storage_options=storage_options)
     codecs = [type(c).__name__ for c in getattr(arr.metadata, "codecs", ())] or [
         str(getattr(arr.metadata, "compressor", None))
     ]
     return {
-        "path": os.fspath(path),
+        "path": public_url(os.fspath(path)),
         "array": arr.path or "/",
         "shape": tuple(int(s) for s in arr.shape),
         "chunks": tuple(int(c) for c in arr.chunks),

@@ -76,3 +76,70 @@ def zarr_blobs(tmp_path):
 def counting_array(path):
     store = CountingStore(LocalStore(str(path), read_only=True))
     return zarr.open_array(store=store, mode="r"), store
+
+
+# --------------------------------------------------------------------------- object storage
+
+SECRET = "s3cr3t-never-printed-0123456789"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-protocol server (moto_server) on 127.0.0.1, once per test run."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    exe = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable),
+                                                       "moto_server")  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.1)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, request):
+    """A fresh bucket on the local server: ``(bucket, storage_options)``."""
+    import re
+    import uuid
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    bucket = f"{name}-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
+                 aws_secret_access_key=SECRET, region_name="us-east-1").create_bucket(
+        Bucket=bucket
+    )  # fmt: skip
+    options = {"key": "testing", "secret": SECRET,
+               "client_kwargs": {"endpoint_url": s3_server, "region_name": "us-east-1"}}  # fmt: skip
+    return bucket, options
+
+
+def write_s3_group(url: str, options: dict, X, chunk_rows: int, names=None):
+    """X as ``URL/features`` in a Zarr group on the object store (with feature names)."""
+    group = zarr.open_group(url, mode="w", storage_options=options)
+    arr = group.create_array("features", shape=X.shape, chunks=(chunk_rows, X.shape[1]),
+                             dtype=X.dtype, dimension_names=("sample", "feature"))  # fmt: skip
+    arr[:] = X
+    arr.attrs["feature_names"] = names or [f"x{i}" for i in range(X.shape[1])]
+    return f"{url}/features"

@@ -12,21 +12,107 @@ import numpy as np
 import zarr
 
 
+_BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
+             "abfss": "adlfs", "http": "aiohttp", "https": "aiohttp"}  # fmt: skip
+_READ_ONLY = ("http", "https")
+
+
 def _is_remote(path: str) -> bool:
     return "://" in path
 
 
-def open_zarr_array(path: str | os.PathLike, variable: str | None = None) -> zarr.Array:
-    """Open a Zarr array by path, or one variable of a Zarr group.
+def protocol(path: str) -> str:
+    """The URL's scheme (``"s3"``, ``"gs"``, ...), or ``"file"`` for a local path."""
+    return path.split("://", 1)[0].lower() if _is_remote(path) else "file"
+
+
+def public_url(path: str) -> str:
+    """The URL without any user:password part, for messages and metadata."""
+    if not _is_remote(path):
+        return path
+    scheme, rest = path.split("://", 1)
+    host, sep, tail = rest.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{sep}{tail}"
+
+
+def check_writable(path: str) -> None:
+    """Refuse read-only protocols (HTTP) before any work."""
+    if protocol(path) in _READ_ONLY:
+        raise ValueError(f"{public_url(path)} is served over HTTP, which is read-only here; "
+                         "write to a local path or an object store (s3://, gs://, az://).")  # fmt: skip
+
+
+def _credentials_error(err: BaseException) -> bool:
+    names = {type(e).__name__ for e in _chain(err)}
+    text = " ".join(str(e) for e in _chain(err))
+    return bool(
+        names & {"NoCredentialsError", "PartialCredentialsError", "PermissionError"}
+        or any(
+            code in text
+            for code in (
+                "AccessDenied",
+                "InvalidAccessKeyId",
+                "Forbidden",
+                "SignatureDoesNotMatch",
+                "403",
+            )
+        )  # fmt: skip
+    )
+
+
+def _chain(err: BaseException):
+    while err is not None:
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def remote_error(path: str, err: BaseException, what: str = "open") -> Exception:
+    """The one clear error for a failed remote access: a missing back-end, credentials
+    refused or absent, a missing bucket, or nothing at the path (never the credentials)."""
+    url, scheme = public_url(path), protocol(path)
+    if isinstance(err, ImportError):
+        package = _BACKENDS.get(scheme, "an fsspec back-end")
+        return ImportError(f"Reading {scheme}:// stores needs {package}: pip install {package}.")
+    if _credentials_error(err):
+        return PermissionError(
+            f"Access to {url} was refused or no credentials were found ({type(err).__name__}); "
+            "give credentials with storage_options (--storage-option KEY=VALUE) or the "
+            "cloud's environment variables (e.g. AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL)."
+        )
+    return FileNotFoundError(f"Could not {what} {url}: {type(err).__name__}.")
+
+
+def _missing(path: str, storage_options: dict | None) -> Exception:
+    """FileNotFoundError naming what is missing: the bucket, or the store in it."""
+    import fsspec
+
+    url = public_url(path)
+    try:
+        fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        bucket = root.split("/", 1)[0]
+        if not fs.exists(bucket):
+            return FileNotFoundError(f"No bucket {bucket!r} for {url}: check the URL.")
+    except Exception as err:  # the check itself failed: report that cause
+        return remote_error(path, err)
+    return FileNotFoundError(f"No Zarr store at {url}: check the path.")
+
+
+def open_zarr_array(path: str | os.PathLike, variable: str | None = None, *,
+                    storage_options: dict | None = None) -> zarr.Array:  # fmt: skip
+    """Open a Zarr array by path or URL, or one variable of a Zarr group.
 
     Parameters
     ----------
     path : str or path-like
         A Zarr array, or a group holding the array.  ``"store.zarr/features"``
-        addresses an array inside a group directly.
+        addresses an array inside a group directly.  URLs (``s3://``, ``gs://``,
+        ``az://`` / ``abfs://``, ``http(s)://`` read-only) go through fsspec.
     variable : str, optional
         Name of the array inside the group at ``path``.  May be omitted when the
         group holds exactly one 2-D array.
+    storage_options : dict, optional
+        For URLs: the fsspec file system's options (credentials, ``endpoint_url`` in
+        ``client_kwargs``, ...); without them, the cloud's ambient credentials.
 
     Returns
     -------
@@ -35,25 +121,43 @@ def open_zarr_array(path: str | os.PathLike, variable: str | None = None) -> zar
     Raises
     ------
     FileNotFoundError
-        If nothing is at ``path`` or it is not a Zarr store.
+        If nothing is at ``path`` (or its bucket does not exist).
+    PermissionError
+        If the object store refuses the credentials or finds none.
     KeyError
         If ``variable`` is not in the group, or the group's choice is ambiguous.
     """
     spath = os.fspath(path)
-    if not _is_remote(spath) and not Path(spath).exists():
+    remote = _is_remote(spath)
+    if not remote and storage_options:
+        raise ValueError("storage_options apply to URLs (s3://, gs://, ...), not local paths.")
+    if not remote and not Path(spath).exists():
         raise FileNotFoundError(f"No Zarr store at {spath!r}: check the path.")
+    options = {"storage_options": storage_options} if remote and storage_options else {}
     try:
-        node = zarr.open(store=spath, mode="r")
-    except (FileNotFoundError, zarr.errors.NodeNotFoundError, ValueError) as err:
+        node = zarr.open(store=spath, mode="r", **options)
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError) as err:
+        if remote:
+            raise _missing(spath, storage_options) from None
         raise FileNotFoundError(
             f"{spath!r} is not a Zarr array or group ({err}). Point at a Zarr v2/v3 store."
         ) from err
+    except ValueError as err:
+        raise FileNotFoundError(
+            f"{public_url(spath)!r} is not a Zarr array or group. Point at a Zarr v2/v3 store."
+        ) from (None if remote else err)
+    except Exception as err:
+        if remote:
+            raise remote_error(spath, err) from None
+        raise
     if variable is not None:
         if not isinstance(node, zarr.Group):
-            raise KeyError(f"{spath!r} is a Zarr array, not a group: drop variable={variable!r}.")
+            raise KeyError(
+                f"{public_url(spath)!r} is a Zarr array, not a group: drop variable={variable!r}."
+            )
         if variable not in node:
             raise KeyError(
-                f"No variable {variable!r} in Zarr group {spath!r}; it holds "
+                f"No variable {variable!r} in Zarr group {public_url(spath)!r}; it holds "
                 f"{sorted(node.array_keys())}."
             )
         node = node[variable]
@@ -61,7 +165,7 @@ def open_zarr_array(path: str | os.PathLike, variable: str | None = None) -> zar
         arrays = [name for name, arr in node.arrays() if arr.ndim == 2]
         if len(arrays) != 1:
             raise KeyError(
-                f"Zarr group {spath!r} holds {len(arrays)} 2-D arrays {sorted(arrays)}: name "
+                f"Zarr group {public_url(spath)!r} holds {len(arrays)} 2-D arrays {sorted(arrays)}: name "
                 "one with variable=NAME (or the path 'STORE/NAME')."
             )
         node = node[arrays[0]]

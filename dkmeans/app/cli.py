@@ -117,7 +117,8 @@ def _job_from_args(args, store: str):
     from .pipeline import Job
 
     return Job(
-        store=store, variable=args.variable, k=args.k, k_range=args.k_range,
+        store=store, storage_options=storage_options(args.storage), variable=args.variable,
+        k=args.k, k_range=args.k_range,
         criterion=args.criterion, scale=not args.no_scale, pca=args.pca,
         random_state=args.random_state, labels_out=args.labels_out,
         write_labels=not args.no_labels, overwrite=args.overwrite, model_out=args.model_out,
@@ -167,10 +168,11 @@ def _check_model_features(model, arr) -> None:
         )
 
 
-def _records(store: str, variable):
+def _records(args):
     from .pipeline import open_records
 
-    return open_records(store, variable, require_names=False)
+    return open_records(args.store, args.variable, require_names=False,
+                        storage_options=storage_options(args.storage))  # fmt: skip
 
 
 def _predict(args) -> int:
@@ -178,7 +180,7 @@ def _predict(args) -> int:
     from ..persistence import load
 
     model = load(args.model)
-    X, arr = _records(args.store, args.variable)
+    X, arr = _records(args)
     _check_model_features(model, arr)
     target, _, name = (args.labels_out or "").partition(":")
     with _session(args):
@@ -196,7 +198,7 @@ def _profile(args) -> int:
     from ..persistence import load
 
     model = load(args.model)
-    X, arr = _records(args.store, args.variable)
+    X, arr = _records(args)
     _check_model_features(model, arr)
     km = model.steps[-1][1] if hasattr(model, "steps") else model
     ids = getattr(km, "cluster_ids_", None)
@@ -226,7 +228,7 @@ def _select_k(args) -> int:
 def _info(args) -> int:
     from ..io import store_info
 
-    info = store_info(args.store, args.variable)
+    info = store_info(args.store, args.variable, storage_options=storage_options(args.storage))
     for key, value in info.items():
         print(f"{key}: {value}")
     return 0
@@ -271,7 +273,36 @@ def _demo(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def storage_options(pairs) -> dict | None:
+    """``KEY=VALUE`` pairs as fsspec storage options: a dotted key nests
+    (``client_kwargs.endpoint_url=...``); true/false and numbers are parsed."""
+    if not pairs:
+        return None
+    out: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--storage-option expects KEY=VALUE, not {pair.split('=')[0]!r}")
+        parsed = {"true": True, "false": False}.get(value.lower(), value)
+        if isinstance(parsed, str):
+            with contextlib.suppress(ValueError):
+                parsed = float(value) if "." in value else int(value)
+        *parents, leaf = key.split(".")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = parsed
+    return out
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE", dest="storage",
+                   help="an fsspec storage option for a URL store (repeatable; "
+                        "client_kwargs.endpoint_url=... nests)")  # fmt: skip
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    _store_options(p)
     p.add_argument("--cluster", help="cluster config YAML (default: threaded scheduler)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or logs")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log each step")
@@ -372,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="shape, chunks, dtype, codecs and size of a store")
     info.add_argument("store")
     info.add_argument("--variable")
+    _store_options(info)
     info.set_defaults(func=_info)
     return parser
 
@@ -387,7 +419,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (UserError, ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError,
-            ClusterConfigError, zarr.errors.BaseZarrError) as err:  # fmt: skip
+            PermissionError, ImportError, ClusterConfigError,
+            zarr.errors.BaseZarrError) as err:  # fmt: skip
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         logging.getLogger("dkmeans").debug("error", exc_info=True)
         print(f"dkmeans: error: {message}", file=sys.stderr)

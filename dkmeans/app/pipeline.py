@@ -39,7 +39,12 @@ class Job:
     Parameters
     ----------
     store : str
-        The Zarr store of the records (a group, or ``"store.zarr/array"``).
+        The Zarr store of the records (a group, or ``"store.zarr/array"``): a path, or
+        a URL (``s3://``, ``gs://``, ``az://``, ``http(s)://`` read-only).
+    storage_options : dict, optional
+        For a URL: the fsspec file system's options (credentials, endpoint); by default
+        the cloud's ambient credentials and environment variables.  Never saved with
+        the model.
     variable : str, optional
         The records' array in the group (needed when it holds several 2-D arrays).
     k : int or "auto", default="auto"
@@ -98,6 +103,7 @@ class Job:
     """
 
     store: str
+    storage_options: dict | None = None
     variable: str | None = None
     k: int | str = "auto"
     k_range: list = field(default_factory=lambda: [2, 16])
@@ -175,6 +181,16 @@ class Job:
             raise ValueError(f"{p}: unknown key(s) {unknown}; known keys: {sorted(known)}.")
         return cls(**doc)
 
+    def public_dict(self) -> dict:
+        """The job's settings for the saved model: no storage options (they may hold
+        credentials), and URLs without any user:password part."""
+        out = dataclasses.asdict(self)
+        out.pop("storage_options")
+        for key in ("store", "labels_out", "model_out", "align_to"):
+            if out[key] is not None:
+                out[key] = io.public_url(out[key])
+        return out
+
     @property
     def ks(self) -> range:
         return range(self.k_range[0], self.k_range[1] + 1)
@@ -228,17 +244,18 @@ class _Timer:
         return _Step()
 
 
-def open_records(store: str, variable=None, feature_names=None, *, require_names=True):
+def open_records(store: str, variable=None, feature_names=None, *, require_names=True,
+                 storage_options=None):  # fmt: skip
     """The records as a lazy DataArray on their own dimensions, with feature names, and
     the Zarr array.  ``feature_names`` stand in for a store that carries none."""
     import dask.array as da
     import xarray as xr
 
-    arr = io.open_zarr_array(store, variable)
+    arr = io.open_zarr_array(store, variable, storage_options=storage_options)
     names = io.feature_names(arr)
     if names is None and feature_names is None and require_names:
         raise ValueError(
-            f"The records in {store!r} carry no feature names; add a feature_names "
+            f"The records in {io.public_url(store)!r} carry no feature names; add a feature_names "
             "attribute (or an xarray feature coordinate) to the store, or give feature_names."
         )
     if feature_names is not None:
@@ -278,7 +295,8 @@ def run(job: Job) -> JobResult:
     from sklearn.pipeline import Pipeline
 
     timer = _Timer()
-    X, arr = open_records(job.store, job.variable, job.feature_names)
+    X, arr = open_records(job.store, job.variable, job.feature_names,
+                          storage_options=job.storage_options)  # fmt: skip
     if job.write_labels:  # refuse before any work, not after
         into, name = _labels_target(job, arr)
         io.check_labels_target(arr, name, into=into, overwrite=job.overwrite)
@@ -368,7 +386,7 @@ def run(job: Job) -> JobResult:
         with timer.step("save"):
             result.model_path = str(save(
                 model, job.model_out, overwrite=job.overwrite,
-                fingerprint=data_fingerprint(arr), metadata={"job": dataclasses.asdict(job)},
+                fingerprint=data_fingerprint(arr), metadata={"job": job.public_dict()},
             ))  # fmt: skip
     if job.profile_out:
         result.profile_paths = _write_profiles(result.archetypes, Path(job.profile_out))
