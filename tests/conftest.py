@@ -130,8 +130,8 @@ def s3_bucket(s3_server, request):
                  aws_secret_access_key=SECRET, region_name="us-east-1").create_bucket(
         Bucket=bucket
     )  # fmt: skip
-    options = {"key": "testing", "secret": SECRET,
-               "client_kwargs": {"endpoint_url": s3_server, "region_name": "us-east-1"}}  # fmt: skip
+    client = {"endpoint_url": s3_server, "region_name": "us-east-1"}
+    options = {"key": "testing", "secret": SECRET, "client_kwargs": client}
     return bucket, options
 
 

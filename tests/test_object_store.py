@@ -9,10 +9,10 @@ import sys
 import dask.array as da
 import numpy as np
 import pytest
+from dkmeans.pipeline import Job, run
 
 import dkmeans
 from dkmeans import KMeans
-from dkmeans.pipeline import Job, run
 
 from .conftest import SECRET, blobs, write_s3_group
 
@@ -53,8 +53,9 @@ def test_ambient_credentials_from_the_environment(s3_store, monkeypatch):
 def test_job_and_cli_read_s3_with_storage_options(s3_store, tmp_path, caplog):
     url, options, X = s3_store
     caplog.set_level(logging.DEBUG, logger="dkmeans")
-    result = run(Job(store=url, storage_options=options, k=3, pca=None,
-                     labels_out=str(tmp_path / "labels.zarr"), model_out=str(tmp_path / "m")))  # fmt: skip
+    labels, model = str(tmp_path / "labels.zarr"), str(tmp_path / "m")
+    result = run(Job(store=url, storage_options=options, k=3, pca=None, labels_out=labels,
+                     model_out=model))  # fmt: skip
     np.testing.assert_array_equal(
         dkmeans.io.from_zarr(str(tmp_path / "labels.zarr" / "cluster")).compute(),
         result.model.predict(X),

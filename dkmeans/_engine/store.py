@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-
 _BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
              "abfss": "adlfs", "http": "aiohttp", "https": "aiohttp"}  # fmt: skip
 _READ_ONLY = ("http", "https")
@@ -38,26 +37,20 @@ def public_url(path: str) -> str:
 def check_writable(path: str) -> None:
     """Refuse read-only protocols (HTTP) before any work."""
     if protocol(path) in _READ_ONLY:
-        raise ValueError(f"{public_url(path)} is served over HTTP, which is read-only here; "
-                         "write to a local path or an object store (s3://, gs://, az://).")  # fmt: skip
+        raise ValueError(
+            f"{public_url(path)} is served over HTTP, which is read-only here; "
+            "write to a local path or an object store (s3://, gs://, az://)."
+        )
+
+
+_REFUSALS = ("AccessDenied", "InvalidAccessKeyId", "Forbidden", "SignatureDoesNotMatch", "403")
 
 
 def _credentials_error(err: BaseException) -> bool:
     names = {type(e).__name__ for e in _chain(err)}
     text = " ".join(str(e) for e in _chain(err))
-    return bool(
-        names & {"NoCredentialsError", "PartialCredentialsError", "PermissionError"}
-        or any(
-            code in text
-            for code in (
-                "AccessDenied",
-                "InvalidAccessKeyId",
-                "Forbidden",
-                "SignatureDoesNotMatch",
-                "403",
-            )
-        )  # fmt: skip
-    )
+    refused = {"NoCredentialsError", "PartialCredentialsError", "PermissionError"}
+    return bool(names & refused) or any(code in text for code in _REFUSALS)
 
 
 def _chain(err: BaseException):
@@ -165,8 +158,8 @@ def open_zarr_array(path: str | os.PathLike, variable: str | None = None, *,
         arrays = [name for name, arr in node.arrays() if arr.ndim == 2]
         if len(arrays) != 1:
             raise KeyError(
-                f"Zarr group {public_url(spath)!r} holds {len(arrays)} 2-D arrays {sorted(arrays)}: name "
-                "one with variable=NAME (or the path 'STORE/NAME')."
+                f"Zarr group {public_url(spath)!r} holds {len(arrays)} 2-D arrays "
+                f"{sorted(arrays)}: name one with variable=NAME (or the path 'STORE/NAME')."
             )
         node = node[arrays[0]]
     return node
