@@ -11,16 +11,24 @@ import uuid
 from pathlib import Path
 
 import dask.array as da
+import fsspec
 import numpy as np
 import zarr
 
-from ._engine.store import dimension_names, feature_names, open_zarr_array, public_url
+from ._engine.store import (
+    check_writable,
+    dimension_names,
+    feature_names,
+    open_zarr_array,
+    public_url,
+)
 
 __all__ = [
     "LabelsWriter",
     "feature_names",
     "from_zarr",
     "labels_writer",
+    "open_labels",
     "open_zarr_array",
     "store_info",
     "write_labels",
@@ -101,10 +109,13 @@ def check_labels_target(
 ) -> Path:
     """Where :func:`write_labels` would write, checked without writing anything.
 
-    Returns the local group directory; raises the one clear error for records at a
-    store's root (no group beside them), a remote target, the records' own name, or
-    labels already there without ``overwrite``.
+    Returns the local group directory (None for records on an object store); raises
+    the one clear error for records at a store's root (no group beside them), a remote
+    ``into``, the records' own name, or labels already there without ``overwrite``.
     """
+    if into is None and _on_object_store(records):
+        _remote_target(records, name, overwrite)
+        return None
     if into is None:
         if not records.path:
             raise ValueError(
@@ -124,6 +135,178 @@ def check_labels_target(
             f"{group_dir / name} exists; pass overwrite=True (--overwrite) to replace it."
         )
     return group_dir
+
+
+# --------------------------------------------------------------------------- object stores
+#
+# Object stores have no rename, so labels beside records there are versioned: a run
+# writes a NEW array ``<name>-<version>`` (its chunks, then checks that every chunk is
+# there), then flips one small pointer, the group attribute ``dkmeans:labels``
+# (``{name: "<name>-<version>"}``), in a single PUT of the group's metadata.  Readers
+# that follow the pointer (:func:`open_labels`) see the old labels or the new ones,
+# never a mix; a write killed midway leaves the pointer, and so the old labels, as they
+# were.  The version before the new one is kept for readers still on it; older ones,
+# and the leftovers of killed writes, are deleted by the next write.  A lock object,
+# created only if absent (a conditional PUT), keeps two writers of one name apart.
+
+POINTER = "dkmeans:labels"
+
+
+def _on_object_store(records: zarr.Array) -> bool:
+    fs = getattr(records.store, "fs", None)
+    return fs is not None and "file" not in fs.protocol
+
+
+def _sync_fs(records: zarr.Array):
+    """A blocking file system like the records' (zarr's own is asynchronous, bound to
+    zarr's event loop): for the lock and for deleting old versions."""
+    fs = records.store.fs
+    options = {k: v for k, v in fs.storage_options.items() if k not in ("asynchronous", "loop")}
+    proto = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+    return fsspec.filesystem(proto, **options)
+
+
+def _full_path(records: zarr.Array) -> str:
+    """The records' key prefix in the object store (bucket/...), wherever zarr rooted it."""
+    return "/".join(p for p in (records.store.path.strip("/"), records.path) if p)
+
+
+def _group_of(records: zarr.Array, mode: str = "r") -> zarr.Group:
+    """The group beside (above) the records on the object store."""
+    from zarr.storage import FsspecStore
+
+    parent = _full_path(records).rpartition("/")[0]
+    store = FsspecStore(records.store.fs, path=parent, read_only=mode == "r")
+    return zarr.open_group(store=store, mode=mode)
+
+
+def _url(records: zarr.Array, name: str) -> str:
+    fs = records.store.fs
+    proto = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+    return f"{proto}://{_full_path(records).rpartition('/')[0]}/{name}"
+
+
+def _remote_target(records: zarr.Array, name: str, overwrite: bool) -> None:
+    check_writable(_url(records, name))
+    if "/" not in _full_path(records):
+        raise ValueError(
+            "The records are at the root of their bucket, so there is no group to write "
+            "labels beside them; keep the records in a group (bucket/store.zarr/features)."
+        )
+    if name == _full_path(records).rpartition("/")[2]:
+        raise ValueError(f"name={name!r} is the records' own name; choose another.")
+    current = _group_of(records).attrs.get(POINTER, {}).get(name)
+    if current is not None and not overwrite:
+        raise FileExistsError(
+            f"{_url(records, current)} holds labels {name!r}; pass overwrite=True "
+            "(--overwrite) to replace them."
+        )
+
+
+def _check_complete(out: zarr.Array) -> None:
+    if out.nchunks_initialized != out.nchunks:  # labels are never the fill value -1
+        raise RuntimeError(
+            f"Only {out.nchunks_initialized} of the {out.nchunks} chunks of the labels "
+            "were written; nothing was replaced."
+        )
+
+
+@contextlib.contextmanager
+def _write_lock(fs, path: str, what: str):
+    """Hold ``path`` (created only if absent) while writing ``what``; a lock left by a
+    dead process of this machine is taken over."""
+    import json
+    import socket
+
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+    for attempt in range(2):
+        try:
+            with fs.open(path, "xb") as f:
+                f.write(json.dumps(me).encode())
+            break
+        except FileExistsError:
+            try:
+                held = json.loads(fs.cat(path))
+            except Exception:  # half-written or gone: treat as held
+                held = {}
+            if attempt == 0 and held.get("host") == me["host"] and not _alive(held.get("pid")):
+                fs.rm(path)  # a killed earlier write of this machine
+                continue
+            raise FileExistsError(
+                f"Labels {public_url(what)} are being written by another job "
+                f"(pid {held.get('pid')} on {held.get('host')}); wait for it, or remove "
+                f"{public_url(path)} if no job is writing."
+            ) from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(path)
+
+
+def _alive(pid) -> bool:
+    import psutil
+
+    return isinstance(pid, int) and psutil.pid_exists(pid)
+
+
+@contextlib.contextmanager
+def _remote_labels_writer(records: zarr.Array, name: str, attrs):
+    group = _group_of(records, mode="r+")
+    version = f"{name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    fs = _sync_fs(records)
+    lock_path = _url(records, f".{name}.lock").split("://", 1)[1]
+    with _write_lock(fs, lock_path, _url(records, name)):
+        before = dict(group.attrs.get(POINTER, {}))
+        previous = before.get(name)
+        for stale in _versions(group, name) - {previous}:  # older ones and killed writes
+            fs.rm(_url(records, stale).split("://", 1)[1], recursive=True)
+        out = group.create_array(
+            version, shape=(records.shape[0],), chunks=(records.chunks[0],), dtype=np.int32,
+            fill_value=-1, **_label_attributes(records, attrs),
+        )  # fmt: skip
+        try:
+            yield LabelsWriter(out, _url(records, version))
+            _check_complete(out)
+            group.attrs[POINTER] = {**before, name: version}  # the switch: one PUT
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.rm(_url(records, version).split("://", 1)[1], recursive=True)
+            raise
+
+
+def _versions(group: zarr.Group, name: str) -> set[str]:
+    import warnings
+
+    prefix = f"{name}-"
+    with warnings.catch_warnings():  # our own lock object is no Zarr node
+        warnings.filterwarnings("ignore", message=r"Object at \..*\.lock is not recognized")
+        keys = list(group.array_keys())
+    return {k for k in keys if k.startswith(prefix) and k.count("-") >= 2}
+
+
+def open_labels(records: str | os.PathLike | zarr.Array, name: str = "cluster", *,
+                variable: str | None = None,
+                storage_options: dict | None = None) -> zarr.Array:  # fmt: skip
+    """The labels array ``name`` beside the records, following the pointer a write on an
+    object store leaves (local stores hold it under ``name`` itself).
+
+    Returns
+    -------
+    zarr.Array
+    """
+    arr = records if isinstance(records, zarr.Array) else open_zarr_array(
+        records, variable, storage_options=storage_options
+    )  # fmt: skip
+    group = _group_of(arr)
+    target = group.attrs.get(POINTER, {}).get(name, name)
+    if target not in group:
+        raise FileNotFoundError(f"No labels {name!r} beside {public_url(_describe(arr))}.")
+    return group[target]
+
+
+def _describe(arr: zarr.Array) -> str:
+    return _url(arr, arr.path.rpartition("/")[2]) if _on_object_store(arr) else str(arr.store)
 
 
 class LabelsWriter:
@@ -167,40 +350,46 @@ def labels_writer(
     """
     arr = records if isinstance(records, zarr.Array) else open_zarr_array(records, variable)
     group_dir = check_labels_target(arr, name, into=into, overwrite=overwrite)
+    if group_dir is None:  # an object store: no rename, a pointer switch instead
+        with _remote_labels_writer(arr, name, attrs) as writer:
+            yield writer
+        return
     group = zarr.open_group(str(group_dir), mode="r+" if into is None else "a")
-    dims = dimension_names(arr)
-    for stale in group_dir.glob(f".{name}.tmp-*"):  # left by a killed earlier write
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    attributes = dict(attrs or {})
-    on_dim = {}
-    if dims is not None and arr.metadata.zarr_format == 3:
-        on_dim = {"dimension_names": (dims[0],)}
-    elif dims is not None:
-        attributes["_ARRAY_DIMENSIONS"] = [dims[0]]  # xarray's convention for Zarr v2
-    out = group.create_array(
-        tmp, shape=(arr.shape[0],), chunks=(arr.chunks[0],), dtype=np.int32,
-        attributes=attributes, fill_value=-1,  # never a label: xarray reads it as missing
-        **on_dim,
-    )  # fmt: skip
     final = group_dir / name
-    try:
-        yield LabelsWriter(out, str(final))
-        if out.nchunks_initialized != out.nchunks:  # labels are never the fill value -1
-            raise RuntimeError(
-                f"Only {out.nchunks_initialized} of the {out.nchunks} chunks of the labels "
-                "were written; nothing was replaced."
-            )
-        trash = group_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
-        if final.exists():
-            os.replace(final, trash)
-        os.replace(group_dir / tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    except BaseException:
-        _remove_settled(group_dir / tmp)
-        raise
+    # the lock first: the cleanup below must not touch another writer's array
+    with _write_lock(fsspec.filesystem("file"), str(group_dir / f".{name}.lock"), str(final)):
+        for stale in group_dir.glob(f".{name}.tmp-*"):  # left by a killed earlier write
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+        out = group.create_array(
+            tmp, shape=(arr.shape[0],), chunks=(arr.chunks[0],), dtype=np.int32,
+            fill_value=-1,  # never a label: xarray reads the fill value as missing
+            **_label_attributes(arr, attrs),
+        )  # fmt: skip
+        try:
+            yield LabelsWriter(out, str(final))
+            _check_complete(out)
+            trash = group_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
+            if final.exists():
+                os.replace(final, trash)
+            os.replace(group_dir / tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        except BaseException:
+            _remove_settled(group_dir / tmp)
+            raise
     if group.metadata.consolidated_metadata is not None:
         zarr.consolidate_metadata(str(group_dir))
+
+
+def _label_attributes(records: zarr.Array, attrs) -> dict:
+    """The labels array's attributes and sample dimension, in the records' convention."""
+    dims = dimension_names(records)
+    attributes = dict(attrs or {})
+    if dims is not None and records.metadata.zarr_format == 3:
+        return {"attributes": attributes, "dimension_names": (dims[0],)}
+    if dims is not None:
+        attributes["_ARRAY_DIMENSIONS"] = [dims[0]]  # xarray's convention for Zarr v2
+    return {"attributes": attributes}
 
 
 def write_labels(

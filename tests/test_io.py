@@ -153,3 +153,34 @@ def test_an_interrupted_overwrite_keeps_the_previous_labels(tmp_path):
     with pytest.raises(RuntimeError, match="interrupted"):
         write_labels(labels, path, variable="features", overwrite=True)
     assert (zarr.open_array(str(path / "cluster"), mode="r")[:] == 7).all()
+
+
+def test_two_writers_of_one_labels_array_one_fails_cleanly_never_mixed(tmp_path):
+    """A second job writing the same labels while the first holds them fails with one
+    clear error; the labels end as the first job's, whole."""
+    import threading
+
+    from dkmeans.io import labels_writer
+
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("features", data=np.zeros((100, 2), dtype="f4"), chunks=(10, 2))
+    records = group["features"]
+    inside, release = threading.Event(), threading.Event()
+
+    def first():
+        with labels_writer(records) as write:
+            for start in range(0, 100, 10):
+                write(np.full(10, 1, dtype=np.int32), start)
+            inside.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert inside.wait(30)
+    second = labels_writer(records, overwrite=True)
+    with pytest.raises(FileExistsError, match="being written by another job"), second as write:
+        write(np.full(10, 2, dtype=np.int32), 0)
+    release.set()
+    thread.join()
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "g.zarr" / "cluster"))[:], 1)
+    assert not (tmp_path / "g.zarr" / ".cluster.lock").exists()

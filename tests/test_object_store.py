@@ -108,3 +108,68 @@ def test_storage_options_are_for_urls_and_http_is_read_only(tmp_path):
     with pytest.raises(ValueError, match="read-only"):
         check_writable("https://example.org/c.zarr")
     assert public_url("https://user:pw@host.org/c.zarr") == "https://host.org/c.zarr"
+
+
+def test_labels_written_back_on_s3_by_a_pointer_switch(s3_store):
+    url, options, X = s3_store
+    records = url.rsplit("/", 1)[0]
+    first = run(Job(store=url, storage_options=options, k=3, pca=None))
+    labels = dkmeans.io.open_labels(url, storage_options=options)
+    np.testing.assert_array_equal(labels[:], first.model.predict(X))
+    assert first.labels_path.startswith(f"{records}/cluster-")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run(Job(store=url, storage_options=options, k=4, pca=None))
+    second = run(Job(store=url, storage_options=options, k=4, pca=None, overwrite=True))
+    np.testing.assert_array_equal(dkmeans.io.open_labels(url, storage_options=options)[:],
+                                  second.model.predict(X))  # fmt: skip
+    third = run(Job(store=url, storage_options=options, k=2, pca=None, overwrite=True))
+    import zarr
+
+    group = zarr.open_group(records, mode="r", storage_options=options)
+    versions = sorted(k for k in group.array_keys() if k.startswith("cluster-"))
+    # the new version and the one before it (for readers still on it); older ones gone
+    assert [f"{records}/{v}" for v in versions] == sorted([second.labels_path,
+                                                           third.labels_path])  # fmt: skip
+
+
+def test_a_writer_killed_midway_leaves_the_old_labels(s3_store, tmp_path):
+    import time
+
+    import s3fs
+
+    url, options, X = s3_store
+    first = run(Job(store=url, storage_options=options, k=3, pca=None))
+    old = dkmeans.io.open_labels(url, storage_options=options)[:]
+    script = f"""
+import time, dkmeans.io
+from dkmeans.pipeline import Job, run
+write = dkmeans.io.LabelsWriter.__call__
+def slow(self, labels, start):
+    write(self, labels, start)
+    time.sleep(0.5)
+dkmeans.io.LabelsWriter.__call__ = slow
+run(Job(store={url!r}, storage_options={options!r}, k=4, pca=None, overwrite=True))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    fs = s3fs.S3FileSystem(**options)
+    records = url.rsplit("/", 1)[0].split("://", 1)[1]
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:  # until the new version has some chunks
+            new = [p for p in fs.find(records) if "/cluster-" in p and "/c/" in p
+                   and not p.startswith(first.labels_path.split("://", 1)[1])]  # fmt: skip
+            if new:
+                break
+            assert proc.poll() is None, "the write ended before it could be killed"
+            time.sleep(0.05)
+            fs.invalidate_cache()
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    np.testing.assert_array_equal(dkmeans.io.open_labels(url, storage_options=options)[:], old)
+    # the dead writer's lock and half-written version do not block the next write
+    again = run(Job(store=url, storage_options=options, k=4, pca=None, overwrite=True))
+    np.testing.assert_array_equal(dkmeans.io.open_labels(url, storage_options=options)[:],
+                                  again.model.predict(X))  # fmt: skip

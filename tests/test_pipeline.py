@@ -135,7 +135,7 @@ def counted(monkeypatch):
 
     stores = []
 
-    def open_counted(path, variable=None):
+    def open_counted(path, variable=None, *, storage_options=None):
         store = CountingStore(LocalStore(str(path), read_only=True))
         stores.append(store)
         node = zarr.open(store=store, mode="r")

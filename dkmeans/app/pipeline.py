@@ -378,7 +378,8 @@ def run(job: Job) -> JobResult:
                 final = label_and_profile(X, model, write=writer, score=job.score,
                                           update_model=True)  # fmt: skip
             result.labels_path = writer.path
-            km.labels_ = io.from_zarr(writer.path)
+            options = job.storage_options if "://" in writer.path else None
+            km.labels_ = io.from_zarr(writer.path, storage_options=options)
         else:
             final = label_and_profile(X, model, score=job.score, update_model=True)
         result.archetypes = final.archetypes
