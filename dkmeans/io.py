@@ -16,7 +16,9 @@ import numpy as np
 import zarr
 
 from ._engine.store import (
+    ChunkReadError,
     check_writable,
+    dask_array,
     dimension_names,
     feature_names,
     open_zarr_array,
@@ -24,6 +26,7 @@ from ._engine.store import (
 )
 
 __all__ = [
+    "ChunkReadError",
     "LabelsWriter",
     "feature_names",
     "from_zarr",
@@ -51,8 +54,8 @@ def from_zarr(path: str | os.PathLike | zarr.Array, variable: str | None = None,
     dask.array.Array
     """
     if isinstance(path, zarr.Array):
-        return da.from_zarr(path)
-    return da.from_zarr(open_zarr_array(path, variable, storage_options=storage_options))
+        return dask_array(path)
+    return dask_array(open_zarr_array(path, variable, storage_options=storage_options))
 
 
 def store_info(path: str | os.PathLike, variable: str | None = None, *,

@@ -184,3 +184,26 @@ def test_two_writers_of_one_labels_array_one_fails_cleanly_never_mixed(tmp_path)
     thread.join()
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "g.zarr" / "cluster"))[:], 1)
     assert not (tmp_path / "g.zarr" / ".cluster.lock").exists()
+
+
+def test_a_corrupt_chunk_is_one_clear_error_naming_the_store_and_the_chunk(tmp_path):
+    import subprocess
+    import sys
+
+    from dkmeans import KMeans
+    from dkmeans.io import ChunkReadError
+
+    group = zarr.open_group(str(tmp_path / "x.zarr"), mode="w")
+    arr = group.create_array("features", shape=(1000, 2), chunks=(100, 2), dtype="f4")
+    arr[:] = np.random.default_rng(0).random((1000, 2))
+    arr.attrs["feature_names"] = ["a", "b"]
+    (tmp_path / "x.zarr" / "features" / "c" / "3" / "0").write_bytes(b"not zstd at all")
+    with pytest.raises(ChunkReadError, match=r"chunk features/c/3/0 of .*x\.zarr"):
+        KMeans(2, random_state=0).fit(str(tmp_path / "x.zarr"))
+    cli = subprocess.run(
+        [sys.executable, "-m", "dkmeans", "select-k", str(tmp_path / "x.zarr"), "--k-range",
+         "2:3", "--pca", "none", "--no-scale", "-q"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr
+    assert "chunk features/c/3/0" in cli.stderr

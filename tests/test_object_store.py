@@ -173,3 +173,40 @@ run(Job(store={url!r}, storage_options={options!r}, k=4, pca=None, overwrite=Tru
     again = run(Job(store=url, storage_options=options, k=4, pca=None, overwrite=True))
     np.testing.assert_array_equal(dkmeans.io.open_labels(url, storage_options=options)[:],
                                   again.model.predict(X))  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["503", "drop"])
+def test_transient_faults_are_retried_to_the_same_centres(s3_store, mode):
+    from .faulty_proxy import FaultyProxy
+
+    url, options, _ = s3_store
+    clean = KMeans(3, random_state=0, persist=False, fit_sample=None, max_iter=5).fit(
+        dkmeans.from_zarr(url, storage_options=options)
+    )
+    with FaultyProxy(options["client_kwargs"]["endpoint_url"], every=5, mode=mode) as proxy:
+        faulty = {
+            **options,
+            "client_kwargs": {**options["client_kwargs"], "endpoint_url": proxy.url},
+        }
+        X_faulty = dkmeans.from_zarr(url, storage_options=faulty)
+        km = KMeans(3, random_state=0, persist=False, fit_sample=None, max_iter=5).fit(X_faulty)
+    assert proxy.faults > 5
+    np.testing.assert_array_equal(km.cluster_centers_, clean.cluster_centers_)
+
+
+def test_a_permanent_fault_names_the_store_and_the_chunk(s3_store):
+    from dkmeans.io import ChunkReadError
+
+    from .faulty_proxy import FaultyProxy
+
+    url, options, _ = s3_store
+    with FaultyProxy(options["client_kwargs"]["endpoint_url"], broken="features/c/3/0") as proxy:
+        client = {**options["client_kwargs"], "endpoint_url": proxy.url}
+        retries = {"retries": {"max_attempts": 2}}  # a short wait for the test
+        broken = {**options, "config_kwargs": retries, "client_kwargs": client}
+        X = dkmeans.from_zarr(url, storage_options=broken)
+        with pytest.raises(
+            ChunkReadError, match=r"chunk c/3/0 of s3://\S+/c\.zarr/features"
+        ) as info:
+            KMeans(3, random_state=0).fit(X)
+    assert SECRET not in str(info.value)

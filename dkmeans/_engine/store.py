@@ -75,6 +75,20 @@ def remote_error(path: str, err: BaseException, what: str = "open") -> Exception
     return FileNotFoundError(f"Could not {what} {url}: {type(err).__name__}.")
 
 
+S3_RETRIES = {"max_attempts": 10, "mode": "standard"}  # botocore's, for 503s and resets
+
+
+def with_retries(path: str, storage_options: dict | None) -> dict:
+    """Storage options with the back-end's retries on transient faults (throttling,
+    dropped connections), unless the caller chose their own."""
+    options = dict(storage_options or {})
+    if protocol(path) in ("s3", "s3a"):
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("retries", dict(S3_RETRIES))
+        options["config_kwargs"] = config
+    return options
+
+
 def _missing(path: str, storage_options: dict | None) -> Exception:
     """FileNotFoundError naming what is missing: the bucket, or the store in it."""
     import fsspec
@@ -126,7 +140,7 @@ def open_zarr_array(path: str | os.PathLike, variable: str | None = None, *,
         raise ValueError("storage_options apply to URLs (s3://, gs://, ...), not local paths.")
     if not remote and not Path(spath).exists():
         raise FileNotFoundError(f"No Zarr store at {spath!r}: check the path.")
-    options = {"storage_options": storage_options} if remote and storage_options else {}
+    options = {"storage_options": with_retries(spath, storage_options)} if remote else {}
     try:
         node = zarr.open(store=spath, mode="r", **options)
     except (FileNotFoundError, zarr.errors.NodeNotFoundError) as err:
@@ -163,6 +177,56 @@ def open_zarr_array(path: str | os.PathLike, variable: str | None = None, *,
             )
         node = node[arrays[0]]
     return node
+
+
+class ChunkReadError(OSError):
+    """A chunk of a store could not be read or decoded (corrupt, or unreachable after
+    the back-end's retries)."""
+
+
+def describe_store(arr: zarr.Array) -> str:
+    """Where an array lives, for messages: a URL without credentials, or a local path."""
+    fs = getattr(arr.store, "fs", None)
+    if fs is not None and "file" not in fs.protocol:
+        proto = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+        return f"{proto}://{arr.store.path.strip('/')}"
+    return str(getattr(arr.store, "root", arr.store))
+
+
+class ChunkReader:
+    """A Zarr array as dask reads it, block by block; a failed read raises one
+    ``ChunkReadError`` naming the store and the chunk's key (picklable)."""
+
+    def __init__(self, arr: zarr.Array):
+        self.arr = arr
+        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
+
+    def __getitem__(self, key):
+        try:
+            return self.arr[key]
+        except Exception as err:
+            raise ChunkReadError(
+                f"Could not read chunk {self._chunk_key(key)} of {describe_store(self.arr)}: "
+                f"{type(err).__name__}: {err}. The chunk is corrupt or unreachable; restore "
+                "it or rewrite the store."
+            ) from err
+
+    def _chunk_key(self, key) -> str:
+        index = tuple((k.start or 0) // c if isinstance(k, slice) else int(k) // c
+                      for k, c in zip(key, self.arr.chunks, strict=False))  # fmt: skip
+        encode = getattr(self.arr.metadata, "encode_chunk_key", None)
+        chunk = encode(index) if encode is not None else ".".join(map(str, index))
+        return f"{self.arr.path}/{chunk}" if self.arr.path else chunk
+
+
+def dask_array(arr: zarr.Array):
+    """The Zarr array as a dask array chunked like the store (lazy), its reads named."""
+    import dask.array as da
+    from dask.base import tokenize
+
+    meta = np.empty((0,) * arr.ndim, dtype=arr.dtype)
+    return da.from_array(ChunkReader(arr), chunks=arr.chunks, name=f"from-zarr-{tokenize(arr)}",
+                         asarray=False, meta=meta)  # fmt: skip
 
 
 def dimension_names(arr: zarr.Array) -> tuple | None:

@@ -147,12 +147,12 @@ def as_input(X, what: str = "X") -> Input:
     """Convert any accepted X into an ``Input`` (lazy; reads nothing)."""
     import zarr
 
-    from .store import feature_names, open_zarr_array
+    from .store import dask_array, feature_names, open_zarr_array
 
     if isinstance(X, str | os.PathLike):
         X = open_zarr_array(X)
     if isinstance(X, zarr.Array):
-        inp = replace(as_input(da.from_zarr(X), what), kind="zarr")
+        inp = replace(as_input(dask_array(X), what), kind="zarr")
         inp.feature_names = feature_names(X)
         return inp
     mod = type(X).__module__

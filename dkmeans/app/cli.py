@@ -419,7 +419,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (UserError, ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError,
-            PermissionError, ImportError, ClusterConfigError,
+            PermissionError, ImportError, OSError, ClusterConfigError,
             zarr.errors.BaseZarrError) as err:  # fmt: skip
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         logging.getLogger("dkmeans").debug("error", exc_info=True)

@@ -248,7 +248,6 @@ def open_records(store: str, variable=None, feature_names=None, *, require_names
                  storage_options=None):  # fmt: skip
     """The records as a lazy DataArray on their own dimensions, with feature names, and
     the Zarr array.  ``feature_names`` stand in for a store that carries none."""
-    import dask.array as da
     import xarray as xr
 
     arr = io.open_zarr_array(store, variable, storage_options=storage_options)
@@ -264,7 +263,7 @@ def open_records(store: str, variable=None, feature_names=None, *, require_names
             raise ValueError(f"feature_names must be {arr.shape[1]} unique names.")
     dims = io.dimension_names(arr) or ("sample", "feature")
     coords = {} if names is None else {dims[1]: names}
-    return xr.DataArray(da.from_zarr(arr), dims=dims, coords=coords), arr
+    return xr.DataArray(io.from_zarr(arr), dims=dims, coords=coords), arr
 
 
 def _labels_target(job: Job, arr) -> tuple[str | None, str]:
