@@ -210,3 +210,25 @@ def test_a_permanent_fault_names_the_store_and_the_chunk(s3_store):
         ) as info:
             KMeans(3, random_state=0).fit(X)
     assert SECRET not in str(info.value)
+
+
+def test_models_save_to_and_load_from_s3(s3_store):
+    url, options, X = s3_store
+    records = url.rsplit("/", 1)[0]
+    model_url = f"{records}-models/week-1"
+    result = run(Job(store=url, storage_options=options, k=3, pca=2, model_out=model_url,
+                     write_labels=False))  # fmt: skip
+    loaded = dkmeans.load(model_url, storage_options=options)
+    np.testing.assert_array_equal(loaded.predict(X), result.model.predict(X))
+    with pytest.raises(FileExistsError, match="overwrite"):
+        dkmeans.save(loaded, model_url, storage_options=options)
+    dkmeans.save(loaded, model_url, storage_options=options, overwrite=True)
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**options)
+    root = model_url.split("://", 1)[1]
+    assert sum(p.rsplit("/", 1)[-1].startswith("arrays") for p in fs.ls(root)) == 1
+    again = run(Job(store=url, storage_options=options, k=3, pca=2, align_to=model_url,
+                    write_labels=False, random_state=7))  # fmt: skip
+    assert list(again.kmeans.cluster_ids_) == [0, 1, 2]
+    assert SECRET not in fs.cat(f"{root}/model.json").decode()

@@ -123,6 +123,7 @@ def data_fingerprint(X) -> dict:
 
     Reads at most 2,048 rows, so it is cheap on any store.
     """
+    from .store import public_url
     from .validation import as_input
 
     inp = as_input(X)
@@ -137,14 +138,17 @@ def data_fingerprint(X) -> dict:
         "n_samples": n,
         "n_features": inp.n_features,
         "dtype": str(arr.dtype),
-        "source": os.fspath(X) if isinstance(X, str | os.PathLike) else type(X).__name__,
+        "source": public_url(os.fspath(X))
+        if isinstance(X, str | os.PathLike)
+        else type(X).__name__,
         "feature_names": None if inp.feature_names is None else list(inp.feature_names),
         "sha256": digest.hexdigest(),
     }
 
 
 def save(model, path, *, overwrite: bool = False, fingerprint: dict | None = None,
-         metadata: dict | None = None) -> Path:  # fmt: skip
+         metadata: dict | None = None,
+         storage_options: dict | None = None) -> Path | str:  # fmt: skip
     """Save a fitted KMeans, PCA, StandardScaler, or a Pipeline of them, to a directory.
 
     Written under a temporary name and moved into place when complete.
@@ -160,11 +164,59 @@ def save(model, path, *, overwrite: bool = False, fingerprint: dict | None = Non
         Of the training data (:func:`data_fingerprint`).
     metadata : dict, optional
         Anything JSON-serialisable, stored as is.
+    storage_options : dict, optional
+        For a URL (``s3://``, ``gs://``, ...): the fsspec file system's options.  On an
+        object store (no rename) the arrays go under a new ``arrays-<id>/`` and
+        ``model.json``, written last in one PUT, switches to them.
 
     Returns
     -------
-    pathlib.Path
+    pathlib.Path, or the URL
     """
+    if "://" in os.fspath(path):
+        return _save_remote(model, os.fspath(path), overwrite, fingerprint, metadata,
+                            storage_options)  # fmt: skip
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        _write_local(model, tmp, fingerprint, metadata)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _save_remote(model, url: str, overwrite, fingerprint, metadata, storage_options) -> str:
+    import tempfile
+
+    import fsspec
+
+    from .store import check_writable, public_url, with_retries
+
+    check_writable(url)
+    fs, root = fsspec.core.url_to_fs(url, **with_retries(url, storage_options))
+    if fs.exists(f"{root}/model.json") and not overwrite:
+        raise FileExistsError(
+            f"{public_url(url)} holds a model; pass overwrite=True (--overwrite) to replace it."
+        )
+    arrays = f"arrays-{uuid.uuid4().hex[:12]}"
+    with tempfile.TemporaryDirectory(prefix="dkmeans-model-") as tmp:
+        _write_local(model, Path(tmp) / "m", fingerprint, metadata, arrays=arrays)
+        fs.put(str(Path(tmp) / "m" / arrays), f"{root}/{arrays}", recursive=True)
+        fs.pipe(f"{root}/model.json", (Path(tmp) / "m" / "model.json").read_bytes())  # switch
+    for old in fs.ls(root, detail=False):  # arrays of earlier saves
+        name = old.rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith("arrays") and name != arrays:
+            fs.rm(old, recursive=True)
+    return url
+
+
+def _write_local(model, folder: Path, fingerprint, metadata, *, arrays: str = "arrays") -> None:
+    """The model directory's files in ``folder`` (arrays under ``arrays/``)."""
     from importlib.metadata import PackageNotFoundError, version
 
     import dask
@@ -175,52 +227,69 @@ def save(model, path, *, overwrite: bool = False, fingerprint: dict | None = Non
         __version__ = version("dkmeans")
     except PackageNotFoundError:  # run from a source tree that was not installed
         __version__ = "unknown"
+    (folder / arrays).mkdir(parents=True)
+    steps = [_describe(name, est, folder / arrays) for name, est in _steps(model)]
+    km = _steps(model)[-1][1]
+    selection = getattr(km, "k_selection_", None)
+    k_table = None if selection is None else json.loads(selection.table.to_json(orient="records"))
+    versions = {"dkmeans": __version__, "numpy": np.__version__,
+                "scikit-learn": sklearn.__version__, "dask": dask.__version__,
+                "zarr": zarr.__version__}  # fmt: skip
+    doc = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "pipeline": hasattr(model, "steps"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "versions": versions,
+        "steps": steps,
+        "k_table": k_table,
+        "k_criterion": None if selection is None else selection.criterion,
+        "fingerprint": fingerprint,
+        "metadata": metadata or {},
+        "arrays": arrays,
+    }
+    (folder / "model.json").write_text(json.dumps(doc, indent=1))
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    (tmp / "arrays").mkdir(parents=True)
+
+def _location(path, storage_options=None):
+    """``(read_bytes(name), describe)`` for a model directory: local, or a URL."""
+    if "://" in os.fspath(path):
+        import fsspec
+
+        from .store import public_url, with_retries
+
+        url = os.fspath(path).rstrip("/")
+        fs, root = fsspec.core.url_to_fs(url, **with_retries(url, storage_options))
+
+        def read(name: str) -> bytes:
+            try:
+                return fs.cat(f"{root}/{name}")
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{public_url(url)}/{name} is missing.") from None
+
+        return read, public_url(url)
+    folder = Path(path)
+
+    def read_local(name: str) -> bytes:
+        return (folder / name).read_bytes()
+
+    return read_local, str(folder)
+
+
+def read_manifest(path, storage_options=None) -> dict:
+    """The checked ``model.json`` of a model directory (a path or a URL)."""
+    read, where = _location(path, storage_options)
     try:
-        steps = [_describe(name, est, tmp / "arrays") for name, est in _steps(model)]
-        km = _steps(model)[-1][1]
-        selection = getattr(km, "k_selection_", None)
-        k_table = (
-            None if selection is None else json.loads(selection.table.to_json(orient="records"))
-        )
-        versions = {"dkmeans": __version__, "numpy": np.__version__,
-                    "scikit-learn": sklearn.__version__, "dask": dask.__version__,
-                    "zarr": zarr.__version__}  # fmt: skip
-        doc = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "pipeline": hasattr(model, "steps"),
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "versions": versions,
-            "steps": steps,
-            "k_table": k_table,
-            "k_criterion": None if selection is None else selection.criterion,
-            "fingerprint": fingerprint,
-            "metadata": metadata or {},
-        }
-        (tmp / "model.json").write_text(json.dumps(doc, indent=1))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
-
-def read_manifest(path) -> dict:
-    """The checked ``model.json`` of a model directory."""
-    manifest = Path(path) / "model.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{path} is not a dkmeans model directory (no model.json).")
+        text = read("model.json")
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{where} is not a dkmeans model directory (no model.json)."
+        ) from None
     try:
-        doc = json.loads(manifest.read_text())
+        doc = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{manifest} is not valid JSON ({err}).") from err
+        raise ValueError(f"{where}/model.json is not valid JSON ({err}).") from err
+    path = where
     if doc.get("format") != FORMAT:
         raise ValueError(f"{path} is not a dkmeans model directory (format {doc.get('format')!r}).")
     if doc.get("format_version") != FORMAT_VERSION:
@@ -232,17 +301,26 @@ def read_manifest(path) -> dict:
     return doc
 
 
-def load(path):
-    """Load a model saved by :func:`save`: the estimator, or the Pipeline.
+def load(path, *, storage_options: dict | None = None):
+    """Load a model saved by :func:`save` (a directory or a URL): the estimator, or the
+    Pipeline.
 
     The loaded KMeans carries ``k_table_`` (a DataFrame) when the model chose its
     k, and every loaded estimator carries ``fingerprint_`` and ``metadata_``.
     """
+    import io
+
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-    path = Path(path)
-    doc = read_manifest(path)
+    doc = read_manifest(path, storage_options)
+    read, where = _location(path, storage_options)
+    folder = doc.get("arrays", "arrays")
+
+    def array(name: str):
+        return np.load(io.BytesIO(read(f"{folder}/{name}")), allow_pickle=False)
+
+    path = where
     classes = _classes()
     estimators = []
     for step in doc["steps"]:
@@ -252,12 +330,11 @@ def load(path):
         params = {}
         for key, value in step["params"].items():
             if isinstance(value, dict) and set(value) == {"array"}:
-                value = np.load(path / "arrays" / value["array"], allow_pickle=False)
+                value = array(value["array"])
             params[key] = _from_json(value)
         est = cls(**params)
         for key in step["arrays"]:
-            setattr(est, key, np.load(path / "arrays" / f"{step['name']}__{key}.npy",
-                                      allow_pickle=False))  # fmt: skip
+            setattr(est, key, array(f"{step['name']}__{key}.npy"))
         for key, value in step["scalars"].items():
             setattr(est, key, _from_json(value))
         est.fingerprint_ = doc.get("fingerprint")

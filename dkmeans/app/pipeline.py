@@ -299,11 +299,14 @@ def run(job: Job) -> JobResult:
     if job.write_labels:  # refuse before any work, not after
         into, name = _labels_target(job, arr)
         io.check_labels_target(arr, name, into=into, overwrite=job.overwrite)
-    if job.model_out and Path(job.model_out).exists() and not job.overwrite:
+    if job.model_out and _model_exists(job.model_out, job.storage_options) and not job.overwrite:
         raise FileExistsError(
-            f"{job.model_out} exists; pass overwrite=True (--overwrite) to replace it."
+            f"{io.public_url(job.model_out)} exists; pass overwrite=True (--overwrite) to "
+            "replace it."
         )
-    reference = load(job.align_to) if job.align_to else None
+    reference = None
+    if job.align_to:
+        reference = load(job.align_to, storage_options=_remote_only(job.align_to, job))
     kept = _fits_in_memory(X, job.persist)
     if kept:
         with timer.step("read"):
@@ -387,6 +390,7 @@ def run(job: Job) -> JobResult:
             result.model_path = str(save(
                 model, job.model_out, overwrite=job.overwrite,
                 fingerprint=data_fingerprint(arr), metadata={"job": job.public_dict()},
+                storage_options=_remote_only(job.model_out, job),
             ))  # fmt: skip
     if job.profile_out:
         result.profile_paths = _write_profiles(result.archetypes, Path(job.profile_out))
@@ -398,6 +402,20 @@ def run(job: Job) -> JobResult:
                                            random_state=job.random_state)  # fmt: skip
     result.seconds = timer.seconds
     return result
+
+
+def _remote_only(path: str, job: Job):
+    """The job's storage options for a URL (they are the records' store's), else None."""
+    return job.storage_options if "://" in path else None
+
+
+def _model_exists(path: str, storage_options) -> bool:
+    if "://" not in path:
+        return Path(path).exists()
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    return fs.exists(f"{root}/model.json")
 
 
 def _transform(steps, X):
