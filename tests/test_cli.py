@@ -227,3 +227,12 @@ def test_bench_job_runs_at_tiny_size(tmp_path):
     assert by["job-streamed"]["reads"] <= 4 < by["job-streamed-full"]["reads"]
     assert by["inertia-seeds"]["median_ratio"] < 1.05
     assert set(by["summary"]["targets_met"]) >= {"streamed_reads_le_4", "same_k_as_in_memory"}
+
+
+@pytest.mark.slow
+def test_bench_object_store_runs_at_tiny_size():
+    by = _by_system(_bench("bench_object_store.py", "--rows", "8000", "--chunk", "2000",
+                           "--no-job"))  # fmt: skip
+    for name in ("local", "s3-fsspec"):
+        assert "error" not in by[name] and by[name]["mb_per_s"] > 0
+    assert "obstore_vs_fsspec_seconds" in by["summary"]

@@ -63,7 +63,7 @@ def test_job_and_cli_read_s3_with_storage_options(s3_store, tmp_path, caplog):
     endpoint = options["client_kwargs"]["endpoint_url"]
     cli = subprocess.run(
         [sys.executable, "-m", "dkmeans", "fit", url, "--k", "3", "--pca", "none", "-v",
-         "--labels-out", str(tmp_path / "cli.zarr"), "--storage-option", "key=testing",
+         "--storage-option", "key=testing",
          "--storage-option", f"secret={SECRET}",
          "--storage-option", f"client_kwargs.endpoint_url={endpoint}",
          "--storage-option", "client_kwargs.region_name=us-east-1"],
@@ -71,6 +71,9 @@ def test_job_and_cli_read_s3_with_storage_options(s3_store, tmp_path, caplog):
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     assert "inertia" in cli.stdout
+    # the CLI wrote the labels back beside the records on the object store
+    written = dkmeans.io.open_labels(url, storage_options=options)[:]
+    np.testing.assert_array_equal(written, result.model.predict(X))
     # the secret is in no output: model files, logs, the CLI's streams
     saved = "".join(p.read_text(errors="replace") for p in (tmp_path / "m").rglob("*.json"))
     for text in (saved, caplog.text, cli.stdout, cli.stderr):
