@@ -86,6 +86,37 @@ SECRET = "s3cr3t-never-printed-0123456789"
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3-protocol server (moto_server) on 127.0.0.1, once per test run."""
+    yield from _moto_server({})
+
+
+@pytest.fixture(scope="session")
+def s3_server_with_auth():
+    """A second server that checks credentials (moto's IAM) after its first 5 requests;
+    yields ``(endpoint, storage_options of a user allowed everything, bucket)``."""
+    import json
+
+    import boto3
+
+    for endpoint in _moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "5"}):
+        kw = {"endpoint_url": endpoint, "region_name": "us-east-1",
+              "aws_access_key_id": "setup", "aws_secret_access_key": "setup"}  # fmt: skip
+        iam = boto3.client("iam", **kw)
+        iam.create_user(UserName="dkmeans")
+        allow = {"Version": "2012-10-17",
+                 "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}  # fmt: skip
+        arn = iam.create_policy(PolicyName="all", PolicyDocument=json.dumps(allow))["Policy"]["Arn"]
+        iam.attach_user_policy(UserName="dkmeans", PolicyArn=arn)
+        key = iam.create_access_key(UserName="dkmeans")["AccessKey"]
+        kw |= {"aws_access_key_id": key["AccessKeyId"],
+               "aws_secret_access_key": key["SecretAccessKey"]}  # fmt: skip
+        boto3.client("s3", **kw).create_bucket(Bucket="dkmeans-auth")
+        client = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+        options = {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"],
+                   "client_kwargs": client}  # fmt: skip
+        yield endpoint, options, "dkmeans-auth"
+
+
+def _moto_server(env: dict):
     import shutil
     import socket
     import subprocess
@@ -99,7 +130,8 @@ def s3_server():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **env})  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

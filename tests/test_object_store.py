@@ -235,3 +235,22 @@ def test_models_save_to_and_load_from_s3(s3_store):
                     write_labels=False, random_state=7))  # fmt: skip
     assert list(again.kmeans.cluster_ids_) == [0, 1, 2]
     assert SECRET not in fs.cat(f"{root}/model.json").decode()
+
+
+def test_bad_credentials_are_one_clear_error(s3_server_with_auth, tmp_path):
+    endpoint, options, bucket = s3_server_with_auth
+    X, _, _ = blobs(n=200, d=2, k=2, seed=3, dtype=np.float32)
+    url = write_s3_group(f"s3://{bucket}/c.zarr", options, X, 100)
+    assert dkmeans.open_zarr_array(url, storage_options=options).shape == X.shape
+    wrong = {**options, "secret": SECRET}
+    with pytest.raises(PermissionError, match="refused or no credentials") as info:
+        dkmeans.open_zarr_array(url, storage_options=wrong)
+    assert SECRET not in str(info.value) and options["secret"] not in str(info.value)
+    cli = subprocess.run(
+        [sys.executable, "-m", "dkmeans", "info", url, "--storage-option",
+         f"key={options['key']}", "--storage-option", f"secret={SECRET}",
+         "--storage-option", f"client_kwargs.endpoint_url={endpoint}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr
+    assert "refused or no credentials" in cli.stderr and SECRET not in cli.stderr
