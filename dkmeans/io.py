@@ -16,6 +16,7 @@ import numpy as np
 import zarr
 
 from ._engine.store import (
+    ICECHUNK_REPOS,
     ChunkReadError,
     check_writable,
     dask_array,
@@ -116,6 +117,24 @@ def check_labels_target(
     the one clear error for records at a store's root (no group beside them), a remote
     ``into``, the records' own name, or labels already there without ``overwrite``.
     """
+    if into is None and _icechunk_of(records) is not None:
+        from ._engine.parallel import active_client
+
+        if active_client() is not None:  # a session's writes must stay in this process
+            raise ValueError(
+                "Labels are committed to an Icechunk repository from the threaded scheduler; "
+                "run this job without a cluster, or write the labels elsewhere (labels_out)."
+            )
+        parent = records.path.rpartition("/")[0]
+        group = zarr.open_group(store=records.store, path=parent, mode="r")
+        if name == records.path.rpartition("/")[2]:
+            raise ValueError(f"name={name!r} is the records' own name; choose another.")
+        if name in group and not overwrite:
+            raise FileExistsError(
+                f"{_icechunk_of(records)[3]} holds labels {name!r}; pass overwrite=True "
+                "(--overwrite) to replace them."
+            )
+        return None
     if into is None and _on_object_store(records):
         _remote_target(records, name, overwrite)
         return None
@@ -153,6 +172,40 @@ def check_labels_target(
 # created only if absent (a conditional PUT), keeps two writers of one name apart.
 
 POINTER = "dkmeans:labels"
+
+
+def _icechunk_of(records: zarr.Array):
+    """``(store, repository, branch, url)`` of records opened from an Icechunk URL."""
+    return ICECHUNK_REPOS.get(id(records.store))
+
+
+@contextlib.contextmanager
+def _icechunk_labels_writer(records: zarr.Array, name: str, attrs):
+    """Labels as ONE Icechunk commit on the records' branch, its message naming the
+    model and k; a writer that committed first makes this one fail, committing nothing."""
+    import icechunk
+
+    _, repo, branch, url = _icechunk_of(records)
+    session = repo.writable_session(branch)
+    parent = records.path.rpartition("/")[0]
+    group = zarr.open_group(store=session.store, path=parent, mode="r+")
+    if name in group:
+        del group[name]
+    out = group.create_array(
+        name, shape=(records.shape[0],), chunks=(records.chunks[0],), dtype=np.int32,
+        fill_value=-1, **_label_attributes(records, attrs),
+    )  # fmt: skip
+    yield LabelsWriter(out, f"{url}#{'/'.join(p for p in (parent, name) if p)}")
+    _check_complete(out)
+    info = dict(attrs or {})
+    message = f"dkmeans labels {name!r}: k={info.get('k')}, model {info.get('model')}"
+    try:
+        session.commit(message)
+    except icechunk.ConflictError:
+        raise FileExistsError(
+            f"Another writer committed to {url} while these labels were written; nothing "
+            "was committed. Run again to label the new state."
+        ) from None
 
 
 def _on_object_store(records: zarr.Array) -> bool:
@@ -353,6 +406,10 @@ def labels_writer(
     """
     arr = records if isinstance(records, zarr.Array) else open_zarr_array(records, variable)
     group_dir = check_labels_target(arr, name, into=into, overwrite=overwrite)
+    if group_dir is None and _icechunk_of(arr) is not None:  # one commit
+        with _icechunk_labels_writer(arr, name, attrs) as writer:
+            yield writer
+        return
     if group_dir is None:  # an object store: no rename, a pointer switch instead
         with _remote_labels_writer(arr, name, attrs) as writer:
             yield writer

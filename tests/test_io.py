@@ -207,3 +207,65 @@ def test_a_corrupt_chunk_is_one_clear_error_naming_the_store_and_the_chunk(tmp_p
     )  # fmt: skip
     assert cli.returncode == 2 and "Traceback" not in cli.stderr
     assert "chunk features/c/3/0" in cli.stderr
+
+
+@pytest.fixture
+def icechunk_repo(tmp_path):
+    icechunk = pytest.importorskip("icechunk")
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "repo")))
+    session = repo.writable_session("main")
+    X = np.random.default_rng(0).normal(size=(4000, 3)).astype("f4")
+    group = zarr.open_group(session.store, mode="w")
+    arr = group.create_array("features", shape=X.shape, chunks=(500, 3), dtype="f4")
+    arr[:] = X
+    arr.attrs["feature_names"] = ["a", "b", "c"]
+    session.commit("records")
+    return repo, f"icechunk://{tmp_path / 'repo'}#features", X
+
+
+def test_icechunk_repository_in_and_labels_out_as_one_commit(icechunk_repo, tmp_path):
+    from dkmeans.pipeline import Job, run
+
+    repo, url, X = icechunk_repo
+    result = run(Job(store=url, k=3, pca=None, model_out=str(tmp_path / "m")))
+    session = repo.readonly_session(branch="main")
+    labels = zarr.open_array(session.store, path="cluster")[:]
+    np.testing.assert_array_equal(labels, result.model.predict(X))
+    messages = [c.message for c in repo.ancestry(branch="main")]
+    assert messages[0] == f"dkmeans labels 'cluster': k=3, model {tmp_path / 'm'}"
+    assert messages[1] == "records"
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run(Job(store=url, k=4, pca=None))
+
+
+def test_two_icechunk_writers_conflict_cleanly(icechunk_repo):
+    import threading
+
+    from dkmeans import open_zarr_array
+    from dkmeans.io import labels_writer
+
+    repo, url, _ = icechunk_repo
+    records = open_zarr_array(url)
+    started, release, errors = threading.Event(), threading.Event(), []
+
+    def slow():
+        try:
+            with labels_writer(records) as write:
+                for start in range(0, 4000, 500):
+                    write(np.full(500, 1, dtype=np.int32), start)
+                started.set()
+                release.wait(30)
+        except FileExistsError as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    assert started.wait(30)
+    with labels_writer(open_zarr_array(url)) as write:  # commits first
+        for start in range(0, 4000, 500):
+            write(np.full(500, 2, dtype=np.int32), start)
+    release.set()
+    thread.join()
+    assert len(errors) == 1 and "Another writer committed" in str(errors[0])
+    labels = zarr.open_array(repo.readonly_session(branch="main").store, path="cluster")[:]
+    np.testing.assert_array_equal(labels, 2)  # the first commit, whole: never mixed

@@ -254,3 +254,15 @@ def test_bad_credentials_are_one_clear_error(s3_server_with_auth, tmp_path):
     )  # fmt: skip
     assert cli.returncode == 2 and "Traceback" not in cli.stderr
     assert "refused or no credentials" in cli.stderr and SECRET not in cli.stderr
+
+
+def test_the_secret_is_in_no_task_key_and_no_checkpoint(s3_store, tmp_path):
+    url, options, _ = s3_store
+    X = dkmeans.from_zarr(url, storage_options=options)
+    assert all(SECRET not in str(key) for key in X.__dask_graph__())
+    km = KMeans(3, random_state=0, persist=False, max_iter=3, checkpoint=tmp_path / "ck")
+    km.fit(X)
+    for path in (tmp_path / "ck").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes()
+    assert SECRET not in repr(km) and SECRET not in str(km.get_params())

@@ -104,6 +104,56 @@ def _missing(path: str, storage_options: dict | None) -> Exception:
     return FileNotFoundError(f"No Zarr store at {url}: check the path.")
 
 
+ICECHUNK_REPOS: dict = {}  # id(store) -> (store, repository, branch, url): for writes
+
+
+def _icechunk_storage(location: str, storage_options: dict | None):
+    import icechunk
+
+    if not _is_remote(location):
+        return icechunk.local_filesystem_storage(location)
+    if protocol(location) != "s3":
+        raise ValueError(f"icechunk://{public_url(location)}: this dkmeans opens Icechunk "
+                         "repositories on local paths and s3:// only.")  # fmt: skip
+    bucket, _, prefix = location.split("://", 1)[1].partition("/")
+    o = storage_options or {}
+    client = o.get("client_kwargs", {})
+    return icechunk.s3_storage(
+        bucket=bucket, prefix=prefix, endpoint_url=client.get("endpoint_url"),
+        region=client.get("region_name"), access_key_id=o.get("key"),
+        secret_access_key=o.get("secret"), allow_http=True, force_path_style=True,
+        from_env=not o,
+    )  # fmt: skip
+
+
+def _open_icechunk(path: str, storage_options: dict | None):
+    """``icechunk://LOCATION[@BRANCH][#PATH]``: a repository (a local path or s3://...),
+    its branch (default main), and the node inside it."""
+    import icechunk
+
+    rest = path.split("://", 1)[1]
+    rest, _, inner = rest.partition("#")
+    location, branch = rest, "main"
+    if "@" in rest.rsplit("/", 1)[-1]:
+        location, _, branch = rest.rpartition("@")
+    try:
+        repo = icechunk.Repository.open(_icechunk_storage(location, storage_options))
+        session = repo.readonly_session(branch=branch)
+    except icechunk.IcechunkError as err:
+        raise FileNotFoundError(
+            f"No Icechunk repository or branch {branch!r} at {public_url(location)} "
+            f"({type(err).__name__}); check the URL."
+        ) from None
+    store = session.store
+    ICECHUNK_REPOS[id(store)] = (store, repo, branch, f"icechunk://{public_url(location)}@{branch}")
+    try:
+        return zarr.open(store=store, path=inner, mode="r")
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+        raise FileNotFoundError(
+            f"Nothing at {inner!r} in the Icechunk repository {public_url(location)}@{branch}."
+        ) from None
+
+
 def open_zarr_array(path: str | os.PathLike, variable: str | None = None, *,
                     storage_options: dict | None = None) -> zarr.Array:  # fmt: skip
     """Open a Zarr array by path or URL, or one variable of a Zarr group.
@@ -136,6 +186,8 @@ def open_zarr_array(path: str | os.PathLike, variable: str | None = None, *,
     """
     spath = os.fspath(path)
     remote = _is_remote(spath)
+    if protocol(spath) == "icechunk":
+        return _pick_array(_open_icechunk(spath, storage_options), spath, variable)
     if not remote and storage_options:
         raise ValueError("storage_options apply to URLs (s3://, gs://, ...), not local paths.")
     if not remote and not Path(spath).exists():
@@ -157,6 +209,11 @@ def open_zarr_array(path: str | os.PathLike, variable: str | None = None, *,
         if remote:
             raise remote_error(spath, err) from None
         raise
+    return _pick_array(node, spath, variable)
+
+
+def _pick_array(node, spath: str, variable: str | None) -> zarr.Array:
+    """The 2-D records array: ``variable`` of a group, its only 2-D array, or the node."""
     if variable is not None:
         if not isinstance(node, zarr.Group):
             raise KeyError(
