@@ -332,13 +332,16 @@ def _remote_labels_writer(records: zarr.Array, name: str, attrs):
 
 
 def _versions(group: zarr.Group, name: str) -> set[str]:
+    """The group's label versions of ``name`` (exactly ``<name>-<time>-<id>``: a user's
+    own ``cluster-centres`` is never one)."""
+    import re
     import warnings
 
-    prefix = f"{name}-"
+    version = re.compile(rf"{re.escape(name)}-\d{{8}}T\d{{6}}-[0-9a-f]{{8}}")
     with warnings.catch_warnings():  # our own lock object is no Zarr node
         warnings.filterwarnings("ignore", message=r"Object at \..*\.lock is not recognized")
         keys = list(group.array_keys())
-    return {k for k in keys if k.startswith(prefix) and k.count("-") >= 2}
+    return {k for k in keys if version.fullmatch(k)}
 
 
 def open_labels(records: str | os.PathLike | zarr.Array, name: str = "cluster", *,

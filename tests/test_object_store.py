@@ -125,11 +125,15 @@ def test_labels_written_back_on_s3_by_a_pointer_switch(s3_store):
     second = run(Job(store=url, storage_options=options, k=4, pca=None, overwrite=True))
     np.testing.assert_array_equal(dkmeans.io.open_labels(url, storage_options=options)[:],
                                   second.model.predict(X))  # fmt: skip
-    third = run(Job(store=url, storage_options=options, k=2, pca=None, overwrite=True))
     import zarr
 
+    own = zarr.open_group(records, mode="r+", storage_options=options)
+    own.create_array("cluster-centres-v2", shape=(3,), dtype="f4")  # a user's, not a version
+    third = run(Job(store=url, storage_options=options, k=2, pca=None, overwrite=True))
     group = zarr.open_group(records, mode="r", storage_options=options)
-    versions = sorted(k for k in group.array_keys() if k.startswith("cluster-"))
+    assert "cluster-centres-v2" in group
+    versions = sorted(k for k in group.array_keys()
+                      if k.startswith("cluster-") and k != "cluster-centres-v2")  # fmt: skip
     # the new version and the one before it (for readers still on it); older ones gone
     assert [f"{records}/{v}" for v in versions] == sorted([second.labels_path,
                                                            third.labels_path])  # fmt: skip

@@ -408,11 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_unraisable(unraisable) -> None:
+    logging.getLogger("dkmeans").debug("ignored: %s in %r", unraisable.exc_value, unraisable.object)
+
+
 def main(argv=None) -> int:
     """Entry point of the ``dkmeans`` console script."""
     from .deploy import ClusterConfigError
 
     args = build_parser().parse_args(argv)
+    # errors the object-store clients raise while closing at exit (e.g. aiobotocore's
+    # "created in a different Context") go to the debug log, not as a traceback
+    sys.unraisablehook = _log_unraisable
     if getattr(args, "rows", 1) < 1:
         print("dkmeans: error: --rows must be at least 1", file=sys.stderr)
         return 2
