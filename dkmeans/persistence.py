@@ -18,6 +18,7 @@ from ._engine.model_io import (
     SaveMixin,
     data_fingerprint,
     load,
+    model_exists,
     read_manifest,
     save,
 )
@@ -26,7 +27,15 @@ from .decomposition import PCA
 from .minibatch import MiniBatchKMeans
 from .preprocessing import StandardScaler
 
-__all__ = ["FORMAT_VERSION", "SaveMixin", "data_fingerprint", "load", "read_manifest", "save"]
+__all__ = [
+    "FORMAT_VERSION",
+    "SaveMixin",
+    "data_fingerprint",
+    "load",
+    "model_exists",
+    "read_manifest",
+    "save",
+]
 
 # The estimators load() rebuilds: each registered itself by subclassing SaveMixin.
 ESTIMATORS = (KMeans, MiniBatchKMeans, PCA, StandardScaler)

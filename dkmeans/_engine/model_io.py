@@ -190,6 +190,19 @@ def save(model, path, *, overwrite: bool = False, fingerprint: dict | None = Non
     return path
 
 
+def model_exists(path, storage_options: dict | None = None) -> bool:
+    """Whether a model is saved at ``path`` (a directory, or a URL holding model.json)."""
+    if "://" not in os.fspath(path):
+        return Path(path).exists()
+    import fsspec
+
+    from .store import with_retries
+
+    url = os.fspath(path).rstrip("/")
+    fs, root = fsspec.core.url_to_fs(url, **with_retries(url, storage_options))
+    return fs.exists(f"{root}/model.json")
+
+
 def _save_remote(model, url: str, overwrite, fingerprint, metadata, storage_options) -> str:
     import tempfile
 
@@ -199,7 +212,7 @@ def _save_remote(model, url: str, overwrite, fingerprint, metadata, storage_opti
 
     check_writable(url)
     fs, root = fsspec.core.url_to_fs(url, **with_retries(url, storage_options))
-    if fs.exists(f"{root}/model.json") and not overwrite:
+    if model_exists(url, storage_options) and not overwrite:
         raise FileExistsError(
             f"{public_url(url)} holds a model; pass overwrite=True (--overwrite) to replace it."
         )

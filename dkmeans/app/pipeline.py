@@ -24,7 +24,7 @@ from ..alignment import align_labels
 from ..archetypes import Archetypes
 from ..cluster import KMeans
 from ..model_selection import CRITERIA, KSelection, select_k
-from ..persistence import data_fingerprint, load, save
+from ..persistence import data_fingerprint, load, model_exists, save
 from ..streaming import label_and_profile, summarize
 
 __all__ = ["Job", "JobResult", "run"]
@@ -299,7 +299,8 @@ def run(job: Job) -> JobResult:
     if job.write_labels:  # refuse before any work, not after
         into, name = _labels_target(job, arr)
         io.check_labels_target(arr, name, into=into, overwrite=job.overwrite)
-    if job.model_out and _model_exists(job.model_out, job.storage_options) and not job.overwrite:
+    model_options = None if job.model_out is None else _remote_only(job.model_out, job)
+    if job.model_out and model_exists(job.model_out, model_options) and not job.overwrite:
         raise FileExistsError(
             f"{io.public_url(job.model_out)} exists; pass overwrite=True (--overwrite) to "
             "replace it."
@@ -407,15 +408,6 @@ def run(job: Job) -> JobResult:
 def _remote_only(path: str, job: Job):
     """The job's storage options for a URL (they are the records' store's), else None."""
     return job.storage_options if "://" in path else None
-
-
-def _model_exists(path: str, storage_options) -> bool:
-    if "://" not in path:
-        return Path(path).exists()
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
-    return fs.exists(f"{root}/model.json")
 
 
 def _transform(steps, X):
