@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -434,5 +435,17 @@ def main(argv=None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The console script and ``python -m dkmeans``: after a failed command, leave at
+    once, so that object-store clients closing at interpreter exit add nothing to the
+    one-line error."""
+    code = main()
+    if code:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
