@@ -2,6 +2,7 @@
 
 import sys
 
+from . import exceptions
 from .alignment import align_labels
 from .app.deploy import open_cluster
 from .archetypes import Archetypes, profile_clusters
@@ -32,6 +33,7 @@ __all__ = [
     "align_labels",
     "calinski_harabasz_score",
     "davies_bouldin_score",
+    "exceptions",
     "from_zarr",
     "label_and_profile",
     "load",

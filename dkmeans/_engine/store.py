@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from .errors import ChunkReadError
+
 _BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
              "abfss": "adlfs", "http": "aiohttp", "https": "aiohttp"}  # fmt: skip
 _READ_ONLY = ("http", "https")
@@ -234,11 +236,6 @@ def _pick_array(node, spath: str, variable: str | None) -> zarr.Array:
             )
         node = node[arrays[0]]
     return node
-
-
-class ChunkReadError(OSError):
-    """A chunk of a store could not be read or decoded (corrupt, or unreachable after
-    the back-end's retries)."""
 
 
 def describe_store(arr: zarr.Array) -> str:

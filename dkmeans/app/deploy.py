@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from .._engine.errors import ClusterConfigError
+
 __all__ = ["ClusterConfigError", "job_script", "load_cluster_config", "open_cluster"]
 
 logger = logging.getLogger("dkmeans")
@@ -35,10 +37,6 @@ KEYS = {
 TLS_KEYS = {"ca_file", "cert", "key", "require_encryption"}
 ADAPT_KEYS = {"minimum", "maximum"}
 _INSTALL = {"slurm": "dask-jobqueue", "pbs": "dask-jobqueue", "kubernetes": "dask-kubernetes"}
-
-
-class ClusterConfigError(ValueError):
-    """A cluster configuration file that cannot be used as written."""
 
 
 def _check_keys(where: str, given, allowed: set[str]) -> None:
