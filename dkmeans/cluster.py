@@ -303,8 +303,9 @@ class KMeans(_BaseKMeans):
         takes at most half of the available memory.
     verbose : int, default=0
         Log progress (one line per iteration) on the ``dkmeans`` logger.
-    k_range : iterable of int, default=range(2, 16)
-        Candidate numbers of clusters when ``n_clusters="auto"``.
+    k_range : iterable of int or None, default=None
+        Candidate numbers of clusters when ``n_clusters="auto"``; None is
+        ``range(2, 16)``.
     k_criterion : str, default="silhouette"
         Criterion of :func:`dkmeans.select_k` when ``n_clusters="auto"``.
     metric : {"euclidean", "cosine"}, default="euclidean"
@@ -431,7 +432,7 @@ class KMeans(_BaseKMeans):
         random_state=None,
         persist="auto",
         verbose=0,
-        k_range=range(2, 16),
+        k_range=None,
         k_criterion="silhouette",
         metric="euclidean",
         checkpoint=None,
@@ -463,7 +464,8 @@ class KMeans(_BaseKMeans):
         for name in ("n_clusters", "k_range", "k_criterion", "n_init", "random_state"):
             params.pop(name)
         self.k_selection_ = select_into(
-            self, inp, self.k_range, estimator=type(self), criterion=self.k_criterion,
+            self, inp, range(2, 16) if self.k_range is None else self.k_range,
+            estimator=type(self), criterion=self.k_criterion,
             n_init=self.n_init, random_state=self.random_state, sample_weight=sample_weight,
             kmeans_params=params, depth=1,
         )  # fmt: skip

@@ -14,6 +14,7 @@ from sklearn.utils.extmath import svd_flip
 
 from ._engine import backend as B
 from ._engine import linalg as L
+from ._engine.errors import NotEnoughDataError
 from ._engine.model_io import SaveMixin
 from ._engine.parallel import (
     RowBlocks,
@@ -30,6 +31,7 @@ from ._engine.validation import (
     as_generator,
     as_input,
     check_fitted_input,
+    finite_block,
     nonfinite_error,
     validate_params,
 )
@@ -223,7 +225,7 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         n, d = inp.n_samples, inp.n_features
         solver, nc = self._resolve(n, d)
         if n < 2:
-            raise ValueError("PCA needs at least 2 samples.")
+            raise NotEnoughDataError(f"PCA needs at least 2 samples; got n_samples={n}.")
         client = active_client()
         arr = inp.array
         multi_pass = solver == "randomized" and self.n_power_iter > 0
@@ -248,7 +250,7 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         n, d = int(res.count), res.payload.shape[0]
         _, nc = self._resolve(n, d)
         if n < 2:
-            raise ValueError("PCA needs at least 2 samples.")
+            raise NotEnoughDataError(f"PCA needs at least 2 samples; got n_samples={n}.")
         _check_finite(res)
         eigvals, eigvecs = np.linalg.eigh(res.payload)
         self.svd_solver_ = "covariance"
@@ -346,7 +348,7 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
 
 def _project(x, mean, proj):
-    return (x - B.like(x, mean)) @ B.like(x, proj)
+    return (finite_block(x) - B.like(x, mean)) @ B.like(x, proj)
 
 
 def _unproject(z, back, mean):

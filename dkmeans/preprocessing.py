@@ -18,6 +18,7 @@ from ._engine.validation import (
     as_input,
     as_sample_weight,
     check_fitted_input,
+    finite_block,
     validate_params,
 )
 
@@ -26,6 +27,7 @@ __all__ = ["StandardScaler"]
 
 def _scale_block(x, *, mean, scale, forward: bool):
     """Scale one block (the parameters move to the block's library, e.g. CuPy)."""
+    x = finite_block(x)
     if forward:
         x = x if mean is None else x - B.like(x, mean)
         return x if scale is None else x / B.like(x, scale)

@@ -1,5 +1,7 @@
 """Each bad input raises one clear exception naming the problem."""
 
+import warnings
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -61,7 +63,9 @@ def test_bad_sample_weight(weights, match):
 
 def test_predict_with_wrong_feature_count():
     km = KMeans(3, random_state=0).fit(X)
-    with pytest.raises(ValueError, match="X has 2 features, but KMeans was fitted with 3"):
+    with pytest.raises(
+        ValueError, match="X has 2 features, but KMeans is expecting 3 features"
+    ):
         km.predict(X[:, :2])
     with pytest.raises(ValueError, match="NaN or infinity"):
         km.predict(_with(np.nan))
@@ -205,3 +209,45 @@ def test_bad_input_across_the_public_surface(tmp_path, what, call, exc, match):
     assert "\n" not in str(info.value).strip()  # one line
     leftovers = [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name]
     assert not leftovers, leftovers
+
+
+def test_object_array_of_numbers_is_converted_as_sklearn_does():
+    objects = X.astype(object)
+    a = KMeans(3, random_state=0).fit(objects)
+    b = KMeans(3, random_state=0).fit(X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.cluster_centers_.dtype == np.float64
+
+
+def test_complex_input_is_a_value_error():
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        KMeans(3).fit(X + 1j)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: __import__("dkmeans").PCA(2), lambda: __import__("dkmeans").StandardScaler()]
+)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_transform_refuses_nonfinite_input(make, bad):
+    model = make().fit(X)
+    Y = X.copy()
+    Y[3, 1] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no numpy "invalid value" warning on the way
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            model.transform(Y)
+
+
+def test_errors_belong_to_the_hierarchy_and_to_the_builtin_class():
+    from dkmeans.exceptions import DKMeansError, InputError, InputTypeError, ParameterError
+
+    for call, kind, builtin in [
+        (lambda: KMeans(3).fit(X[:, 0]), InputError, ValueError),
+        (lambda: KMeans(3).fit(np.array([["a", "b"], ["c", "d"]])), InputTypeError, TypeError),
+        (lambda: KMeans(0).fit(X), ParameterError, ValueError),
+        (lambda: KMeans(3).fit(X[:0]), InputError, ValueError),
+    ]:
+        with pytest.raises(kind) as info:
+            call()
+        assert isinstance(info.value, DKMeansError)
+        assert isinstance(info.value, builtin)

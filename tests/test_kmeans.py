@@ -235,3 +235,15 @@ def test_per_iteration_log_lines(caplog):
     with caplog.at_level("INFO", logger="dkmeans"):
         KMeans(3, random_state=0).fit(X)
     assert any("lloyd iteration 1" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("init", ["k-means||", "random", "k-means++"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_unit_weights_give_the_same_labels_as_no_weights(init, chunked):
+    """Equal weights draw the same rows as no weights: identical labels, numbering too."""
+    X, _, _ = blobs(3000, 5, 6, std=2.0)
+    data = da.from_array(X, chunks=500) if chunked else X
+    plain = KMeans(6, init=init, random_state=1).fit(data)
+    ones = KMeans(6, init=init, random_state=1).fit(data, sample_weight=np.ones(len(X)))
+    np.testing.assert_array_equal(np.asarray(ones.labels_), np.asarray(plain.labels_))
+    np.testing.assert_allclose(ones.cluster_centers_, plain.cluster_centers_)

@@ -400,16 +400,24 @@ class RowBlocks:
 
     # ------------------------------------------------------------------ single rows
     def draw_row(self, rng: np.random.Generator) -> int:
-        """A row index drawn uniformly, or with probability ∝ sample_weight."""
+        """A row index drawn uniformly, or with probability ∝ sample_weight.
+
+        Both invert the cumulative weight at one uniform draw, so equal weights
+        draw the row no weights draw."""
+        u = rng.random()
         if self.sample_weight is None:
-            return int(rng.integers(self.n_samples))
+            return min(int(u * self.n_samples), self.n_samples - 1)
         sums = np.array(self.map_blocks(_weight_total, "weight-totals", reads=False))
-        b = int(rng.choice(sums.shape[0], p=sums / sums.sum()))
+        target = u * sums.sum()
+        cum = np.cumsum(sums)
+        b = min(int(np.searchsorted(cum, target, side="right")), sums.shape[0] - 1)
         builder = G.Builder(self.client)
         builder.include(self._w.needed([b]))
         ref = builder.add((self._key("weights", b), b), _identity, self._w.refs[b])
         w = np.asarray(B.to_host(builder.run([ref.key])[0][0]), dtype=np.float64)
-        return int(self.offsets[b] + rng.choice(w.shape[0], p=w / w.sum()))
+        within = target - (cum[b - 1] if b else 0.0)
+        i = int(np.searchsorted(np.cumsum(w), within, side="right"))
+        return int(self.offsets[b] + min(i, w.shape[0] - 1))
 
     def fetch_blocks(self, indices) -> list:
         """``(X_i, w_i)`` of the blocks ``indices``, computed (w_i None when unweighted)."""

@@ -222,10 +222,14 @@ def kmeans_plusplus_init(rows: RowBlocks, n_clusters: int, rng: np.random.Genera
 def random_init(rows: RowBlocks, n_clusters: int, rng: np.random.Generator, **_):
     """``n_clusters`` distinct rows drawn without replacement (∝ sample_weight)."""
     n = rows.n_samples
-    if rows.sample_weight is None:
+    w = None
+    if rows.sample_weight is not None:
+        w = np.asarray(B.to_host(rows.sample_weight.compute()), dtype=np.float64)
+        if np.all(w == w[0]):  # equal weights are no weights: the same rows
+            w = None
+    if w is None:
         index = rng.choice(n, size=n_clusters, replace=False)
     else:
-        w = np.asarray(B.to_host(rows.sample_weight.compute()), dtype=np.float64)
         index = rng.choice(n, size=n_clusters, replace=False, p=w / w.sum())
     centers = yield Fetch(index)
     return InitResult(centers, None)

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import backend as B
 from . import config
+from .errors import InputError, InputTypeError, ParameterError
 
 FEATURE_DIMS = ("feature", "features", "variable", "variables", "channel")
 
@@ -81,13 +82,21 @@ class Input:
         return values
 
 
-def nonfinite_error(count: int | None = None) -> ValueError:
+def nonfinite_error(count: int | None = None) -> InputError:
     """The one error for NaN or infinity in X (``count`` of them, where known)."""
     many = "" if count is None else f" ({count} value(s))"
-    return ValueError(
+    return InputError(
         f"Input X contains NaN or infinity{many}. Remove or impute them first (for example "
         "sklearn.impute.SimpleImputer, or X[da.isfinite(X).all(axis=1)] on a dask array)."
     )
+
+
+def finite_block(x):
+    """``x``, after checking that it holds no NaN or infinity (in a block function)."""
+    xp = B.namespace(x)
+    if not bool(xp.all(xp.isfinite(x))):
+        raise nonfinite_error()
+    return x
 
 
 def unwrap(x):
@@ -108,7 +117,12 @@ def _float_dtype(dtype, what: str):
         return dtype
     if dtype.kind in "biuf":
         return np.dtype(np.float64)
-    raise TypeError(
+    if dtype.kind == "c":
+        raise InputError(
+            f"Complex data not supported: {what} has dtype {dtype}. Pass the real part, the "
+            "magnitude, or both as separate features."
+        )
+    raise InputTypeError(
         f"{what} has dtype {dtype}, which is not numeric. Encode or drop non-numeric "
         "columns and pass a float or integer array."
     )
@@ -116,18 +130,43 @@ def _float_dtype(dtype, what: str):
 
 def _check_shape(shape, what: str) -> None:
     if len(shape) != 2:
-        hint = " Reshape with X.reshape(-1, 1) for a single feature." if len(shape) == 1 else ""
-        raise ValueError(
+        hint = (
+            " Reshape your data: X.reshape(-1, 1) for a single feature, X.reshape(1, -1) "
+            "for a single sample."
+            if len(shape) == 1
+            else ""
+        )
+        raise InputError(
             f"{what} must be 2-D (n_samples, n_features); got {len(shape)}-D shape {shape}.{hint}"
         )
     if any(isinstance(s, float) and math.isnan(s) for s in shape):
-        raise ValueError(
+        raise InputError(
             f"{what} has unknown chunk sizes (shape {shape}); call X.compute_chunk_sizes() first."
         )
-    if shape[0] == 0 or shape[1] == 0:
-        raise ValueError(
-            f"{what} is empty (shape {shape}); at least one sample and feature needed."
-        )
+    for axis, what_axis in ((0, "sample"), (1, "feature")):
+        if shape[axis] == 0:
+            raise InputError(
+                f"{what} is empty: found {shape[axis]} {what_axis}(s) (shape={tuple(shape)}) "
+                "while a minimum of 1 is required."
+            )
+
+
+def _numeric_objects(arr: np.ndarray, what: str) -> np.ndarray:
+    """An object array of numbers as float64 (as scikit-learn converts it)."""
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputTypeError(
+            f"{what} has dtype object and holds values that are not numbers ({err}). Encode "
+            "or drop non-numeric columns and pass a float or integer array."
+        ) from None
+
+
+def _sparse_error(what: str) -> InputTypeError:
+    return InputTypeError(
+        f"{what} is a sparse matrix, and sparse input is not supported here; pass a dense "
+        "array (X.toarray())."
+    )
 
 
 def _xarray_input(X, what: str) -> Input:
@@ -141,6 +180,14 @@ def _xarray_input(X, what: str) -> Input:
     data = X.data if isinstance(X.data, da.Array) else np.asarray(X.data)
     inp = as_input(data, what)
     return Input(inp.array, "xarray", names, sdim, scoord, fdim, _numpy_backed=inp.kind == "numpy")
+
+
+def _is_sparse(X) -> bool:
+    """scipy.sparse X, or a dask array of sparse blocks."""
+    import scipy.sparse
+
+    meta = getattr(X, "_meta", None) if isinstance(X, da.Array) else X
+    return scipy.sparse.issparse(meta) or type(meta).__module__.startswith("sparse")
 
 
 def as_input(X, what: str = "X") -> Input:
@@ -158,7 +205,7 @@ def as_input(X, what: str = "X") -> Input:
     mod = type(X).__module__
     if mod.startswith("xarray"):
         if not hasattr(X, "dims") or not hasattr(X, "transpose") or hasattr(X, "data_vars"):
-            raise TypeError(
+            raise InputTypeError(
                 f"{what} is an xarray Dataset; pass one DataArray (ds['name']) or "
                 "ds.to_dataarray('feature')."
             )
@@ -169,8 +216,12 @@ def as_input(X, what: str = "X") -> Input:
         if cols is not None and all(isinstance(c, str) for c in cols):
             names = np.asarray(cols, dtype=object).astype(str)
         X = X.to_numpy()
+    if _is_sparse(X):
+        raise _sparse_error(what)
     if isinstance(X, da.Array):
         _check_shape(X.shape, what)
+        if X.dtype == object:
+            X = X.map_blocks(_numeric_objects, what, dtype=np.float64)
         dtype = _float_dtype(X.dtype, what)
         arr = X.astype(dtype) if X.dtype != dtype else X
         if arr.numblocks[1] != 1:
@@ -179,15 +230,17 @@ def as_input(X, what: str = "X") -> Input:
     if not isinstance(X, np.ndarray) and aac.is_array_api_obj(X):
         return _device_input(X, what, names)
     if not hasattr(X, "__array__") and not isinstance(X, list | tuple):
-        raise TypeError(
+        raise InputTypeError(
             f"{what} of type {type(X).__name__} is not supported: pass a NumPy, dask or "
             "xarray array, a zarr.Array, or the path of a Zarr store."
         )
     try:
         arr = np.asarray(X)
     except (ValueError, TypeError) as err:
-        raise TypeError(f"{what} could not be read as an array: {err}") from err
+        raise InputTypeError(f"{what} could not be read as an array: {err}") from err
     _check_shape(arr.shape, what)
+    if arr.dtype == object:
+        arr = _numeric_objects(arr, what)
     dtype = _float_dtype(arr.dtype, what)
     arr = np.ascontiguousarray(arr, dtype=dtype)
     rows = _rows_per_block(arr.shape[0], arr.shape[1] * arr.itemsize)
@@ -232,9 +285,10 @@ def check_fitted_input(estimator, X) -> Input:
     inp = as_input(X)
     name = type(estimator).__name__
     if inp.n_features != estimator.n_features_in_:
-        raise ValueError(
-            f"X has {inp.n_features} features, but {name} was fitted with "
-            f"{estimator.n_features_in_}; pass data with the same features."
+        raise InputError(
+            f"X has {inp.n_features} features, but {name} is expecting "
+            f"{estimator.n_features_in_} features as input; pass data with the features "
+            "it was fitted on."
         )
     fitted = getattr(estimator, "feature_names_in_", None)
     if (
@@ -242,7 +296,7 @@ def check_fitted_input(estimator, X) -> Input:
         and inp.feature_names is not None
         and not np.array_equal(fitted, inp.feature_names)
     ):
-        raise ValueError(
+        raise InputError(
             "The feature names of X differ from those seen in fit "
             f"({list(fitted)} vs {list(inp.feature_names)}); reorder or rename the columns."
         )
@@ -261,17 +315,17 @@ def as_sample_weight(sample_weight, X: da.Array) -> da.Array | None:
     else:
         w = np.asarray(sample_weight)
     if w.ndim != 1 or w.shape[0] != n:
-        raise ValueError(
+        raise InputError(
             f"sample_weight has shape {w.shape}, expected ({n},): one weight per sample."
         )
     if not isinstance(w, da.Array):
         w = np.asarray(w, dtype=np.float64)
         if not np.all(np.isfinite(w)):
-            raise ValueError("sample_weight contains NaN or infinity.")
+            raise InputError("sample_weight contains NaN or infinity.")
         if np.any(w < 0):
-            raise ValueError("sample_weight has negative values; weights must be >= 0.")
+            raise InputError("sample_weight has negative values; weights must be >= 0.")
         if not np.any(w > 0):
-            raise ValueError("sample_weight is zero everywhere; at least one must be > 0.")
+            raise InputError("sample_weight is zero everywhere; at least one must be > 0.")
         return da.from_array(w, chunks=(X.chunks[0],))
     return w.astype(np.float64).rechunk((X.chunks[0],))
 
@@ -284,7 +338,7 @@ def as_generator(random_state) -> np.random.Generator:
         return random_state
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(2**31 - 1))
-    raise ValueError(
+    raise ParameterError(
         f"random_state={random_state!r} is not valid: use None, an int, or a numpy Generator."
     )
 
@@ -351,6 +405,6 @@ def validate_params(estimator, constraints: dict) -> None:
         value = getattr(estimator, name)
         if not any(opt(value) for opt in options):
             allowed = "; ".join(repr(o) for o in options)
-            raise ValueError(
+            raise ParameterError(
                 f"{type(estimator).__name__}({name}={value!r}) is not valid: expected {allowed}."
             )
