@@ -8,6 +8,7 @@ import numbers
 import os
 import time
 import warnings
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -33,7 +34,7 @@ from ._engine.parallel import (
     map_rows,
     single_threaded_blas,
 )
-from ._engine.seeding import INITIALIZERS
+from ._engine.seeding import INITIALIZERS, CallableInit, check_init_array
 from ._engine.selection import select_into
 from ._engine.validation import (
     RANDOM_STATE,
@@ -82,15 +83,11 @@ class _BaseKMeans(
                 f"({inp.n_samples}); use at most {inp.n_samples} clusters."
             )
         init = self.init
-        if not isinstance(init, str):
-            init = np.asarray(init, dtype=np.float64)
-            if init.shape != (n_clusters, inp.n_features):
-                raise ValueError(
-                    f"init array has shape {init.shape}, expected "
-                    f"(n_clusters, n_features) = ({n_clusters}, {inp.n_features})."
-                )
-            if not np.all(np.isfinite(init)):
-                raise ValueError("init array contains NaN or infinity.")
+        if callable(init):
+            init = CallableInit(init, inp.in_memory)
+            n_init = 10 if n_init == "auto" else n_init
+        elif not isinstance(init, str):
+            init = check_init_array(init, n_clusters, inp.n_features)
             if n_init not in ("auto", 1):
                 warnings.warn(
                     "Explicit initial centres given: performing only one init (n_init=1).",
@@ -179,10 +176,10 @@ class _BaseKMeans(
         return self.cluster_centers_.shape[0]
 
     # ------------------------------------------------------------------ inference
-    def _map_rows(self, inp: Input, fn, extra_shape, dtype, name):
+    def _map_rows(self, inp: Input, fn, extra_shape, dtype, name, center_dtype=None):
         centers = self.cluster_centers_
         shift = K.choose_shift(centers.mean(axis=0), centers.var(axis=0))
-        cs = K.prepare_centers(centers, shift, inp.array.dtype)
+        cs = K.prepare_centers(centers, shift, center_dtype or inp.array.dtype)
         cosine = self._spherical
 
         def block(x):
@@ -237,13 +234,15 @@ class _BaseKMeans(
         """
         inp = check_fitted_input(self, X)
         k = self.cluster_centers_.shape[0]
-        fn = K.distances
-        if self._spherical:
+        # scikit-learn's dtype: float64 unless both X and the centres are float32
+        out = np.result_type(inp.array.dtype, self.cluster_centers_.dtype)
+        cosine = self._spherical
 
-            def fn(x, cs, shift):  # unit vectors: 1 - cos = ||u - c||² / 2
-                return K.distances(x, cs, shift) ** 2 / 2
+        def fn(x, cs, shift):  # in float64; for unit vectors 1 - cos = ||u - c||² / 2
+            d = K.distances(x, cs, shift)
+            return B.namespace(x).astype(d**2 / 2 if cosine else d, B.xp_dtype(B.namespace(x), out))
 
-        return self._map_rows(inp, fn, ((k,),), inp.array.dtype, "transform")
+        return self._map_rows(inp, fn, ((k,),), out, "transform", center_dtype=np.float64)
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the (weighted) sum of squared distances of X to its nearest centres.
@@ -277,15 +276,19 @@ class KMeans(_BaseKMeans):
     n_clusters : int or "auto", default=8
         Number of clusters.  ``"auto"`` chooses it from ``k_range`` by
         ``k_criterion`` with :func:`dkmeans.select_k` (one lockstep sweep).
-    init : {"k-means||", "k-means++", "random"} or ndarray of shape (n_clusters, n_features)
+    init : {"k-means||", "k-means++", "random"}, callable or ndarray of shape \
+(n_clusters, n_features)
         ``"k-means||"`` (default): scalable k-means++ (Bahmani et al. 2012) in
         ``init_rounds + 1`` data passes.  ``"k-means++"``: D² sampling, one pass per
         centre (fine in memory, slow out of core).  ``"random"``: distinct rows drawn
-        at random.  An array gives the initial centres.
+        at random.  An array gives the initial centres.  A callable is called as in
+        scikit-learn, ``init(X, n_clusters, random_state=RandomState)``, once per
+        run, and returns the centres; X is a NumPy array for in-memory data and the
+        dask array otherwise.
     n_init : "auto" or int, default="auto"
         Number of initialisations; the run with the lowest inertia is kept.  Runs
-        share every Lloyd pass over the data.  ``"auto"`` is 10 for ``"random"`` and 1
-        otherwise, as in scikit-learn.
+        share every Lloyd pass over the data.  ``"auto"`` is 10 for ``"random"`` and a
+        callable, and 1 otherwise, as in scikit-learn.
     max_iter : int, default=300
         Maximum number of Lloyd iterations of a run.
     tol : float, default=1e-4
@@ -338,6 +341,11 @@ class KMeans(_BaseKMeans):
         Make the final label pass (``labels_``, ``inertia_``, ``cluster_sizes_``,
         ``simplified_silhouette_``).  False skips that read of the data, for a caller
         that labels the data in a pass of its own.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        Accepted for scikit-learn compatibility.  Both run the same fused Lloyd
+        passes; Elkan's triangle-inequality pruning gives the same iterations and
+        would save arithmetic only, not reads, so ``"elkan"`` is logged and runs
+        Lloyd.
 
     Attributes
     ----------
@@ -399,7 +407,11 @@ class KMeans(_BaseKMeans):
 
     _constraints: ClassVar[dict] = {
         "n_clusters": [Interval(numbers.Integral, 1, None), OneOf("auto")],
-        "init": [OneOf(*INITIALIZERS), IsInstance(np.ndarray, list, label="an array")],
+        "init": [
+            OneOf(*INITIALIZERS),
+            IsInstance(np.ndarray, list, label="an array"),
+            IsInstance(Callable, label="a callable (X, n_clusters, random_state) -> centres"),
+        ],
         "n_init": [OneOf("auto"), Interval(numbers.Integral, 1, None)],
         "max_iter": [Interval(numbers.Integral, 1, None)],
         "tol": [Interval(numbers.Real, 0, None)],
@@ -417,6 +429,7 @@ class KMeans(_BaseKMeans):
             Interval(numbers.Integral, 2, None),
         ],
         "compute_labels": [OneOf(True, False)],
+        "algorithm": [OneOf("lloyd", "elkan")],
     }
 
     def __init__(
@@ -439,6 +452,7 @@ class KMeans(_BaseKMeans):
         resume=False,
         fit_sample="auto",
         compute_labels=True,
+        algorithm="lloyd",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -457,6 +471,7 @@ class KMeans(_BaseKMeans):
         self.resume = resume
         self.fit_sample = fit_sample
         self.compute_labels = compute_labels
+        self.algorithm = algorithm
 
     def _fit_auto(self, inp: Input, sample_weight):
         """n_clusters="auto": select_k's lockstep sweep, its chosen k fitted into self."""
@@ -479,12 +494,15 @@ class KMeans(_BaseKMeans):
             return None
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("verbose", "persist", "checkpoint", "resume", "k_range",
-                               "k_criterion", "max_iter", "compute_labels")}  # fmt: skip
+                               "k_criterion", "max_iter", "compute_labels",
+                               "algorithm")}  # fmt: skip
         if not isinstance(self.random_state, numbers.Integral | type(None)):
             raise ValueError(
                 "checkpoint needs an int random_state (a Generator cannot be restored)."
             )
-        if not isinstance(spec.init, str):
+        if isinstance(spec.init, CallableInit):
+            params["init"] = spec.init.name
+        elif not isinstance(spec.init, str):
             params["init"] = hashlib.sha1(np.ascontiguousarray(spec.init).tobytes()).hexdigest()
         key = {"shape": list(inp.array.shape), "dtype": str(inp.array.dtype),
                "weighted": sample_weight is not None, **params}  # fmt: skip
@@ -545,6 +563,8 @@ class KMeans(_BaseKMeans):
         t_start = time.perf_counter()
         inp = as_input(X)
         validate_params(self, self._constraints)
+        if self.algorithm == "elkan":
+            logger.info("algorithm='elkan': running Lloyd's passes (the same iterations)")
         if self.n_clusters == "auto":
             return self._fit_auto(inp, sample_weight)
         self._fit_with(inp, sample_weight, self)

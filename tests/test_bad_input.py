@@ -63,9 +63,7 @@ def test_bad_sample_weight(weights, match):
 
 def test_predict_with_wrong_feature_count():
     km = KMeans(3, random_state=0).fit(X)
-    with pytest.raises(
-        ValueError, match="X has 2 features, but KMeans is expecting 3 features"
-    ):
+    with pytest.raises(ValueError, match="X has 2 features, but KMeans is expecting 3 features"):
         km.predict(X[:, :2])
     with pytest.raises(ValueError, match="NaN or infinity"):
         km.predict(_with(np.nan))

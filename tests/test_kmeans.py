@@ -247,3 +247,59 @@ def test_unit_weights_give_the_same_labels_as_no_weights(init, chunked):
     ones = KMeans(6, init=init, random_state=1).fit(data, sample_weight=np.ones(len(X)))
     np.testing.assert_array_equal(np.asarray(ones.labels_), np.asarray(plain.labels_))
     np.testing.assert_allclose(ones.cluster_centers_, plain.cluster_centers_)
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+def test_algorithm_is_accepted_as_in_sklearn(algorithm):
+    X, _, _ = blobs(1500, 4, 3)
+    init = X[:3]
+    ours = KMeans(3, init=init, algorithm=algorithm).fit(X)
+    theirs = SkKMeans(3, init=init, n_init=1, algorithm=algorithm).fit(X)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-6)
+    with pytest.raises(ValueError, match="algorithm"):
+        KMeans(3, algorithm="full").fit(X)
+
+
+def test_transform_is_as_precise_as_sklearn_in_float32():
+    """A point on a centre is at distance 0; distances are accurate to float32."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(3000, 8)) * 3 + 100).astype(np.float32)
+    model = KMeans(4, random_state=0).fit(X)
+    on_centres = model.transform(model.cluster_centers_)
+    assert on_centres.dtype == np.float32
+    np.testing.assert_array_equal(on_centres.min(axis=1), 0.0)
+    exact = np.sqrt(
+        ((X.astype(np.float64)[:, None] - model.cluster_centers_.astype(np.float64)) ** 2).sum(-1)
+    )
+    np.testing.assert_allclose(model.transform(X), exact, rtol=1e-6, atol=1e-5)
+
+
+def test_transform_dtype_follows_sklearn():
+    """float64 unless both the model and X are float32."""
+    X, _, _ = blobs(600, 3, 3)
+    X32 = X.astype(np.float32)
+    for fit_on, data in [(X, X32), (X32, X), (X, X), (X32, X32)]:
+        ours = KMeans(3, init=X[:3], random_state=0).fit(fit_on).transform(data)
+        theirs = SkKMeans(3, init=X[:3], n_init=1).fit(fit_on).transform(data)
+        assert ours.dtype == theirs.dtype, (fit_on.dtype, data.dtype)
+
+
+def test_callable_init_as_in_sklearn():
+    X, _, _ = blobs(2000, 4, 5, std=1.5)
+    calls = []
+
+    def init(data, n_clusters, random_state):
+        calls.append(type(data))
+        return data[random_state.permutation(len(data))[:n_clusters]]
+
+    ours = KMeans(5, init=init, random_state=0).fit(X)
+    assert len(calls) == 10 and calls[0] is np.ndarray  # n_init="auto" is 10, as sklearn
+    best = min(
+        SkKMeans(5, init=c, n_init=1).fit(X).inertia_
+        for c in [X[np.random.RandomState(s).permutation(len(X))[:5]] for s in range(10)]
+    )
+    assert ours.inertia_ <= best * 1.05
+    again = KMeans(5, init=init, random_state=0).fit(da.from_array(X, chunks=400))
+    np.testing.assert_allclose(again.cluster_centers_, ours.cluster_centers_)
+    with pytest.raises(ValueError, match="init array has shape"):
+        KMeans(5, init=lambda data, k, random_state: data[:2]).fit(X)

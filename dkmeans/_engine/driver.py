@@ -24,7 +24,7 @@ from . import reductions as R
 from .checkpoint import Checkpoint
 from .lloyd import Run, lloyd
 from .parallel import RowBlocks, memory_budget, persist_from_here
-from .seeding import check_finite, seed_runs
+from .seeding import CallableInit, check_finite, seed_runs
 from .summary import Gathered
 from .validation import Input, as_input, as_sample_weight
 
@@ -40,10 +40,11 @@ logger = logging.getLogger("dkmeans")
 class FitSpec:
     """What a fit needs besides the data: validated parameters.
 
-    init : a name of ``seeding.INITIALIZERS``, or explicit centres (then ``n_init`` is 1).
+    init : a name of ``seeding.INITIALIZERS``, a ``seeding.CallableInit``, or explicit
+        centres (then ``n_init`` is 1).
     """
 
-    init: str | np.ndarray
+    init: str | np.ndarray | CallableInit
     n_init: int
     max_iter: int
     tol: float
@@ -109,9 +110,15 @@ def _unit(centers, spec: FitSpec):
 def seed(rows: RowBlocks, spec: FitSpec, ks: list[int], rngs: list) -> tuple[list[Run], object]:
     """Initial runs: ``spec.n_init`` per k, every one seeded in the same passes; and the
     column moments if seeding measured them."""
+    run_rngs = [rng.spawn(spec.n_init) for rng in rngs]
+    if isinstance(spec.init, CallableInit):
+        return [
+            Run(_unit(spec.init.centers(rows.X, k, r).astype(rows.dtype), spec))
+            for k, per_k in zip(ks, run_rngs, strict=True)
+            for r in per_k
+        ], None
     if not isinstance(spec.init, str):
         return [Run(_unit(spec.init.astype(rows.dtype), spec))], None
-    run_rngs = [rng.spawn(spec.n_init) for rng in rngs]
     seeded = seed_runs(
         rows, spec.init, [k for k in ks for _ in range(spec.n_init)],
         [r for per_k in run_rngs for r in per_k],

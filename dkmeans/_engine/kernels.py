@@ -402,16 +402,18 @@ def exact_cost(X, centers, labels, sample_weight=None) -> float:
     return float(_exact_cost(X, centers, labels, w))
 
 
-def distances(X, center_set: CenterSet, shift):
+def distances(X, center_set: CenterSet, shift, out_dtype=None):
     """Euclidean (not squared) distances to every centre, shape (n_rows, n_centers),
-    in X's array library."""
+    in X's array library, computed in the centre set's dtype (float64 for
+    ``transform``, as scikit-learn upcasts float32) and returned as ``out_dtype``."""
     xp = B.namespace(X)
     dtype = B.host_dtype(center_set.shifted)
     xs = xp.astype(X, B.xp_dtype(xp, dtype), copy=False) - B.like(X, as_shift(shift, dtype), dtype)
     xx = xp.sum(xs * xs, axis=1)
     sq = xx[:, None] - 2 * (xs @ B.like(X, center_set.shifted).T)
     sq = sq + B.like(X, center_set.sq_norms)[None, :]
-    return xp.sqrt(xp.maximum(sq, 0))
+    out = xp.sqrt(xp.maximum(sq, 0))
+    return out if out_dtype is None else xp.astype(out, B.xp_dtype(xp, out_dtype), copy=False)
 
 
 def unit_rows(X, *, strict: bool = True):

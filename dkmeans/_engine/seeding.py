@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -22,6 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from . import backend as B
 from . import kernels as K
 from . import reductions as R
+from .errors import ParameterError
 from .parallel import RowBlocks, memory_budget
 from .validation import nonfinite_error
 
@@ -233,6 +235,45 @@ def random_init(rows: RowBlocks, n_clusters: int, rng: np.random.Generator, **_)
         index = rng.choice(n, size=n_clusters, replace=False, p=w / w.sum())
     centers = yield Fetch(index)
     return InitResult(centers, None)
+
+
+def check_init_array(init, n_clusters: int, n_features: int) -> np.ndarray:
+    """Explicit initial centres as float64, after checking their shape and values."""
+    init = np.asarray(init, dtype=np.float64)
+    if init.shape != (n_clusters, n_features):
+        raise ParameterError(
+            f"init array has shape {init.shape}, expected "
+            f"(n_clusters, n_features) = ({n_clusters}, {n_features})."
+        )
+    if not np.all(np.isfinite(init)):
+        raise ParameterError("init array contains NaN or infinity.")
+    return init
+
+
+@dataclass(frozen=True)
+class CallableInit:
+    """``init`` as scikit-learn takes a callable: ``fn(X, n_clusters, random_state)``
+    returns the initial centres.
+
+    X is a NumPy array when the data came in memory, else the dask array (the fit
+    never loads a store for it); ``random_state`` is a ``numpy.random.RandomState``
+    seeded from the run's Generator, the type scikit-learn passes.
+    """
+
+    fn: object
+    in_memory: bool
+
+    @property
+    def name(self) -> str:
+        fn = self.fn
+        return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+    def centers(self, X, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+        data = X.compute() if self.in_memory else X
+        random_state = np.random.RandomState(int(rng.integers(2**32 - 1)))
+        out = self.fn(data, n_clusters, random_state=random_state)
+        out = out.compute() if hasattr(out, "compute") else out  # a dask array's rows
+        return check_init_array(B.to_host(out), n_clusters, X.shape[1])
 
 
 INITIALIZERS = {

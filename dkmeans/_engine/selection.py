@@ -18,6 +18,7 @@ import numpy as np
 from . import cluster_stats as S
 from . import driver as D
 from . import kernels as K
+from .errors import ParameterError
 from .lloyd import Run
 from .log import verbosity
 from .parallel import RowBlocks, active_client, block_seed, single_threaded_blas
@@ -132,7 +133,10 @@ def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sampl
     template = estimator(ks[-1], n_init=n_init, random_state=random_state, **kmeans_params)
     spec = template._fit_spec(inp, ks[-1], n_init)
     if not isinstance(spec.init, str):
-        raise ValueError("select_k needs init='k-means||', 'k-means++' or 'random', not an array.")
+        raise ParameterError(
+            "select_k needs init='k-means||', 'k-means++' or 'random', not an array or a "
+            "callable (their centres are for one k)."
+        )
     rng = as_generator(random_state)
     t0 = time.perf_counter()
     with verbosity(template.verbose), single_threaded_blas():
