@@ -236,3 +236,25 @@ def test_bench_object_store_runs_at_tiny_size():
     for name in ("local", "s3-fsspec"):
         assert "error" not in by[name] and by[name]["mb_per_s"] > 0
     assert "obstore_vs_fsspec_seconds" in by["summary"]
+
+
+def test_plain_store_and_feature_names(tmp_path):
+    """A store written with zarr.create_array: x0..x2 by default, or --feature-names."""
+    rng = np.random.default_rng(0)
+    data = np.concatenate([rng.normal(m, 0.3, (300, 3)) for m in (0, 5, 10, 15)])
+    store = str(tmp_path / "plain.zarr")
+    zarr.create_array(store, shape=data.shape, dtype="f8", chunks=(400, 3))[:] = data
+    proc = _run("fit", store, "--k", "4", "--no-labels", "--pca", "none", "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert "| distinctive | x0 | x1 | x2 |" in proc.stdout
+    assert "carry no feature names: calling them x0 ... x2" in proc.stderr
+    names = tmp_path / "names.txt"
+    names.write_text("posts\nmembers\nage\n")
+    for given in ("posts,members,age", f"@{names}"):
+        proc = _run("fit", store, "--k", "4", "--no-labels", "--pca", "none",
+                    "--feature-names", given)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "| distinctive | posts | members | age |" in proc.stdout
+    proc = _run("fit", store, "--k", "4", "--feature-names", "a,b")
+    assert proc.returncode == 2
+    assert "feature_names must be 3 unique names" in proc.stderr

@@ -1,5 +1,7 @@
 """The archetype job end to end on small stores (threaded scheduler and LocalCluster)."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -101,14 +103,22 @@ def test_bad_jobs(kwargs, match):
         Job(store="x.zarr", **kwargs)
 
 
-def test_store_without_feature_names(tmp_path):
+def test_store_without_feature_names(tmp_path, caplog):
+    """A plain zarr.create_array store: x0, x1 (logged), or the names given."""
     arr = zarr.create_array(str(tmp_path / "x.zarr"), shape=(50, 2), dtype="f4")
     arr[:] = np.random.default_rng(0).normal(size=(50, 2))
-    with pytest.raises(ValueError, match="carry no feature names"):
-        run(Job(store=str(tmp_path / "x.zarr"), k=2, labels_out=str(tmp_path / "l.zarr")))
+    with caplog.at_level(logging.INFO, logger="dkmeans"):
+        plain = run(Job(store=str(tmp_path / "x.zarr"), k=2, pca=None,
+                        labels_out=str(tmp_path / "l.zarr")))  # fmt: skip
+    assert list(plain.archetypes.means.columns) == ["x0", "x1"]
+    assert "carry no feature names: calling them x0 ... x1" in caplog.text
     result = run(Job(store=str(tmp_path / "x.zarr"), k=2, pca=None, feature_names=["a", "b"],
-                     labels_out=str(tmp_path / "l.zarr")))  # fmt: skip
+                     labels_out=str(tmp_path / "l.zarr"), overwrite=True))  # fmt: skip
     assert list(result.archetypes.means.columns) == ["a", "b"]
+    np.testing.assert_allclose(result.archetypes.means.to_numpy(),
+                               plain.archetypes.means.to_numpy())  # fmt: skip
+    with pytest.raises(ValueError, match="feature_names must be 2 unique names"):
+        run(Job(store=str(tmp_path / "x.zarr"), k=2, feature_names=["a", "a"]))
 
 
 def test_on_a_local_cluster_matches_threaded(store):

@@ -126,7 +126,7 @@ def _job_from_args(args, store: str):
         align_to=args.align_to, score=args.score_weights or args.score,
         profile_out=args.profile_out, plots=args.plots, cluster=args.cluster,
         fit_sample=args.fit_sample, checkpoint=args.checkpoint,
-        resume=args.resume,
+        resume=args.resume, feature_names=args.feature_names,
     )  # fmt: skip
 
 
@@ -172,7 +172,7 @@ def _check_model_features(model, arr) -> None:
 def _records(args):
     from .pipeline import open_records
 
-    return open_records(args.store, args.variable, require_names=False,
+    return open_records(args.store, args.variable, args.feature_names, default_names=False,
                         storage_options=storage_options(args.storage))  # fmt: skip
 
 
@@ -309,6 +309,27 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="log each step")
 
 
+def _feature_names(value: str) -> list[str]:
+    """``a,b,c``, or ``@FILE`` with the names one per line (or comma-separated)."""
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text()
+        except OSError as err:
+            raise argparse.ArgumentTypeError(f"--feature-names {value}: {err}") from None
+    names = [n.strip() for line in text.splitlines() for n in line.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise argparse.ArgumentTypeError(f"--feature-names {value!r} holds no names")
+    return names
+
+
+def _names_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--feature-names", type=_feature_names, metavar="A,B,C|@FILE",
+                   help="names of the records' columns (default: the store's, else "
+                        "x0, x1, ...)")  # fmt: skip
+
+
 def _fit_sample(value: str):
     if value.lower() in ("auto", "none"):
         return None if value.lower() == "none" else "auto"
@@ -338,6 +359,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--plots", help="folder for PNG plots")
+    _names_option(p)
     _common(p)
 
 
@@ -347,6 +369,7 @@ def _model_command(sub, name: str, help: str, func) -> argparse.ArgumentParser:
     p.add_argument("model", help="model directory (dkmeans fit --model-out)")
     p.add_argument("store", help="Zarr store of the records")
     p.add_argument("--variable", help="the records' array in the store's group")
+    _names_option(p)
     _common(p)
     p.set_defaults(func=func)
     return p

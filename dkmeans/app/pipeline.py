@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
+from .._engine.errors import InputError
 from .._engine.validation import unwrap
 from ..alignment import align_labels
 from ..archetypes import Archetypes
@@ -59,7 +60,8 @@ class Job:
         Keep the fewest components reaching this explained variance (float), this
         many components (int), or no PCA (None).
     feature_names : list of str, optional
-        Names of the features when the store carries none.
+        Names of the features, in place of the store's; a store that carries none is
+        named ``x0 ... x{d-1}`` (logged).
     sample_size : int, default=10000
         Rows of the silhouette sample (:func:`select_k`).
     fit_sample : "auto", int or None, default="auto"
@@ -244,23 +246,31 @@ class _Timer:
         return _Step()
 
 
-def open_records(store: str, variable=None, feature_names=None, *, require_names=True,
+def open_records(store: str, variable=None, feature_names=None, *, default_names=True,
                  storage_options=None):  # fmt: skip
     """The records as a lazy DataArray on their own dimensions, with feature names, and
-    the Zarr array.  ``feature_names`` stand in for a store that carries none."""
+    the Zarr array.  ``feature_names`` stand in for (or replace) the store's; a store
+    that carries none is named ``x0 ... x{d-1}`` (scikit-learn's convention), unless
+    ``default_names`` is False (then it stays unnamed)."""
     import xarray as xr
 
     arr = io.open_zarr_array(store, variable, storage_options=storage_options)
     names = io.feature_names(arr)
-    if names is None and feature_names is None and require_names:
-        raise ValueError(
-            f"The records in {io.public_url(store)!r} carry no feature names; add a feature_names "
-            "attribute (or an xarray feature coordinate) to the store, or give feature_names."
-        )
+    d = arr.shape[1]
     if feature_names is not None:
         names = np.asarray([str(n) for n in feature_names])
-        if names.shape != (arr.shape[1],) or len(set(names)) != names.shape[0]:
-            raise ValueError(f"feature_names must be {arr.shape[1]} unique names.")
+        if names.shape != (d,) or len(set(names)) != names.shape[0]:
+            raise InputError(
+                f"feature_names must be {d} unique names, one per column of the records; "
+                f"got {names.shape[0]} ({len(set(names))} unique)."
+            )
+    elif names is None and default_names:
+        names = np.asarray([f"x{i}" for i in range(d)])
+        logger.info(
+            "the records in %r carry no feature names: calling them x0 ... x%d "
+            "(name them with feature_names, or --feature-names on the command line)",
+            io.public_url(store), d - 1,
+        )  # fmt: skip
     dims = io.dimension_names(arr) or ("sample", "feature")
     coords = {} if names is None else {dims[1]: names}
     return xr.DataArray(io.from_zarr(arr), dims=dims, coords=coords), arr
