@@ -11,12 +11,15 @@ from ._engine.validation import unwrap
 __all__ = ["align_labels", "centers_in_feature_space"]
 
 
+from ._engine.errors import InputError, InputTypeError
+
+
 def split_model(model):
     """``(steps before the KMeans, the KMeans)`` of a KMeans or a Pipeline ending in one."""
     steps = [s for _, s in model.steps] if hasattr(model, "steps") else [model]
     km = steps[-1]
     if not hasattr(km, "cluster_centers_"):
-        raise TypeError(
+        raise InputTypeError(
             f"{type(km).__name__} is not a fitted KMeans (or a Pipeline ending in one)."
         )
     return steps[:-1], km
@@ -67,7 +70,7 @@ def align_labels(model, reference, *, max_distance: float | None = None):
     new_c = centers_in_feature_space(model)
     ref_c = centers_in_feature_space(reference)
     if new_c.shape[1] != ref_c.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"The model has {new_c.shape[1]} features and the reference {ref_c.shape[1]}; "
             "align models trained on the same features."
         )

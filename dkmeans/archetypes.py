@@ -10,6 +10,7 @@ import dask.array as da
 import numpy as np
 
 from ._engine import cluster_stats as S
+from ._engine.errors import InputError, ParameterError, UnknownNameError
 from ._engine.parallel import RowBlocks, active_client, single_threaded_blas
 from ._engine.validation import as_input, as_sample_weight, unwrap
 
@@ -103,7 +104,7 @@ def _score(score, means, z):
     if isinstance(score, Mapping):
         unknown = sorted(set(score) - set(means.columns))
         if unknown:
-            raise KeyError(
+            raise UnknownNameError(
                 f"score weights name unknown features {unknown}; features are "
                 f"{list(means.columns)}."
             )
@@ -113,7 +114,7 @@ def _score(score, means, z):
         try:
             values = means.eval(score)
         except Exception as err:
-            raise ValueError(
+            raise ParameterError(
                 f"score expression {score!r} could not be evaluated over the feature means "
                 f"({err}); use feature names, e.g. 'retention_30d * engagement_rate'."
             ) from err
@@ -121,7 +122,9 @@ def _score(score, means, z):
     if isinstance(score, Callable):
         return pd.Series(np.asarray(score(means), dtype=np.float64), index=means.index,
                          name="score")  # fmt: skip
-    raise TypeError("score must be a dict of feature weights, an expression string or a callable.")
+    raise ParameterError(
+        "score must be a dict of feature weights, an expression string or a callable."
+    )
 
 
 def profile_clusters(
@@ -181,12 +184,12 @@ def profile_clusters(
     lab = unwrap(labels)
     lab = lab if isinstance(lab, da.Array) else da.from_array(np.asarray(lab))
     if lab.shape != (inp.n_samples,):
-        raise ValueError(f"labels have shape {lab.shape}; expected ({inp.n_samples},).")
+        raise InputError(f"labels have shape {lab.shape}; expected ({inp.n_samples},).")
     if n_clusters is None:
         n_clusters = len(cluster_ids) if cluster_ids is not None else int(lab.max().compute()) + 1
     ids = np.arange(n_clusters) if cluster_ids is None else np.asarray(cluster_ids)
     if ids.shape != (n_clusters,):
-        raise ValueError(f"cluster_ids must have {n_clusters} entries; got {ids.shape[0]}.")
+        raise ParameterError(f"cluster_ids must have {n_clusters} entries; got {ids.shape[0]}.")
     if cluster_ids is not None:
         lab = lab.map_blocks(lambda b: np.searchsorted(ids, b), dtype=np.int64)
     pieces = rows.aligned(lab)
@@ -205,7 +208,7 @@ def archetype_feature_names(inp, feature_names=None) -> list[str]:
         names = [f"x{i}" for i in range(inp.n_features)]
     names = [str(n) for n in names]
     if len(names) != inp.n_features or len(set(names)) != len(names):
-        raise ValueError(
+        raise ParameterError(
             f"feature_names must be {inp.n_features} unique names; got {len(names)} "
             f"({len(set(names))} unique)."
         )

@@ -25,7 +25,8 @@ from ._engine import backend as B
 from ._engine import driver as D
 from ._engine import kernels as K
 from ._engine.checkpoint import Checkpoint
-from ._engine.log import verbosity
+from ._engine.errors import NotEnoughDataError, ParameterError
+from ._engine.log import report, verbosity
 from ._engine.model_io import SaveMixin
 from ._engine.parallel import (
     RowBlocks,
@@ -50,7 +51,7 @@ from ._engine.validation import (
     validate_params,
 )
 
-logger = logging.getLogger("dkmeans")
+logger = logging.getLogger(__name__)
 
 __all__ = ["KMeans"]
 
@@ -78,7 +79,7 @@ class _BaseKMeans(
         """Validate the parameters (once, at the start of fit) into a ``FitSpec``."""
         validate_params(self, self._constraints)
         if n_clusters > inp.n_samples:
-            raise ValueError(
+            raise NotEnoughDataError(
                 f"n_clusters={n_clusters} is larger than the number of samples "
                 f"({inp.n_samples}); use at most {inp.n_samples} clusters."
             )
@@ -490,14 +491,16 @@ class KMeans(_BaseKMeans):
         """The fit's Checkpoint, or None; the key ties it to this data and these params."""
         if self.checkpoint is None:
             if self.resume:
-                raise ValueError("resume=True needs checkpoint=DIR (where the state was saved).")
+                raise ParameterError(
+                    "resume=True needs checkpoint=DIR (where the state was saved)."
+                )
             return None
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("verbose", "persist", "checkpoint", "resume", "k_range",
                                "k_criterion", "max_iter", "compute_labels",
                                "algorithm")}  # fmt: skip
         if not isinstance(self.random_state, numbers.Integral | type(None)):
-            raise ValueError(
+            raise ParameterError(
                 "checkpoint needs an int random_state (a Generator cannot be restored)."
             )
         if isinstance(spec.init, CallableInit):
@@ -560,17 +563,21 @@ class KMeans(_BaseKMeans):
         -------
         self : KMeans
         """
+        with verbosity(self.verbose):
+            return self._fit(X, sample_weight)
+
+    def _fit(self, X, sample_weight):
         t_start = time.perf_counter()
         inp = as_input(X)
         validate_params(self, self._constraints)
         if self.algorithm == "elkan":
-            logger.info("algorithm='elkan': running Lloyd's passes (the same iterations)")
+            report(logger, "algorithm='elkan': running Lloyd's passes (the same iterations)")
         if self.n_clusters == "auto":
             return self._fit_auto(inp, sample_weight)
         self._fit_with(inp, sample_weight, self)
-        logger.info(
-            "fit: k=%d, %d iterations, inertia %.6g, %d data passes, %.3fs",
+        report(
+            logger, "fit: k=%d, %d iterations, inertia %.6g, %d data passes, %.3fs",
             self.n_clusters, self.n_iter_, getattr(self, "inertia_", np.nan), self.n_passes_,
-            time.perf_counter() - t_start,
+            time.perf_counter() - t_start, verbose=2,
         )  # fmt: skip
         return self

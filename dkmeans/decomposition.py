@@ -14,7 +14,7 @@ from sklearn.utils.extmath import svd_flip
 
 from ._engine import backend as B
 from ._engine import linalg as L
-from ._engine.errors import NotEnoughDataError
+from ._engine.errors import InputError, NotEnoughDataError, ParameterError
 from ._engine.model_io import SaveMixin
 from ._engine.parallel import (
     RowBlocks,
@@ -192,7 +192,7 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         rank = min(n, d)
         nc = self.n_components
         if isinstance(nc, numbers.Integral) and nc > rank:
-            raise ValueError(
+            raise ParameterError(
                 f"n_components={nc} must be at most min(n_samples, n_features) = {rank}; "
                 "ask for fewer components or a float variance ratio such as 0.95."
             )
@@ -202,7 +202,7 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             if solver == "randomized" and not isinstance(nc, numbers.Integral):
                 solver = "covariance"
         if solver == "randomized" and not isinstance(nc, numbers.Integral):
-            raise ValueError(
+            raise ParameterError(
                 "svd_solver='randomized' needs an int n_components (it does not compute "
                 "the whole spectrum); use svd_solver='covariance' or 'tsqr' for a float or None."
             )
@@ -331,7 +331,7 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_is_fitted(self, "components_")
         inp = as_input(X)
         if inp.n_features != self.n_components_:
-            raise ValueError(
+            raise InputError(
                 f"X has {inp.n_features} columns, but this PCA has {self.n_components_} "
                 "components; pass the output of transform."
             )

@@ -15,6 +15,14 @@ import fsspec
 import numpy as np
 import zarr
 
+from ._engine.errors import (
+    InputError,
+    NotFoundError,
+    OutputExistsError,
+    ParameterError,
+    StoreError,
+    StoreWriteError,
+)
 from ._engine.store import (
     ICECHUNK_REPOS,
     ChunkReadError,
@@ -87,7 +95,7 @@ def store_info(path: str | os.PathLike, variable: str | None = None, *,
 def _local_root(arr: zarr.Array) -> Path:
     root = getattr(arr.store, "root", None)
     if root is None:
-        raise ValueError(
+        raise StoreError(
             f"Labels can be written back only into a local Zarr store, not {arr.store}; "
             "write them to a local path with labels_out=PATH."
         )
@@ -121,16 +129,16 @@ def check_labels_target(
         from ._engine.parallel import active_client
 
         if active_client() is not None:  # a session's writes must stay in this process
-            raise ValueError(
+            raise StoreError(
                 "Labels are committed to an Icechunk repository from the threaded scheduler; "
                 "run this job without a cluster, or write the labels elsewhere (labels_out)."
             )
         parent = records.path.rpartition("/")[0]
         group = zarr.open_group(store=records.store, path=parent, mode="r")
         if name == records.path.rpartition("/")[2]:
-            raise ValueError(f"name={name!r} is the records' own name; choose another.")
+            raise ParameterError(f"name={name!r} is the records' own name; choose another.")
         if name in group and not overwrite:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{_icechunk_of(records)[3]} holds labels {name!r}; pass overwrite=True "
                 "(--overwrite) to replace them."
             )
@@ -140,20 +148,20 @@ def check_labels_target(
         return None
     if into is None:
         if not records.path:
-            raise ValueError(
+            raise StoreError(
                 "The records are a Zarr array at the root of their store, so there is no "
                 "group to write labels beside them; write them to another store (into=PATH, "
                 "--labels-out PATH)."
             )
         if name == records.path.rpartition("/")[2]:
-            raise ValueError(f"name={name!r} is the records' own name; choose another.")
+            raise ParameterError(f"name={name!r} is the records' own name; choose another.")
         group_dir = _local_root(records) / records.path.rpartition("/")[0]
     else:
         if "://" in os.fspath(into):
-            raise ValueError(f"into={os.fspath(into)!r}: labels are written to local paths only.")
+            raise StoreError(f"into={os.fspath(into)!r}: labels are written to local paths only.")
         group_dir = Path(into)
     if not overwrite and (group_dir / name).exists():
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{group_dir / name} exists; pass overwrite=True (--overwrite) to replace it."
         )
     return group_dir
@@ -202,7 +210,7 @@ def _icechunk_labels_writer(records: zarr.Array, name: str, attrs):
     try:
         session.commit(message)
     except icechunk.ConflictError:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"Another writer committed to {url} while these labels were written; nothing "
             "was committed. Run again to label the new state."
         ) from None
@@ -245,15 +253,15 @@ def _url(records: zarr.Array, name: str) -> str:
 def _remote_target(records: zarr.Array, name: str, overwrite: bool) -> None:
     check_writable(_url(records, name))
     if "/" not in _full_path(records):
-        raise ValueError(
+        raise StoreError(
             "The records are at the root of their bucket, so there is no group to write "
             "labels beside them; keep the records in a group (bucket/store.zarr/features)."
         )
     if name == _full_path(records).rpartition("/")[2]:
-        raise ValueError(f"name={name!r} is the records' own name; choose another.")
+        raise ParameterError(f"name={name!r} is the records' own name; choose another.")
     current = _group_of(records).attrs.get(POINTER, {}).get(name)
     if current is not None and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{_url(records, current)} holds labels {name!r}; pass overwrite=True "
             "(--overwrite) to replace them."
         )
@@ -261,7 +269,7 @@ def _remote_target(records: zarr.Array, name: str, overwrite: bool) -> None:
 
 def _check_complete(out: zarr.Array) -> None:
     if out.nchunks_initialized != out.nchunks:  # labels are never the fill value -1
-        raise RuntimeError(
+        raise StoreWriteError(
             f"Only {out.nchunks_initialized} of the {out.nchunks} chunks of the labels "
             "were written; nothing was replaced."
         )
@@ -288,7 +296,7 @@ def _write_lock(fs, path: str, what: str):
             if attempt == 0 and held.get("host") == me["host"] and not _alive(held.get("pid")):
                 fs.rm(path)  # a killed earlier write of this machine
                 continue
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"Labels {public_url(what)} are being written by another job "
                 f"(pid {held.get('pid')} on {held.get('host')}); wait for it, or remove "
                 f"{public_url(path)} if no job is writing."
@@ -360,7 +368,7 @@ def open_labels(records: str | os.PathLike | zarr.Array, name: str = "cluster", 
     group = _group_of(arr)
     target = group.attrs.get(POINTER, {}).get(name, name)
     if target not in group:
-        raise FileNotFoundError(f"No labels {name!r} beside {public_url(_describe(arr))}.")
+        raise NotFoundError(f"No labels {name!r} beside {public_url(_describe(arr))}.")
     return group[target]
 
 
@@ -382,7 +390,7 @@ class LabelsWriter:
         concurrent writers never share a chunk."""
         stop = start + labels.shape[0]
         if start % self.rows or not (stop % self.rows == 0 or stop == self.array.shape[0]):
-            raise ValueError(
+            raise InputError(
                 f"rows {start}:{stop} are not whole chunks of {self.rows} rows of the "
                 "labels; read the records chunked as the store (dask.array.from_zarr)."
             )
@@ -495,11 +503,11 @@ def write_labels(
     """
     arr = records if isinstance(records, zarr.Array) else open_zarr_array(records, variable)
     if labels.shape != (arr.shape[0],):
-        raise ValueError(f"labels have shape {labels.shape}; expected ({arr.shape[0]},).")
+        raise InputError(f"labels have shape {labels.shape}; expected ({arr.shape[0]},).")
     from ._engine.parallel import active_client, run_with_progress
 
     with labels_writer(arr, name, into=into, overwrite=overwrite, attrs=attrs) as writer:
         labels = da.asarray(labels).astype(np.int32).rechunk(writer.rows)
         stored = da.store(labels, writer.array, lock=False, compute=False)
-        run_with_progress([stored], active_client())
+        run_with_progress([stored], active_client(), "writing labels")
     return writer.path

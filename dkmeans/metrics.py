@@ -29,6 +29,7 @@ from ._engine import backend as B
 from ._engine import cluster_stats as S
 from ._engine import kernels as K
 from ._engine import reductions as R
+from ._engine.errors import InputError, ParameterError
 from ._engine.parallel import RowBlocks, active_client, block_seed, map_rows, single_threaded_blas
 from ._engine.validation import Input, as_generator, as_input, nonfinite_error, unwrap
 
@@ -61,7 +62,7 @@ def _check_labels(X, labels) -> _Labelled:
     if not isinstance(labels, da.Array):
         labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(
+        raise InputError(
             f"labels have shape {labels.shape}, but X has {n} samples; pass one label per "
             "row of X (for example model.labels_)."
         )
@@ -76,7 +77,7 @@ def _check_labels(X, labels) -> _Labelled:
         codes = codes.astype(np.int64)
     k = classes.shape[0]
     if not 1 < k < n:
-        raise ValueError(
+        raise InputError(
             f"Number of labels is {k}. Valid values are 2 to n_samples - 1 (inclusive); "
             "these metrics compare clusters, so at least two are needed."
         )
@@ -170,7 +171,7 @@ _METHODS = ("euclidean", "sqeuclidean-exact")
 
 def _check_method(method):
     if method not in _METHODS:
-        raise ValueError(f"method={method!r} is not valid: expected one of {_METHODS}.")
+        raise ParameterError(f"method={method!r} is not valid: expected one of {_METHODS}.")
 
 
 def silhouette_samples(X, labels, *, method="euclidean"):
@@ -271,7 +272,7 @@ def sample_silhouette(X, labels, sample_size, *, stratify=False, random_state=No
     lab = _check_labels(X, labels)
     n = lab.inp.n_samples
     if not isinstance(sample_size, numbers.Integral) or not 1 < sample_size <= n:
-        raise ValueError(
+        raise ParameterError(
             f"sample_size={sample_size!r} is not valid: use an int from 2 to the number of "
             f"samples ({n}), or None for all of them."
         )
@@ -295,7 +296,7 @@ def sample_silhouette(X, labels, sample_size, *, stratify=False, random_state=No
         sample = S.finalize_sample(drawn, size, stratify)
         present, codes = np.unique(sample.labels, return_inverse=True)
         if present.shape[0] < 2:
-            raise ValueError(
+            raise InputError(
                 f"The sample of {sample.index.shape[0]} rows holds one cluster only; draw a "
                 "larger sample_size or use stratify=True."
             )
@@ -347,7 +348,7 @@ def silhouette_score(
     _check_method(method)
     if sample_size is not None:
         if method != "euclidean":
-            raise ValueError("sample_size applies to method='euclidean' only.")
+            raise ParameterError("sample_size applies to method='euclidean' only.")
         return sample_silhouette(
             X, labels, sample_size, stratify=stratify, random_state=random_state
         ).score
@@ -376,7 +377,7 @@ def simplified_silhouette_score(X, centers) -> float:
     inp = as_input(X)
     centers = np.asarray(centers, dtype=np.float64)
     if centers.ndim != 2 or centers.shape[1] != inp.n_features or centers.shape[0] < 2:
-        raise ValueError(
+        raise InputError(
             f"centers have shape {centers.shape}; pass at least two centres with "
             f"{inp.n_features} features each."
         )

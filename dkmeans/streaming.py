@@ -38,6 +38,9 @@ from .preprocessing import StandardScaler
 __all__ = ["LabelPass", "Summary", "label_and_profile", "summarize"]
 
 
+from ._engine.errors import InputTypeError, ParameterError
+
+
 @dataclass(frozen=True, eq=False)
 class Summary:
     """What :func:`summarize` gathered in one pass.
@@ -95,7 +98,7 @@ class Summary:
         solver is the covariance eigendecomposition.
         """
         if self._gram is None:
-            raise ValueError("This summary has no covariance; summarize with covariance=True.")
+            raise ParameterError("This summary has no covariance; summarize with covariance=True.")
         res, names = self._gram, self.feature_names
         if scaler is not None:
             mean = scaler.mean_ if scaler.with_mean else np.zeros(self.n_features)
@@ -153,10 +156,12 @@ def summarize(X, *, sample_size="auto", n_clusters: int = 8, covariance: bool = 
     inp = as_input(X)
     w = as_sample_weight(sample_weight, inp.array)
     if covariance and w is not None:
-        raise ValueError("covariance=True does not support sample_weight; summarize without it.")
+        raise ParameterError(
+            "covariance=True does not support sample_weight; summarize without it."
+        )
     rows = RowBlocks(inp.array, w, active_client())
     if not (isinstance(n_clusters, numbers.Integral) and n_clusters >= 1):
-        raise ValueError(f"n_clusters={n_clusters!r} must be a positive int.")
+        raise ParameterError(f"n_clusters={n_clusters!r} must be a positive int.")
     if sample_size == "auto":
         size = D.sample_size("auto", rows, True, int(n_clusters))
     elif isinstance(sample_size, numbers.Integral) and not isinstance(sample_size, bool) and (
@@ -164,7 +169,7 @@ def summarize(X, *, sample_size="auto", n_clusters: int = 8, covariance: bool = 
     ):  # fmt: skip
         size = int(min(sample_size, inp.n_samples))
     else:
-        raise ValueError(f"sample_size={sample_size!r} must be 'auto' or an int >= 0.")
+        raise ParameterError(f"sample_size={sample_size!r} must be 'auto' or an int >= 0.")
     with single_threaded_blas():
         out = D.gather(rows, size, as_generator(random_state), with_gram=covariance)
     mom = out.moments
@@ -232,7 +237,7 @@ def label_and_profile(X, model, *, write=None, feature_names=None, score=None, t
     steps, km = split_model(model)
     for step in steps:
         if not hasattr(step, "_block_function"):
-            raise TypeError(
+            raise InputTypeError(
                 f"{type(step).__name__} is not a dkmeans transformer; label_and_profile runs "
                 "dkmeans.StandardScaler and dkmeans.PCA steps inside its pass."
             )

@@ -177,8 +177,8 @@ SURFACE = [
      "No Zarr store"),
     ("job variable missing", lambda t: _job(t, store=str(_store(t)), variable="x", k=2),
      KeyError, "No variable 'x'"),
-    ("job without names", lambda t: _job(t, store=str(_store(t, None)), k=2), ValueError,
-     "carry no feature names"),
+    ("job names of another width", lambda t: _job(t, store=str(_store(t, None)), k=2,
+     feature_names=["a"]), ValueError, "feature_names must be 3 unique names"),
     ("job k > n", lambda t: _job(t, store=str(_store(t)), k=500, pca=None), ValueError,
      "larger than the number of samples"),
     ("load: not a model", lambda t: __import__("dkmeans").load(t), FileNotFoundError,
@@ -202,9 +202,12 @@ SURFACE = [
 
 @pytest.mark.parametrize(("what", "call", "exc", "match"), SURFACE, ids=[s[0] for s in SURFACE])
 def test_bad_input_across_the_public_surface(tmp_path, what, call, exc, match):
+    from dkmeans.exceptions import DKMeansError
+
     with pytest.raises(exc, match=match) as info:
         call(tmp_path)
     assert "\n" not in str(info.value).strip()  # one line
+    assert isinstance(info.value, DKMeansError), type(info.value)
     leftovers = [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name]
     assert not leftovers, leftovers
 

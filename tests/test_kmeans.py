@@ -1,5 +1,6 @@
 """KMeans against scikit-learn and invariances, on NumPy, dask, xarray and Zarr input."""
 
+import logging
 import warnings
 
 import dask.array as da
@@ -231,10 +232,48 @@ def test_sklearn_pipeline_and_clone():
 
 
 def test_per_iteration_log_lines(caplog):
+    """Each module logs on its own logger under dkmeans."""
     X, _, _ = blobs(n=500, d=3, k=3)
     with caplog.at_level("INFO", logger="dkmeans"):
         KMeans(3, random_state=0).fit(X)
-    assert any("lloyd iteration 1" in r.getMessage() for r in caplog.records)
+    lines = [(r.name, r.getMessage()) for r in caplog.records]
+    assert ("dkmeans._engine.lloyd", "Iteration 1, inertia") in [(n, m[:20]) for n, m in lines]
+    assert ("dkmeans._engine.driver", "Initialization complete") in lines
+
+
+def test_verbose_prints_like_sklearn_and_touches_no_logger(capsys):
+    X, _, _ = blobs(n=500, d=3, k=3)
+    root = logging.getLogger("dkmeans")
+    before = (list(root.handlers), root.level, logging.getLogger().handlers[:])
+    KMeans(3, init=X[:3], verbose=1).fit(X)
+    assert (list(root.handlers), root.level, logging.getLogger().handlers[:]) == before
+    ours = capsys.readouterr().out.splitlines()
+    SkKMeans(3, init=X[:3], n_init=1, verbose=1).fit(X)
+    theirs = capsys.readouterr().out.splitlines()
+    assert ours[0] == theirs[0] == "Initialization complete"
+    assert ours[1].startswith("Iteration 1, inertia ") and theirs[1].startswith("Iteration ")
+    assert ours[-1].startswith("Converged at iteration")
+    assert theirs[-1].startswith("Converged at iteration")
+    KMeans(3, init=X[:3]).fit(X)  # verbose=0 prints nothing
+    assert capsys.readouterr().out == ""
+
+
+def test_concurrent_fits_keep_their_own_verbose(capsys):
+    """verbose is per call (a context variable), not a global logger setting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, _, _ = blobs(n=2000, d=3, k=3)
+    with ThreadPoolExecutor(2) as pool:
+        quiet = [pool.submit(KMeans(3, random_state=s).fit, X) for s in range(4)]
+        for f in quiet:
+            f.result()
+    assert capsys.readouterr().out == ""
+    with ThreadPoolExecutor(2) as pool:
+        loud = pool.submit(KMeans(3, init=X[:3], verbose=1).fit, X)
+        quiet = pool.submit(KMeans(3, init=X[:3], verbose=0).fit, X)
+        loud.result(), quiet.result()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines.count("Initialization complete") == 1
 
 
 @pytest.mark.parametrize("init", ["k-means||", "random", "k-means++"])

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import reductions as R
+from .errors import StoreError
 from .lloyd import Run
 
 FILE = "dkmeans-checkpoint.npz"
@@ -71,7 +72,7 @@ class Checkpoint:
         with np.load(self.file, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             if meta.get("version") != VERSION:
-                raise ValueError(
+                raise StoreError(
                     f"The checkpoint in {self.dir} has version {meta.get('version')}; this "
                     f"dkmeans writes version {VERSION}. Remove it to start afresh."
                 )
@@ -81,7 +82,7 @@ class Checkpoint:
                     for k in set(meta["key"]) | set(self.key)
                     if meta["key"].get(k) != self.key.get(k)
                 )
-                raise ValueError(
+                raise StoreError(
                     f"The checkpoint in {self.dir} belongs to another fit (differs in {diff}); "
                     "remove it, or point checkpoint= at another directory."
                 )

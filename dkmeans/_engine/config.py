@@ -1,6 +1,7 @@
 """Tuning constants as ``dask.config`` keys under ``dkmeans.``.
 
 Set them like any dask option, e.g. ``dask.config.set({"dkmeans.task-bytes": "256 MiB"})``
+from .errors import ConfigError
 or ``DASK_DKMEANS__TASK_BYTES="256 MiB"`` in the environment.  None of them changes a
 result: they trade tasks, memory and scheduler time.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import dask
 from dask.utils import parse_bytes
+
+from .errors import ConfigError
 
 DEFAULTS = {
     # chunks a pass groups into one task, up to this many bytes of data per task
@@ -37,9 +40,9 @@ def get(name: str):
         sized = name.endswith("-bytes") and isinstance(value, str)
         out = parse_bytes(value) if sized else int(value)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"dask config dkmeans.{name}={value!r} is not valid: {err}") from err
+        raise ConfigError(f"dask config dkmeans.{name}={value!r} is not valid: {err}") from err
     if out < _MINIMUM[name]:
-        raise ValueError(
+        raise ConfigError(
             f"dask config dkmeans.{name}={value!r} is too small: use at least {_MINIMUM[name]}."
         )
     return out

@@ -22,7 +22,9 @@ from dask.base import tokenize
 from . import kernels as K
 from . import reductions as R
 from .checkpoint import Checkpoint
+from .errors import ParameterError
 from .lloyd import Run, lloyd
+from .log import report
 from .parallel import RowBlocks, memory_budget, persist_from_here
 from .seeding import CallableInit, check_finite, seed_runs
 from .summary import Gathered
@@ -33,7 +35,8 @@ SAMPLE_BYTES = 2**28  # ... up to this size in memory ...
 SAMPLE_ROWS_PER_CLUSTER = 200  # ... but at least this many rows per cluster
 MIN_SAMPLED_PER_CLUSTER = 100  # fewer sampled rows in a cluster: warn
 
-logger = logging.getLogger("dkmeans")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,11 +140,12 @@ def fit(rows: RowBlocks, spec: FitSpec, ks: list[int], rngs: list,
     """
     state = checkpoint.load() if checkpoint is not None and spec.resume else None
     if state is not None:
-        logger.info("resuming from %s (%s)", checkpoint.file, state["stage"])
+        report(logger, "Resuming from %s (%s)", checkpoint.file, state["stage"])
         runs, moments = state["runs"], state["moments"]
         n_seeding = int(state["meta"]["n_seeding_passes"])
     else:
         runs, moments = seed(rows, spec, ks, rngs) if start is None else start()
+        report(logger, "Initialization complete")
         n_seeding = rows.n_passes  # passes count from this process's start
         if checkpoint is not None:
             checkpoint.save("seeded", runs, moments, n_seeding_passes=n_seeding)
@@ -180,7 +184,7 @@ def sample_size(fit_sample, rows: RowBlocks, streamed: bool, n_clusters: int) ->
         by_bytes = SAMPLE_BYTES // max(rows.X.shape[1] * rows.dtype.itemsize, 1)
         fit_sample = max(min(SAMPLE_ROWS, by_bytes), SAMPLE_ROWS_PER_CLUSTER * n_clusters)
     elif fit_sample <= n_clusters:
-        raise ValueError(
+        raise ParameterError(
             f"fit_sample={fit_sample} must be larger than the number of clusters "
             f"({n_clusters}); give more rows, or fit_sample=None to fit on all rows."
         )

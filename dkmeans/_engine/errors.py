@@ -1,22 +1,28 @@
 """dkmeans' exceptions: each one a problem the caller can fix, subclassing the built-in
-exception scikit-learn, NumPy and Python code already catches.
+exception that scikit-learn, NumPy and Python code already catches.
 
-The CLI prints these (and the built-in errors of opening stores and files) as one
-line; anything else is a bug and keeps its traceback.
+The CLI prints these as one line; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+from sklearn.exceptions import NotFittedError as _SkNotFittedError
+
 __all__ = [
     "ChunkReadError",
     "ClusterConfigError",
+    "ConfigError",
     "DKMeansError",
     "InputError",
     "InputTypeError",
     "NotEnoughDataError",
+    "NotFittedError",
+    "NotFoundError",
+    "OutputExistsError",
     "ParameterError",
     "StoreError",
-    "StoreNotFoundError",
+    "StoreWriteError",
+    "UnknownNameError",
 ]
 
 
@@ -25,32 +31,56 @@ class DKMeansError(Exception):
 
 
 class InputError(DKMeansError, ValueError):
-    """X, sample_weight or another input has the wrong shape, values or features."""
-
-
-class InputTypeError(DKMeansError, TypeError):
-    """An input of a type or dtype dkmeans cannot take (the message says what can)."""
-
-
-class ParameterError(DKMeansError, ValueError):
-    """An estimator's or a function's parameter has a value it does not accept."""
+    """X, sample_weight, labels or another input has the wrong shape or values."""
 
 
 class NotEnoughDataError(InputError):
     """Fewer samples than the request needs (more clusters than rows, say)."""
 
 
+class InputTypeError(DKMeansError, TypeError):
+    """An input of a type or dtype dkmeans cannot take (the message says what can)."""
+
+
+class ParameterError(DKMeansError, ValueError, TypeError):
+    """A parameter of an estimator, a function or a job has a value or type it does not
+    accept (both a ValueError and a TypeError, as scikit-learn's InvalidParameterError)."""
+
+
+class UnknownNameError(DKMeansError, KeyError):
+    """A name (a store's variable, a feature) that is not there, or is ambiguous."""
+
+    def __str__(self) -> str:  # the message, not KeyError's repr of it
+        return str(self.args[0]) if self.args else ""
+
+
+class NotFittedError(DKMeansError, _SkNotFittedError):
+    """An estimator used (saved, say) before it was fitted."""
+
+
 class StoreError(DKMeansError, ValueError):
-    """A Zarr store, a saved model or a labels array is not what the call needs."""
+    """A Zarr store, saved model, checkpoint or labels array is not what the call needs."""
 
 
-class StoreNotFoundError(DKMeansError, FileNotFoundError):
-    """A store, variable, model or file that does not exist."""
+class NotFoundError(DKMeansError, FileNotFoundError):
+    """A store, model, configuration or file that does not exist."""
 
 
-class ClusterConfigError(DKMeansError, ValueError):
-    """A cluster configuration (``cluster_configs/*.yaml``) or job file is invalid."""
+class OutputExistsError(DKMeansError, FileExistsError):
+    """An output (labels, model, store) already exists, or another writer holds it."""
+
+
+class ConfigError(DKMeansError, ValueError):
+    """A job file or a dask config setting that cannot be used as written."""
+
+
+class ClusterConfigError(ConfigError):
+    """A cluster configuration (``cluster_configs/*.yaml``) that cannot be used."""
 
 
 class ChunkReadError(DKMeansError, OSError):
     """A chunk could not be read after the retries; names the store and the chunk."""
+
+
+class StoreWriteError(DKMeansError, OSError):
+    """Output that could not be written completely (nothing was switched to it)."""

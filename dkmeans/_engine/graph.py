@@ -20,7 +20,7 @@ from dask._task_spec import DataNode, GraphNode, List, Task, TaskRef, Tuple, con
 from dask.core import flatten
 from dask.system import CPU_COUNT
 
-from .log import progress_stream
+from .log import cluster_bar, local_bar, pass_label, progress_stream
 
 __all__ = ["DataNode", "List", "Task", "TaskRef", "Tuple"]
 
@@ -98,8 +98,9 @@ class Builder:
     """One pass's tasks: ``add`` a task, ``data`` a small shared value, ``kept`` a handle
     of an earlier pass; ``run`` hands the graph to the scheduler."""
 
-    def __init__(self, client):
+    def __init__(self, client, label: str = "dask"):
         self.client = client
+        self.label = label  # the pass's name, shown on its progress bar
         self.tasks: dict = {}
         self.bases: list[dict] = []
 
@@ -146,22 +147,16 @@ class Builder:
         keys = list(gather) + keep
         dsk = self.graph()
         stream = progress_stream()
+        label = pass_label(self.label)
         if self.client is None:
             get = dask.base.get_scheduler() or dask.threaded.get
-            bar = contextlib.nullcontext()
-            if stream is not None:
-                from dask.diagnostics import ProgressBar
-
-                bar = ProgressBar(out=stream, minimum=0.5)
+            bar = contextlib.nullcontext() if stream is None else local_bar(label, stream)
             with bar:
                 values = list(get(dsk, keys))
             return values[: len(gather)], values[len(gather) :]
         futures = self.client.get(dsk, keys, sync=False)
         if stream is not None:
-            from distributed import progress
-
-            with contextlib.redirect_stdout(stream):
-                progress(futures, notebook=False)
+            cluster_bar(futures, label, stream)
         values = self.client.gather(futures[: len(gather)])
         return values, futures[len(gather) :]
 

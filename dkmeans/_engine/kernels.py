@@ -24,6 +24,7 @@ import numpy as np
 
 from . import backend as B
 from . import xp_kernels as XP
+from .errors import InputError
 
 SUB_BLOCK_ROWS = 4096
 
@@ -119,7 +120,7 @@ def _as_weights(sample_weight, n_rows: int, dtype) -> np.ndarray:
         return np.empty(0, dtype=dtype)
     w = np.asarray(sample_weight, dtype=dtype)
     if w.shape != (n_rows,):
-        raise ValueError(f"sample_weight block has shape {w.shape}, expected ({n_rows},)")
+        raise InputError(f"sample_weight block has shape {w.shape}, expected ({n_rows},)")
     return w
 
 
@@ -429,7 +430,7 @@ def unit_rows(X, *, strict: bool = True):
     zero = norms == 0
     n_zero = int(xp.sum(xp.astype(zero, xp.int64)))
     if strict and n_zero:
-        raise ValueError(
+        raise InputError(
             f"metric='cosine': {n_zero} row(s) are all zeros and have no direction; "
             "drop them or use metric='euclidean'."
         )

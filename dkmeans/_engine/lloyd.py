@@ -18,10 +18,11 @@ import numpy as np
 from . import config
 from . import kernels as K
 from . import reductions as R
+from .log import report
 from .parallel import RowBlocks
 from .seeding import accept_moments
 
-logger = logging.getLogger("dkmeans")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,15 +98,19 @@ def lloyd(
             run.n_iter = it
             run.history.append((upd.cost, upd.center_shift, seconds))
             if upd.n_relocated:
-                logger.info("iteration %d: relocated %d empty cluster(s)", it, upd.n_relocated)
+                report(logger, "Iteration %d: relocated %d empty cluster(s).", it,
+                       upd.n_relocated, verbose=2)  # fmt: skip
             if upd.center_shift <= tol_abs:
                 run.converged = True
-        logger.info(
-            "%s iteration %d: inertia %s, centre shift %s, %.3fs",
-            name, it,
-            ", ".join(f"{p.cost:.6g}" for p in parts),
-            ", ".join(f"{h.history[-1][1]:.3g}" for h in active),
-            seconds,
+        # scikit-learn's lines (one value per run when several iterate in lockstep)
+        report(logger, "Iteration %d, inertia %s.", it, ", ".join(f"{p.cost:.6g}" for p in parts))
+        for run in active:
+            if run.converged:
+                report(logger, "Converged at iteration %d: center shift %.6g within tolerance "
+                       "%.6g.", it, run.history[-1][1], tol_abs)  # fmt: skip
+        logger.debug(
+            "%s pass %d: centre shift %s, %.3fs", name, it,
+            ", ".join(f"{h.history[-1][1]:.3g}" for h in active), seconds,
         )  # fmt: skip
         if on_iteration is not None:
             on_iteration(runs, moments)

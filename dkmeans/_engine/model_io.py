@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend as B
+from .errors import InputTypeError, NotFittedError, NotFoundError, OutputExistsError, StoreError
 
 __all__ = ["FORMAT_VERSION", "SaveMixin", "data_fingerprint", "load", "save"]
 
@@ -87,11 +88,11 @@ def _describe(name: str, est, arrays_dir: Path) -> dict:
     classes = _classes()
     cls = type(est).__name__
     if classes.get(cls) is not type(est):
-        raise TypeError(
+        raise InputTypeError(
             f"Cannot save a {cls}: dkmeans saves KMeans, PCA, StandardScaler and Pipelines of them."
         )
     if not any(k.endswith("_") and not k.startswith("_") for k in vars(est)):
-        raise ValueError(f"The {cls} is not fitted; fit it before saving.")
+        raise NotFittedError(f"The {cls} is not fitted; fit it before saving.")
     params, arrays, scalars = {}, [], {}
     for key, value in est.get_params(deep=False).items():
         if isinstance(value, np.ndarray):
@@ -178,7 +179,7 @@ def save(model, path, *, overwrite: bool = False, fingerprint: dict | None = Non
                             storage_options)  # fmt: skip
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
+        raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         _write_local(model, tmp, fingerprint, metadata)
@@ -213,7 +214,7 @@ def _save_remote(model, url: str, overwrite, fingerprint, metadata, storage_opti
     check_writable(url)
     fs, root = fsspec.core.url_to_fs(url, **with_retries(url, storage_options))
     if model_exists(url, storage_options) and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{public_url(url)} holds a model; pass overwrite=True (--overwrite) to replace it."
         )
     arrays = f"arrays-{uuid.uuid4().hex[:12]}"
@@ -278,13 +279,16 @@ def _location(path, storage_options=None):
             try:
                 return fs.cat(f"{root}/{name}")
             except FileNotFoundError:
-                raise FileNotFoundError(f"{public_url(url)}/{name} is missing.") from None
+                raise NotFoundError(f"{public_url(url)}/{name} is missing.") from None
 
         return read, public_url(url)
     folder = Path(path)
 
     def read_local(name: str) -> bytes:
-        return (folder / name).read_bytes()
+        try:
+            return (folder / name).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"{folder / name} is missing; save the model again.") from None
 
     return read_local, str(folder)
 
@@ -295,18 +299,16 @@ def read_manifest(path, storage_options=None) -> dict:
     try:
         text = read("model.json")
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{where} is not a dkmeans model directory (no model.json)."
-        ) from None
+        raise NotFoundError(f"{where} is not a dkmeans model directory (no model.json).") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{where}/model.json is not valid JSON ({err}).") from err
+        raise StoreError(f"{where}/model.json is not valid JSON ({err}).") from err
     path = where
     if doc.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a dkmeans model directory (format {doc.get('format')!r}).")
+        raise StoreError(f"{path} is not a dkmeans model directory (format {doc.get('format')!r}).")
     if doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise StoreError(
             f"{path} has model format version {doc.get('format_version')!r}; this dkmeans "
             f"reads version {FORMAT_VERSION}. Load it with the dkmeans version that saved it "
             f"({doc.get('versions', {}).get('dkmeans', 'unknown')}) or retrain."
@@ -339,7 +341,7 @@ def load(path, *, storage_options: dict | None = None):
     for step in doc["steps"]:
         cls = classes.get(step["class"])
         if cls is None:
-            raise ValueError(f"{path}: unknown estimator class {step['class']!r}.")
+            raise StoreError(f"{path}: unknown estimator class {step['class']!r}.")
         params = {}
         for key, value in step["params"].items():
             if isinstance(value, dict) and set(value) == {"array"}:

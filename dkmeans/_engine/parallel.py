@@ -31,9 +31,9 @@ from . import graph as G
 from . import kernels as K
 from . import reductions as R
 from . import summary as SM
-from .log import progress_stream
+from .log import cluster_bar, local_bar, progress_stream
 
-logger = logging.getLogger("dkmeans")
+logger = logging.getLogger(__name__)
 
 
 _STAGE_GATHER = 12  # block seeds of the gathering pass's sample
@@ -75,7 +75,7 @@ def block_seed(entropy: int, stage: int, block: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([entropy, stage, block])
 
 
-def run_with_progress(objs, client):
+def run_with_progress(objs, client, label: str = "labels"):
     """``dask.compute`` of dask collections ``objs``, with a progress bar when
     ``log.progress`` is on: dask's ProgressBar on local schedulers, distributed's
     text progress bar on a cluster.  (A pass's own graph runs through
@@ -84,15 +84,10 @@ def run_with_progress(objs, client):
     if stream is None:
         return dask.compute(*objs)
     if client is None:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar(out=stream, minimum=0.5):
+        with local_bar(label, stream):
             return dask.compute(*objs)
-    from distributed import progress
-
     futures = client.compute(list(objs))
-    with contextlib.redirect_stdout(stream):
-        progress(futures, notebook=False)
+    cluster_bar(futures, label, stream)
     return client.gather(futures)
 
 
@@ -272,8 +267,8 @@ class RowBlocks:
     def _key(self, stage: str, *args) -> str:
         return f"dkmeans-{stage}-{tokenize(self._token, stage, *args)[:8]}"
 
-    def _builder(self, reads: bool = True) -> G.Builder:
-        b = G.Builder(self.client)
+    def _builder(self, reads: bool = True, label: str = "dask") -> G.Builder:
+        b = G.Builder(self.client, label)
         if reads:
             b.include(self._x.graph)
         if self._w is not None:
@@ -325,7 +320,7 @@ class RowBlocks:
     def _groups_pass(self, chunk, combine, name, shared, per_block, *, reads=True, keep=False):
         """Group tasks of one pass: ``(builder, key, group refs)``."""
         key = self._key(name, *shared)
-        b = self._builder(reads)
+        b = self._builder(reads, name)
         shipped = b.data(f"{key}-shared", tuple(shared))
         refs = []
         for g, (lo, hi) in enumerate(self.groups):
@@ -488,7 +483,7 @@ class RowBlocks:
         combine = partial(R.combine_lloyd, n_far=n_far)
         return self.reduce(R.lloyd_chunk, combine, name, center_sets, shift, n_far, with_moments)
 
-    def seeding_pass(self, requests, *, with_moments: bool, name: str):
+    def seeding_pass(self, requests, *, with_moments: bool, name: str, label: str | None = None):
         """One pass serving several seeders: each request is ``(job, state, entropy, stage)``.
 
         ``job`` is an ``R.SeedingJob``; ``state`` the handle an earlier pass returned
@@ -501,7 +496,7 @@ class RowBlocks:
         jobs = tuple(r[0] for r in requests)
         reads = with_moments or any(job.reads_data for job in jobs)
         key = self._key(name, jobs, [r[2:] for r in requests])
-        b = self._builder(reads)
+        b = self._builder(reads, label or name)
         shipped = b.data(f"{key}-jobs", jobs)
         combine = partial(R.combine_seeding_jobs, jobs=jobs)
         refs = []

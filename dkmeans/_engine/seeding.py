@@ -24,10 +24,11 @@ from . import backend as B
 from . import kernels as K
 from . import reductions as R
 from .errors import ParameterError
+from .log import report
 from .parallel import RowBlocks, memory_budget
 from .validation import nonfinite_error
 
-logger = logging.getLogger("dkmeans")
+logger = logging.getLogger(__name__)
 
 # Stage ids keep the per-block random streams of different stages apart.
 _STAGE_KMEANS_PARALLEL = 1
@@ -86,6 +87,7 @@ class Pass(NamedTuple):
     entropy: int
     stage: int
     name: str
+    label: str | None = None  # on the progress bar (default: from the name)
 
 
 def kmeans_parallel(
@@ -131,7 +133,8 @@ def kmeans_parallel(
             keep_state=keep_state,
         )  # fmt: skip
         applied += (new_set,)
-        draws, state, mom = yield Pass(job, state, entropy, stage, f"kmeans||-round-{r}")
+        draws, state, mom = yield Pass(job, state, entropy, stage, f"kmeans||-round-{r}",
+                                       f"seeding round {r}/{init_rounds}")  # fmt: skip
         if moments is None:
             moments, shift = accept_moments(mom)
         phi = draws.cost
@@ -143,7 +146,8 @@ def kmeans_parallel(
         n_candidates += new.shape[0]
         if new.shape[0]:
             candidates.append(new)
-        logger.info("k-means|| round %d: cost %.6g, %d new candidates", r, phi, new.shape[0])
+        report(logger, "k-means|| round %d: cost %.6g, %d new candidates", r, phi,
+               new.shape[0], verbose=2)  # fmt: skip
         if phi == 0:
             break
         if r >= init_rounds and _distinct(np.concatenate(candidates)).shape[0] >= n_clusters:
@@ -156,9 +160,9 @@ def kmeans_parallel(
         replay=() if keep_state else applied,
     )  # fmt: skip
     weights, _, _ = yield Pass(job, state, entropy, _STAGE_WEIGHTS, "kmeans||-weights")
-    logger.info(
-        "k-means||: %d candidates from %d rounds in %.3fs", cand.shape[0], r,
-        time.perf_counter() - t0,
+    report(
+        logger, "k-means||: %d candidates from %d rounds in %.3fs", cand.shape[0], r,
+        time.perf_counter() - t0, verbose=2,
     )  # fmt: skip
     centers = recluster_candidates(cand, weights, n_clusters, rng)
     return InitResult(centers.astype(rows.dtype), moments)
@@ -317,7 +321,7 @@ def run_seeders(rows: RowBlocks, seeders: list) -> list[InitResult]:
             requests = [pending[i] for i in order]
             out, states, mom = rows.seeding_pass(
                 [tuple(req[:4]) for req in requests], with_moments=moments is None,
-                name=requests[0].name,
+                name=requests[0].name, label=requests[0].label,
             )  # fmt: skip
             moments = moments or mom
             replies = {i: (res, st, moments) for i, res, st in zip(order, out, states, strict=True)}

@@ -20,11 +20,11 @@ from . import driver as D
 from . import kernels as K
 from .errors import ParameterError
 from .lloyd import Run
-from .log import verbosity
+from .log import report, verbosity
 from .parallel import RowBlocks, active_client, block_seed, single_threaded_blas
 from .validation import as_generator, as_input
 
-logger = logging.getLogger("dkmeans")
+logger = logging.getLogger(__name__)
 
 # criterion -> (table column, True when larger is better)
 CRITERIA = {
@@ -92,20 +92,20 @@ def _check_k_range(k_range, n_samples: int) -> list[int]:
     try:
         ks = sorted({int(k) for k in k_range})
     except (TypeError, ValueError) as err:
-        raise TypeError(
+        raise ParameterError(
             f"k_range={k_range!r} must be an iterable of ints, e.g. range(2, 16)."
         ) from err
     if not ks:
-        raise ValueError(
+        raise ParameterError(
             "k_range is empty; give the candidate numbers of clusters, e.g. range(2, 16)."
         )
     if ks[0] < 2:
-        raise ValueError(
+        raise ParameterError(
             f"k_range starts at {ks[0]}; the selection criteria compare clusters, so every k "
             "must be at least 2."
         )
     if ks[-1] >= n_samples:
-        raise ValueError(
+        raise ParameterError(
             f"k_range reaches {ks[-1]} but X has only {n_samples} samples; every k must be "
             "smaller than the number of samples."
         )
@@ -123,13 +123,15 @@ def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sampl
     sample and only the chosen k is polished on all rows."""
     kmeans_params = dict(kmeans_params or {})
     if criterion not in CRITERIA:
-        raise ValueError(f"criterion={criterion!r} is not valid: expected one of {list(CRITERIA)}.")
+        raise ParameterError(
+            f"criterion={criterion!r} is not valid: expected one of {list(CRITERIA)}."
+        )
     ks = _check_k_range(k_range, inp.n_samples)
     for name in ("n_clusters", "k_range"):
         if name in kmeans_params:
-            raise TypeError(f"select_k sets {name} itself; do not pass it.")
+            raise ParameterError(f"select_k sets {name} itself; do not pass it.")
     if not isinstance(sample_size, numbers.Integral) or sample_size < 2:
-        raise ValueError(f"sample_size={sample_size!r} must be an int of at least 2.")
+        raise ParameterError(f"sample_size={sample_size!r} must be an int of at least 2.")
     template = estimator(ks[-1], n_init=n_init, random_state=random_state, **kmeans_params)
     spec = template._fit_spec(inp, ks[-1], n_init)
     if not isinstance(spec.init, str):
@@ -157,9 +159,9 @@ def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sampl
         best_model = estimator(best_k, n_init=n_init, random_state=random_state, **kmeans_params)
         run = fitted.best[ks.index(best_k)]
         _label_into(best_model, model, inp, rows, run, fitted, persisted, None, depth)
-    logger.info(
-        "select_k: best k=%d by %s, %d data passes, %.3fs", best_k, criterion, rows.n_passes,
-        time.perf_counter() - t0,
+    report(
+        logger, "select_k: best k=%d by %s, %d data passes, %.3fs", best_k, criterion,
+        rows.n_passes, time.perf_counter() - t0,
     )  # fmt: skip
     centers = {k: r.centers for k, r in zip(ks, fitted.best, strict=True)}
     return KSelection(best_k, best_model, table, criterion, rows.n_passes, centers)
@@ -284,8 +286,8 @@ def _select_on_sample(model, estimator, inp, rows, persisted, ks, template, rng,
                    start=start)  # fmt: skip
     _label_into(best_model, model, inp, rows, fitted.best[0], fitted, persisted, sample.shape[0],
                 depth)  # fmt: skip
-    logger.info(
-        "select_k: best k=%d by %s on a sample of %d rows, %d data passes, %.3fs", best_k,
+    report(
+        logger, "select_k: best k=%d by %s on a sample of %d rows, %d data passes, %.3fs", best_k,
         criterion, sample.shape[0], rows.n_passes, time.perf_counter() - t0,
     )  # fmt: skip
     return KSelection(best_k, best_model, sub.table, criterion, rows.n_passes, sub.centers)

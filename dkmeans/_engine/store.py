@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .errors import ChunkReadError
+from .errors import ChunkReadError, NotFoundError, ParameterError, StoreError, UnknownNameError
 
 _BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
              "abfss": "adlfs", "http": "aiohttp", "https": "aiohttp"}  # fmt: skip
@@ -39,7 +39,7 @@ def public_url(path: str) -> str:
 def check_writable(path: str) -> None:
     """Refuse read-only protocols (HTTP) before any work."""
     if protocol(path) in _READ_ONLY:
-        raise ValueError(
+        raise StoreError(
             f"{public_url(path)} is served over HTTP, which is read-only here; "
             "write to a local path or an object store (s3://, gs://, az://)."
         )
@@ -115,7 +115,7 @@ def _icechunk_storage(location: str, storage_options: dict | None):
     if not _is_remote(location):
         return icechunk.local_filesystem_storage(location)
     if protocol(location) != "s3":
-        raise ValueError(f"icechunk://{public_url(location)}: this dkmeans opens Icechunk "
+        raise StoreError(f"icechunk://{public_url(location)}: this dkmeans opens Icechunk "
                          "repositories on local paths and s3:// only.")  # fmt: skip
     bucket, _, prefix = location.split("://", 1)[1].partition("/")
     o = storage_options or {}
@@ -142,7 +142,7 @@ def _open_icechunk(path: str, storage_options: dict | None):
         repo = icechunk.Repository.open(_icechunk_storage(location, storage_options))
         session = repo.readonly_session(branch=branch)
     except icechunk.IcechunkError as err:
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"No Icechunk repository or branch {branch!r} at {public_url(location)} "
             f"({type(err).__name__}); check the URL."
         ) from None
@@ -151,7 +151,7 @@ def _open_icechunk(path: str, storage_options: dict | None):
     try:
         return zarr.open(store=store, path=inner, mode="r")
     except (FileNotFoundError, zarr.errors.NodeNotFoundError):
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"Nothing at {inner!r} in the Icechunk repository {public_url(location)}@{branch}."
         ) from None
 
@@ -191,20 +191,20 @@ def open_zarr_array(path: str | os.PathLike, variable: str | None = None, *,
     if protocol(spath) == "icechunk":
         return _pick_array(_open_icechunk(spath, storage_options), spath, variable)
     if not remote and storage_options:
-        raise ValueError("storage_options apply to URLs (s3://, gs://, ...), not local paths.")
+        raise ParameterError("storage_options apply to URLs (s3://, gs://, ...), not local paths.")
     if not remote and not Path(spath).exists():
-        raise FileNotFoundError(f"No Zarr store at {spath!r}: check the path.")
+        raise NotFoundError(f"No Zarr store at {spath!r}: check the path.")
     options = {"storage_options": with_retries(spath, storage_options)} if remote else {}
     try:
         node = zarr.open(store=spath, mode="r", **options)
     except (FileNotFoundError, zarr.errors.NodeNotFoundError) as err:
         if remote:
             raise _missing(spath, storage_options) from None
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"{spath!r} is not a Zarr array or group ({err}). Point at a Zarr v2/v3 store."
         ) from err
     except ValueError as err:
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"{public_url(spath)!r} is not a Zarr array or group. Point at a Zarr v2/v3 store."
         ) from (None if remote else err)
     except Exception as err:
@@ -218,11 +218,11 @@ def _pick_array(node, spath: str, variable: str | None) -> zarr.Array:
     """The 2-D records array: ``variable`` of a group, its only 2-D array, or the node."""
     if variable is not None:
         if not isinstance(node, zarr.Group):
-            raise KeyError(
+            raise UnknownNameError(
                 f"{public_url(spath)!r} is a Zarr array, not a group: drop variable={variable!r}."
             )
         if variable not in node:
-            raise KeyError(
+            raise UnknownNameError(
                 f"No variable {variable!r} in Zarr group {public_url(spath)!r}; it holds "
                 f"{sorted(node.array_keys())}."
             )
@@ -230,7 +230,7 @@ def _pick_array(node, spath: str, variable: str | None) -> zarr.Array:
     if isinstance(node, zarr.Group):
         arrays = [name for name, arr in node.arrays() if arr.ndim == 2]
         if len(arrays) != 1:
-            raise KeyError(
+            raise UnknownNameError(
                 f"Zarr group {public_url(spath)!r} holds {len(arrays)} 2-D arrays "
                 f"{sorted(arrays)}: name one with variable=NAME (or the path 'STORE/NAME')."
             )
@@ -317,13 +317,13 @@ def feature_names(arr: zarr.Array) -> np.ndarray | None:
         return None
     names = np.array([str(n) for n in np.asarray(names, dtype=object).ravel()])
     if names.shape != (arr.shape[1],):
-        raise ValueError(
+        raise StoreError(
             f"The store lists {names.shape[0]} feature names for {arr.shape[1]} features; "
             "fix its feature_names attribute (or feature coordinate)."
         )
     values, counts = np.unique(names, return_counts=True)
     if (counts > 1).any():
-        raise ValueError(
+        raise StoreError(
             f"The store's feature names are duplicated: {sorted(values[counts > 1])}; "
             "give every feature a unique name."
         )

@@ -10,14 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 import zarr
 
+from .._engine.errors import DKMeansError
 from .._engine.validation import unwrap
 
 __all__ = ["main"]
 
 
-class UserError(Exception):
+class UserError(DKMeansError):
     """An error the user can fix: printed as one line, exit code 2."""
 
 
@@ -69,14 +71,34 @@ def _weights(value: str) -> dict:
 
 
 @contextlib.contextmanager
+def _log_to_stderr(verbose: int):
+    """The CLI is the application: it shows the ``dkmeans`` loggers' INFO (``-v``) or
+    DEBUG (``-vv``) records on stderr for the command."""
+    if not verbose:
+        yield
+        return
+    root = logging.getLogger("dkmeans")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[dkmeans] %(message)s"))
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+@contextlib.contextmanager
 def _session(args):
     """Logging, progress bars and the cluster for one command."""
-    from .._engine.log import progress, verbosity
+    from .._engine.log import progress
     from .deploy import open_cluster
 
     verbose = 0 if args.quiet else args.verbose
     with contextlib.ExitStack() as stack:
-        stack.enter_context(verbosity(verbose))
+        stack.enter_context(_log_to_stderr(verbose))
         if not args.quiet and (sys.stderr.isatty() or verbose):
             stack.enter_context(progress(sys.stderr))
         client = stack.enter_context(open_cluster(args.cluster))
@@ -436,9 +458,14 @@ def _log_unraisable(unraisable) -> None:
     logging.getLogger("dkmeans").debug("ignored: %s in %r", unraisable.exc_value, unraisable.object)
 
 
+# Shown as one line: dkmeans' own errors, and what the environment raises for a path,
+# a store, a missing optional package or a bad YAML file.  Anything else is a bug and
+# keeps its traceback.
+_USER_ERRORS = (DKMeansError, OSError, ImportError, yaml.YAMLError, zarr.errors.BaseZarrError)
+
+
 def main(argv=None) -> int:
     """Entry point of the ``dkmeans`` console script."""
-    from .deploy import ClusterConfigError
 
     args = build_parser().parse_args(argv)
     # errors the object-store clients raise while closing at exit (e.g. aiobotocore's
@@ -449,9 +476,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
-    except (UserError, ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError,
-            PermissionError, ImportError, OSError, ClusterConfigError,
-            zarr.errors.BaseZarrError) as err:  # fmt: skip
+    except _USER_ERRORS as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         logging.getLogger("dkmeans").debug("error", exc_info=True)
         print(f"dkmeans: error: {message}", file=sys.stderr)

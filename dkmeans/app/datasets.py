@@ -14,6 +14,9 @@ import numpy as np
 __all__ = ["make_blobs", "make_communities", "write_communities", "write_zarr"]
 
 
+from .._engine.errors import OutputExistsError
+
+
 def _blob_block(block_id, *, sizes, centers, cluster_std, dtype, entropy, with_labels):
     i = block_id[0]
     rng = np.random.default_rng(np.random.SeedSequence([entropy, i]))
@@ -86,7 +89,7 @@ def write_zarr(X: da.Array, path: str | os.PathLike, *, overwrite: bool = False,
 def _atomic_dir(path: Path, overwrite: bool):
     """Yield a temporary sibling of ``path`` to write; move it into place on success."""
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+        raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it.")
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp

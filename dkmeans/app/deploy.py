@@ -18,11 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from .._engine.errors import ClusterConfigError
+from .._engine.errors import ClusterConfigError, NotFoundError
 
 __all__ = ["ClusterConfigError", "job_script", "load_cluster_config", "open_cluster"]
 
-logger = logging.getLogger("dkmeans")
+logger = logging.getLogger(__name__)
 
 # kind -> keys allowed beside "kind" (jobqueue and kubernetes also take their
 # deployer's own keyword arguments under "cluster", checked against its signature)
@@ -52,7 +52,7 @@ def load_cluster_config(path: str | os.PathLike | dict) -> dict:
     else:
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"No cluster config at {p}; see cluster_configs/*.yaml.")
+            raise NotFoundError(f"No cluster config at {p}; see cluster_configs/*.yaml.")
         try:
             config = yaml.safe_load(p.read_text())
         except yaml.YAMLError as err:

@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
-from .._engine.errors import InputError
+from .._engine.errors import (
+    ConfigError,
+    InputError,
+    NotFoundError,
+    OutputExistsError,
+    ParameterError,
+)
 from .._engine.validation import unwrap
 from ..alignment import align_labels
 from ..archetypes import Archetypes
@@ -30,7 +36,7 @@ from ..streaming import label_and_profile, summarize
 
 __all__ = ["Job", "JobResult", "run"]
 
-logger = logging.getLogger("dkmeans")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -141,27 +147,29 @@ class Job:
             )
             self.fit_sample, self.sweep_sample_size = self.sweep_sample_size, None
         if self.k != "auto" and not (isinstance(self.k, int) and self.k >= 1):
-            raise ValueError(f"k={self.k!r} must be 'auto' or a positive int.")
+            raise ParameterError(f"k={self.k!r} must be 'auto' or a positive int.")
         if not (self.n_init == "auto" or (isinstance(self.n_init, int) and self.n_init >= 1)):
-            raise ValueError(f"n_init={self.n_init!r} must be 'auto' or a positive int.")
+            raise ParameterError(f"n_init={self.n_init!r} must be 'auto' or a positive int.")
         lo, hi = [*list(self.k_range), None, None][:2]
         if not (isinstance(lo, int) and isinstance(hi, int) and 2 <= lo <= hi):
-            raise ValueError(f"k_range={self.k_range!r} must be [low, high] with 2 <= low <= high.")
+            raise ParameterError(
+                f"k_range={self.k_range!r} must be [low, high] with 2 <= low <= high."
+            )
         top = self.k if isinstance(self.k, int) else hi
         if not (self.fit_sample in ("auto", None) or (
             isinstance(self.fit_sample, int) and self.fit_sample > top
         )):  # fmt: skip
-            raise ValueError(
+            raise ParameterError(
                 f"fit_sample={self.fit_sample!r} must be 'auto', None, or an int above the "
                 f"largest k ({top})."
             )
         if self.criterion not in CRITERIA:
-            raise ValueError(f"criterion={self.criterion!r} is not one of {list(CRITERIA)}.")
+            raise ParameterError(f"criterion={self.criterion!r} is not one of {list(CRITERIA)}.")
         if self.pca is not None and not (
             (isinstance(self.pca, float) and 0 < self.pca < 1)
             or (isinstance(self.pca, int) and self.pca >= 1)
         ):
-            raise ValueError(
+            raise ParameterError(
                 f"pca={self.pca!r} must be a variance share in (0, 1), a number of "
                 "components, or None."
             )
@@ -173,14 +181,14 @@ class Job:
 
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"No job file at {p}.")
+            raise NotFoundError(f"No job file at {p}.")
         doc = yaml.safe_load(p.read_text())
         if not isinstance(doc, dict):
-            raise ValueError(f"{p}: expected a mapping of job settings.")
+            raise ConfigError(f"{p}: expected a mapping of job settings.")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(doc) - known)
         if unknown:
-            raise ValueError(f"{p}: unknown key(s) {unknown}; known keys: {sorted(known)}.")
+            raise ConfigError(f"{p}: unknown key(s) {unknown}; known keys: {sorted(known)}.")
         return cls(**doc)
 
     def public_dict(self) -> dict:
@@ -311,7 +319,7 @@ def run(job: Job) -> JobResult:
         io.check_labels_target(arr, name, into=into, overwrite=job.overwrite)
     model_options = None if job.model_out is None else _remote_only(job.model_out, job)
     if job.model_out and model_exists(job.model_out, model_options) and not job.overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{io.public_url(job.model_out)} exists; pass overwrite=True (--overwrite) to "
             "replace it."
         )
