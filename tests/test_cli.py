@@ -258,3 +258,22 @@ def test_plain_store_and_feature_names(tmp_path):
     proc = _run("fit", store, "--k", "4", "--feature-names", "a,b")
     assert proc.returncode == 2
     assert "feature_names must be 3 unique names" in proc.stderr
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys):
+    from dkmeans.app import cli
+
+    # a user error: dkmeans' own exception (here from a missing store), one line, code 2
+    assert cli.main(["info", str(tmp_path / "nope.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dkmeans: error: No Zarr store") and err.count("\n") == 1
+
+    # a bug: a ValueError or KeyError that is not dkmeans' propagates with its traceback
+    for bug in (ValueError("an internal invariant broke"), KeyError("oops")):
+
+        def broken(args, bug=bug):
+            raise bug
+
+        monkeypatch.setattr(cli, "_info", broken)
+        with pytest.raises(type(bug)):
+            cli.main(["info", str(tmp_path / "nope.zarr")])

@@ -1,5 +1,6 @@
 """KMeans against scikit-learn and invariances, on NumPy, dask, xarray and Zarr input."""
 
+import contextlib
 import logging
 import warnings
 
@@ -342,3 +343,29 @@ def test_callable_init_as_in_sklearn():
     np.testing.assert_allclose(again.cluster_centers_, ours.cluster_centers_)
     with pytest.raises(ValueError, match="init array has shape"):
         KMeans(5, init=lambda data, k, random_state: data[:2]).fit(X)
+
+
+@pytest.mark.parametrize("on_cluster", [False, True])
+def test_progress_bars_name_their_pass(on_cluster):
+    import io
+
+    from dkmeans._engine.log import progress
+
+    X, _, _ = blobs(n=4000, d=3, k=3)
+    data = da.from_array(X, chunks=1000)
+    out = io.StringIO()
+    with contextlib.ExitStack() as stack:
+        if on_cluster:
+            from distributed import Client, LocalCluster
+
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+                )
+            )
+            stack.enter_context(Client(cluster))
+        stack.enter_context(progress(out, minimum=0))
+        KMeans(3, random_state=0, persist=False, fit_sample=None, max_iter=3).fit(data)
+    lines = {line.split("[")[0].strip() for line in out.getvalue().replace("\r", "\n").splitlines()}
+    for label in ("seeding round 1/5", "seeding weights", "Lloyd 1", "labels"):
+        assert label in lines, sorted(lines)

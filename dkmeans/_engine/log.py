@@ -39,13 +39,13 @@ def report(logger: logging.Logger, msg: str, *args, verbose: int = 1) -> None:
 
 
 @contextlib.contextmanager
-def progress(stream=None):
+def progress(stream=None, minimum: float = 0.5):
     """Show a progress bar, named after its pass, for every pass over the data made
-    inside the block.
+    inside the block (on local schedulers, for passes longer than ``minimum`` seconds).
 
     Bars go to ``stream`` (default: stderr); the CLI turns them on unless ``--quiet``.
     """
-    token = _progress_stream.set(stream or sys.stderr)
+    token = _progress_stream.set((stream or sys.stderr, minimum))
     try:
         yield
     finally:
@@ -54,7 +54,8 @@ def progress(stream=None):
 
 def progress_stream():
     """Where progress bars go now, or None when they are off."""
-    return _progress_stream.get()
+    current = _progress_stream.get()
+    return None if current is None else current[0]
 
 
 _PASS_LABELS = (
@@ -90,7 +91,8 @@ def local_bar(label: str, stream):
                 self._file.write(_line(label, frac, format_time(elapsed), self._width))
                 self._file.flush()
 
-    return _Bar(out=stream, minimum=0.5, width=30)
+    current = _progress_stream.get()
+    return _Bar(out=stream, minimum=0.5 if current is None else current[1], width=30)
 
 
 def cluster_bar(futures, label: str, stream) -> None:
