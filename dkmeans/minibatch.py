@@ -18,6 +18,7 @@ from ._engine import backend as B
 from ._engine import driver as D
 from ._engine import kernels as K
 from ._engine import reductions as R
+from ._engine.errors import NotEnoughDataError
 from ._engine.lloyd import Run, tolerance
 from ._engine.log import verbosity
 from ._engine.parallel import RowBlocks, active_client, single_threaded_blas
@@ -321,7 +322,7 @@ class MiniBatchKMeans(_BaseKMeans):
         else:
             n = block.shape[0]
             if n < self.n_clusters:
-                raise ValueError(
+                raise NotEnoughDataError(
                     f"The first block of the chunk has {n} rows; the first partial_fit seeds "
                     f"the centres on it and needs at least n_clusters={self.n_clusters}."
                 )

@@ -97,6 +97,13 @@ def test_bad_input(call, match):
         call()
 
 
+def test_too_small_first_block_is_not_enough_data():
+    from dkmeans.exceptions import NotEnoughDataError
+
+    with pytest.raises(NotEnoughDataError, match="first block"):
+        MiniBatchKMeans(5).partial_fit(da.zeros((9, 2), chunks=3))
+
+
 # --------------------------------------------------------------------------- scikit-learn's
 # parameters: n_init, init_size, max_no_improvement, reassignment_ratio, compute_labels
 
