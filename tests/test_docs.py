@@ -7,6 +7,7 @@ import pytest
 import dkmeans.cluster
 import dkmeans.decomposition
 import dkmeans.metrics
+import dkmeans.minibatch
 import dkmeans.model_selection
 import dkmeans.preprocessing
 
@@ -17,6 +18,7 @@ import dkmeans.preprocessing
         dkmeans.cluster,
         dkmeans.decomposition,
         dkmeans.metrics,
+        dkmeans.minibatch,
         dkmeans.model_selection,
         dkmeans.preprocessing,
     ],
