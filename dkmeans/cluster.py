@@ -306,7 +306,10 @@ class KMeans(_BaseKMeans):
         Keep the data in memory after the first read.  ``"auto"`` does so when it
         takes at most half of the available memory.
     verbose : int, default=0
-        Log progress (one line per iteration) on the ``dkmeans`` logger.
+        Print progress to stdout for this call, as scikit-learn does (1: its
+        "Initialization complete" and "Iteration i, inertia x." lines, 2: more
+        detail).  The lines are also logged at INFO on the module's logger (under
+        ``dkmeans``) whatever ``verbose`` is; no handler or level is ever set.
     k_range : iterable of int or None, default=None
         Candidate numbers of clusters when ``n_clusters="auto"``; None is
         ``range(2, 16)``.

@@ -20,7 +20,7 @@ from ._engine import kernels as K
 from ._engine import reductions as R
 from ._engine.errors import NotEnoughDataError
 from ._engine.lloyd import Run, tolerance
-from ._engine.log import verbosity
+from ._engine.log import report, verbosity
 from ._engine.parallel import RowBlocks, active_client, single_threaded_blas
 from ._engine.seeding import check_finite
 from ._engine.validation import (
@@ -38,7 +38,7 @@ from .cluster import _LABEL_PASS_ATTRIBUTES, KMeans, _BaseKMeans
 
 __all__ = ["MiniBatchKMeans"]
 
-logger = logging.getLogger("dkmeans")
+logger = logging.getLogger(__name__)
 
 _NONE = IsInstance(type(None), label="None")
 
@@ -168,7 +168,9 @@ class MiniBatchKMeans(_BaseKMeans):
     persist : "auto" or bool, default="auto"
         Keep the data in memory after the first read (``fit``).
     verbose : int, default=0
-        Log progress on the ``dkmeans`` logger.
+        Print progress to stdout for this call, as scikit-learn does (1: a line per
+        epoch, 2: more detail).  The lines are also logged at INFO on the module's
+        logger whatever ``verbose`` is; no logger is configured.
     oversampling_factor : float, default=2.0
         k-means|| draws about ``oversampling_factor * n_clusters`` candidates a round.
     init_rounds : int, default=5
@@ -312,7 +314,7 @@ class MiniBatchKMeans(_BaseKMeans):
         if len(candidates) == 1:
             return candidates[0]
         costs = [_cost(*held_out, c) for c in candidates]
-        logger.info("init inertias on %d rows: %s", held_out[0].shape[0], costs)
+        report(logger, "init inertias on %d rows: %s", held_out[0].shape[0], costs, verbose=2)
         return candidates[int(np.argmin(costs))]
 
     def _start(self, block, weight, inp, spec: D.FitSpec) -> None:
@@ -445,7 +447,8 @@ class MiniBatchKMeans(_BaseKMeans):
         counts = counts.copy()
         counts[low] = counts[~low].min()
         self.counts_ = counts
-        logger.info("mini-batch step %d: reassigned %d centres", self.n_steps_ + 1, n_low)
+        report(logger, "Minibatch step %d: reassigned %d centres.", self.n_steps_ + 1, n_low,
+               verbose=2)  # fmt: skip
 
     def _blocks(self, rows: RowBlocks, order):
         """Blocks in ``order``, read a few at a time (reads overlap; updates stay in order)."""
@@ -550,8 +553,8 @@ class MiniBatchKMeans(_BaseKMeans):
                 converged = not pending and (shift <= tol or stopped or stop.done)
                 best = Run(self.cluster_centers_, epoch, converged,
                            [*best.history, (np.nan, shift, 0.0)])  # fmt: skip
-                logger.info(
-                    "mini-batch epoch %d: centre shift %.3g, smoothed batch inertia %.6g%s",
+                report(
+                    logger, "Epoch %d: centre shift %.3g, smoothed batch inertia %.6g%s.",
                     epoch, shift, stop.mean_inertia, ", no improvement" if stop.done else "",
                 )  # fmt: skip
                 if converged:
@@ -566,9 +569,9 @@ class MiniBatchKMeans(_BaseKMeans):
         self.counts_, self.n_steps_ = counts, n_steps
         if not self.compute_labels:
             self.inertia_ = stop.mean_inertia * float(moments.count)
-        logger.info(
-            "mini-batch fit: %d epochs, %d batches, %.3fs", self.n_iter_, self.n_steps_,
-            time.perf_counter() - t0,
+        report(
+            logger, "mini-batch fit: %d epochs, %d batches, %.3fs", self.n_iter_, self.n_steps_,
+            time.perf_counter() - t0, verbose=2,
         )  # fmt: skip
         return self
 
