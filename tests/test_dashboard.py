@@ -1,6 +1,7 @@
 """The dashboard a Client links to serves distributed's Bokeh app, and a fit's tasks
 show there under readable stage names."""
 
+import importlib.util
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -64,3 +65,26 @@ def test_fit_tasks_have_readable_prefixes(client):
     } <= ours, sorted(prefixes)
     # every dkmeans task is grouped under its stage, none under the bare package name
     assert "dkmeans" not in ours, sorted(prefixes)
+
+
+def _screenshot_script():
+    path = ROOT / "notebooks" / "screenshot_dashboard.py"
+    spec = importlib.util.spec_from_file_location("screenshot_dashboard", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_screenshot_script_skips_without_a_browser(monkeypatch, tmp_path, capsys):
+    script = _screenshot_script()
+    looked = []
+    monkeypatch.setattr(script.shutil, "which", lambda name: looked.append(name))
+    out = tmp_path / "dashboard.png"
+    assert script.main(["--out", str(out)]) == 0
+    assert looked == ["chromium", "chromium-browser", "google-chrome"]
+    assert capsys.readouterr().out.startswith("skipped: no chromium")
+    assert not out.exists()
+    # the first browser found is the one used
+    found = {"google-chrome": "/opt/chrome", "chromium-browser": "/usr/bin/chromium-browser"}
+    monkeypatch.setattr(script.shutil, "which", found.get)
+    assert script.find_browser() == "/usr/bin/chromium-browser"
