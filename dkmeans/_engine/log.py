@@ -61,9 +61,9 @@ def progress_stream():
 _PASS_LABELS = (
     (re.compile(r"^lloyd-(\d+)$"), r"Lloyd \1"),
     (re.compile(r"^(\w+)-lloyd-(\d+)$"), r"\1 Lloyd \2"),
-    (re.compile(r"^kmeans\+\+-(\d+)$"), r"k-means++ centre \1"),
-    (re.compile(r"^kmeans\|\|-gather-(\d+)$"), r"seeding round \1, gathering"),
-    (re.compile(r"^kmeans\|\|-weights$"), "seeding weights"),
+    (re.compile(r"^kmeans-plusplus-(\d+)$"), r"k-means++ centre \1"),
+    (re.compile(r"^kmeans-parallel-gather-(\d+)$"), r"seeding round \1, gathering"),
+    (re.compile(r"^kmeans-parallel-weights$"), "seeding weights"),
 )
 
 

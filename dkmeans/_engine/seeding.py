@@ -86,6 +86,8 @@ class Pass(NamedTuple):
     state: list | None  # per-group handles of (cost, nearest) from this seeder's last pass
     entropy: int
     stage: int
+    # task-name stage: letter-only words and then numbers, so that dask's key_split
+    # keeps the words as the dashboard's prefix ("kmeans||" would show as "dkmeans")
     name: str
     label: str | None = None  # on the progress bar (default: from the name)
 
@@ -133,7 +135,7 @@ def kmeans_parallel(
             keep_state=keep_state,
         )  # fmt: skip
         applied += (new_set,)
-        draws, state, mom = yield Pass(job, state, entropy, stage, f"kmeans||-round-{r}",
+        draws, state, mom = yield Pass(job, state, entropy, stage, f"kmeans-parallel-round-{r}",
                                        f"seeding round {r}/{init_rounds}")  # fmt: skip
         if moments is None:
             moments, shift = accept_moments(mom)
@@ -141,7 +143,7 @@ def kmeans_parallel(
         if draws.max_dropped > phi:  # a block held more selected rows than it returned
             job = R.SeedingJob("gather", None, shift, scale=scale, threshold=phi,
                                replay=() if keep_state else applied)  # fmt: skip
-            draws, _, _ = yield Pass(job, state, entropy, stage, f"kmeans||-gather-{r}")
+            draws, _, _ = yield Pass(job, state, entropy, stage, f"kmeans-parallel-gather-{r}")
         new = draws.rows[draws.keys > phi]
         n_candidates += new.shape[0]
         if new.shape[0]:
@@ -159,7 +161,7 @@ def kmeans_parallel(
         first_index=n_candidates - new.shape[0], n_candidates=n_candidates,
         replay=() if keep_state else applied,
     )  # fmt: skip
-    weights, _, _ = yield Pass(job, state, entropy, _STAGE_WEIGHTS, "kmeans||-weights")
+    weights, _, _ = yield Pass(job, state, entropy, _STAGE_WEIGHTS, "kmeans-parallel-weights")
     report(
         logger, "k-means||: %d candidates from %d rounds in %.3fs", cand.shape[0], r,
         time.perf_counter() - t0, verbose=2,
@@ -215,7 +217,7 @@ def kmeans_plusplus_init(rows: RowBlocks, n_clusters: int, rng: np.random.Genera
             first_index=j - 1, scale=1.0, draw="exponential", n_keep=1,
         )  # fmt: skip
         stage = _STAGE_KMEANS_PLUSPLUS * 1000 + j
-        draws, state, mom = yield Pass(job, state, entropy, stage, f"kmeans++-{j}")
+        draws, state, mom = yield Pass(job, state, entropy, stage, f"kmeans-plusplus-{j}")
         if moments is None:
             moments, shift = accept_moments(mom)
         if draws.cost == 0 or draws.keys.shape[0] == 0 or draws.keys[0] <= 0:
