@@ -25,7 +25,7 @@ from ._engine import backend as B
 from ._engine import driver as D
 from ._engine import kernels as K
 from ._engine.checkpoint import Checkpoint
-from ._engine.errors import NotEnoughDataError, ParameterError
+from ._engine.errors import InputTypeError, NotEnoughDataError, ParameterError
 from ._engine.log import report, verbosity
 from ._engine.model_io import SaveMixin
 from ._engine.parallel import (
@@ -65,6 +65,14 @@ class _BaseKMeans(
     """What KMeans and MiniBatchKMeans share: parameter validation into a fit spec, the
     fitted attributes, and inference (predict, transform, score)."""
 
+    # whether fit takes scipy.sparse X (the sklearn tag follows it)
+    _accepts_sparse: ClassVar[bool] = False
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = self._accepts_sparse
+        return tags
+
     @property
     def _spherical(self) -> bool:
         """metric="cosine" (a model saved before the parameter existed is Euclidean)."""
@@ -78,6 +86,11 @@ class _BaseKMeans(
     def _fit_spec(self, inp: Input, n_clusters: int, n_init="auto") -> D.FitSpec:
         """Validate the parameters (once, at the start of fit) into a ``FitSpec``."""
         validate_params(self, self._constraints)
+        if inp.sparse and not self._accepts_sparse:
+            raise InputTypeError(
+                f"{type(self).__name__} does not take sparse X yet; fit dkmeans.KMeans on "
+                "it (sparse CSR is supported there), or pass a dense array (X.toarray())."
+            )
         if n_clusters > inp.n_samples:
             raise NotEnoughDataError(
                 f"n_clusters={n_clusters} is larger than the number of samples "
@@ -184,8 +197,7 @@ class _BaseKMeans(
         cosine = self._spherical
 
         def block(x):
-            xp = B.namespace(x)
-            if not bool(xp.all(xp.isfinite(x))):
+            if not K.all_finite(x):
                 raise nonfinite_error()
             return fn(K.unit_rows(x) if cosine else x, cs, shift)
 
@@ -240,8 +252,9 @@ class _BaseKMeans(
         cosine = self._spherical
 
         def fn(x, cs, shift):  # in float64; for unit vectors 1 - cos = ||u - c||² / 2
-            d = K.distances(x, cs, shift)
-            return B.namespace(x).astype(d**2 / 2 if cosine else d, B.xp_dtype(B.namespace(x), out))
+            d = K.distances(x, cs, shift)  # in x's library (NumPy for sparse x)
+            xp = B.namespace(d)
+            return xp.astype(d**2 / 2 if cosine else d, B.xp_dtype(xp, out))
 
         return self._map_rows(inp, fn, ((k,),), out, "transform", center_dtype=np.float64)
 
@@ -408,6 +421,8 @@ class KMeans(_BaseKMeans):
     >>> float(km.inertia_)
     16.0
     """
+
+    _accepts_sparse: ClassVar[bool] = True
 
     _constraints: ClassVar[dict] = {
         "n_clusters": [Interval(numbers.Integral, 1, None), OneOf("auto")],

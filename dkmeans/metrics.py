@@ -199,7 +199,8 @@ def silhouette_samples(X, labels, *, method="euclidean"):
         if method == "sqeuclidean-exact":
             out = _sq_silhouette(lab)
         elif lab.inp.in_memory:
-            X = np.asarray(B.to_host(lab.inp.array.compute()))
+            X = lab.inp.array.compute()  # NumPy, or CSR for sparse input
+            X = X if B.is_sparse(X) else np.asarray(B.to_host(X))
             out = S.silhouette_values(X, [lab.codes], [lab.n_clusters])[0]
         else:
             out = _blockwise_silhouette(lab)

@@ -10,7 +10,9 @@ attributes are NumPy whatever the data lives in.  Transforms that return a row p
 input row (distances, projections, scaled data) keep the block's library.
 
 ``array_api_compat`` gives every library one namespace; this module is the only
-place that knows how to reach the host from each.
+place that knows how to reach the host from each.  scipy.sparse blocks (CSR rows
+of TF-IDF-style data) live on the host but are no array API arrays: ``is_sparse``
+tells the kernels to hand them to ``sparse_kernels``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ import numpy as np
 def is_host(x) -> bool:
     """True for NumPy arrays (and None or Python scalars): the numba kernels' input."""
     return x is None or isinstance(x, np.ndarray | np.generic | int | float)
+
+
+def is_sparse(x) -> bool:
+    """True for a scipy.sparse matrix or array (the sparse kernels' input)."""
+    if not type(x).__module__.startswith("scipy.sparse"):
+        return False
+    import scipy.sparse
+
+    return scipy.sparse.issparse(x)
 
 
 def namespace(x):
@@ -64,6 +75,8 @@ def take(x, index):
     """Rows ``index`` (host integers) of ``x``, in x's library."""
     if is_host(x):
         return x[index]
+    if is_sparse(x):  # CSR rows stay CSR
+        return x.tocsr()[np.asarray(index, dtype=np.int64)]
     xp = namespace(x)
     return xp.take(x, xp.asarray(np.asarray(index, dtype=np.int64)), axis=0)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import backend as B
 from . import kernels as K
+from . import sparse_kernels as SP
 from . import xp_kernels as XP
 
 # --------------------------------------------------------------------------- numba loops
@@ -66,6 +67,10 @@ def _distance_to_assigned(x, labels, centers, w, k):  # pragma: no cover - jit
     return out
 
 
+def _host(sample_weight):
+    return None if sample_weight is None else _weights(sample_weight)
+
+
 def _weights(sample_weight):
     if sample_weight is None:
         return np.empty(0)
@@ -85,13 +90,15 @@ def _own_and_other(X, labels, centers, shift, *, add=None, skip=None):
     """Per row: squared distance (plus ``add[c]``) to its own cluster ``labels`` and the
     smallest to any other cluster not in ``skip`` — in row tiles, so memory stays
     O(tile × k) however large the block or k.  NumPy out."""
-    if not B.is_host(X):
+    sparse = B.is_sparse(X)
+    if not (sparse or B.is_host(X)):
         return XP.own_and_other(X, labels, centers, shift, add=add, skip=skip)
+    X = SP.csr(X) if sparse else X
     n = X.shape[0]
     own, other = np.empty(n), np.empty(n)
     for s in range(0, n, K.SUB_BLOCK_ROWS):
         e = min(n, s + K.SUB_BLOCK_ROWS)
-        d = _sq_distances(X[s:e], centers, shift)
+        d = SP.sq_distances(X[s:e], centers) if sparse else _sq_distances(X[s:e], centers, shift)
         if add is not None:
             d += add[None, :]
         idx, lab = np.arange(e - s), labels[s:e]
@@ -125,6 +132,8 @@ class ClusterMoments(NamedTuple):
 
 def cluster_moments_chunk(X, sample_weight, labels, n_clusters: int) -> ClusterMoments:
     labels = np.asarray(labels, dtype=np.int64)
+    if B.is_sparse(X):
+        return ClusterMoments(*SP.cluster_moments(X, labels, _host(sample_weight), n_clusters))
     if not B.is_host(X):
         return ClusterMoments(*XP.cluster_moments(X, labels, sample_weight, n_clusters))
     w = _weights(sample_weight)
@@ -158,6 +167,9 @@ class FeatureMoments(NamedTuple):
 def feature_moments_chunk(X, sample_weight, n_clusters: int, labels) -> FeatureMoments:
     """Per-cluster, per-feature moments of one block (two passes over the block)."""
     labels = np.asarray(labels, dtype=np.int64)
+    if B.is_sparse(X):
+        return FeatureMoments(*SP.cluster_moments(X, labels, _host(sample_weight), n_clusters,
+                                                  per_feature=True))  # fmt: skip
     if not B.is_host(X):
         return FeatureMoments(
             *XP.cluster_moments(X, labels, sample_weight, n_clusters, per_feature=True)
@@ -190,6 +202,9 @@ def combine_feature_moments(parts: list[FeatureMoments]) -> FeatureMoments:
 def spread_chunk(X, sample_weight, centroids, labels) -> np.ndarray:
     """Per-cluster Σ w·||x - centroid|| of one block (Davies-Bouldin's intra distances)."""
     labels = np.asarray(labels, dtype=np.int64)
+    if B.is_sparse(X):
+        return SP.assigned_distances(X, labels, centroids, _host(sample_weight),
+                                     centroids.shape[0], root=True)  # fmt: skip
     if not B.is_host(X):
         return XP.distance_to_assigned(X, labels, centroids, sample_weight, centroids.shape[0])
     return _distance_to_assigned(
@@ -249,10 +264,14 @@ def silhouette_from_sums(dist_sums, labels, cluster_sizes) -> np.ndarray:
 def _distances(xa, xb, self_offset: int | None = None) -> np.ndarray:
     """Euclidean distances (len(xa), len(xb)) in float64, GEMM form on rows centred on
     xb's mean.  ``self_offset``: row i of ``xa`` is row ``self_offset + i`` of ``xb``,
-    and that distance is set to exactly 0 (the GEMM form leaves a rounding residue)."""
-    xa = np.asarray(xa, dtype=np.float64)
-    xb = np.asarray(xb, dtype=np.float64)
-    d2 = _sq_distances(xa, xb, xb.mean(axis=0))
+    and that distance is set to exactly 0 (the GEMM form leaves a rounding residue).
+    Sparse rows are not centred (that would make them dense)."""
+    if B.is_sparse(xa) or B.is_sparse(xb):
+        d2 = SP.pairwise_sq_distances(xa, xb)
+    else:
+        xa = np.asarray(xa, dtype=np.float64)
+        xb = np.asarray(xb, dtype=np.float64)
+        d2 = _sq_distances(xa, xb, xb.mean(axis=0))
     if self_offset is not None:
         i = np.arange(xa.shape[0])
         d2[i, self_offset + i] = 0.0
@@ -267,7 +286,7 @@ def _onehot(labels, k) -> np.ndarray:
 
 def pairwise_cluster_sums(xa, xb, labels_b, k, self_offset: int | None = None) -> np.ndarray:
     """(len(xa), k) sums of Euclidean distances from rows of ``xa`` to each cluster of ``xb``."""
-    if not B.is_host(xa):
+    if not (B.is_host(xa) or B.is_sparse(xa)):
         return XP.pairwise_cluster_sums(xa, xb, labels_b, k, self_offset)
     return _distances(xa, xb, self_offset) @ _onehot(np.asarray(labels_b), k)
 
@@ -333,7 +352,8 @@ def simplified_silhouette_chunk(X, centers, center_set, shift) -> tuple[np.ndarr
 class RowSample(NamedTuple):
     """Rows drawn by random keys: the smallest keys win (uniform without replacement).
 
-    keys (m,), rows (m, d), labels (m,) or None, index (m,) global row numbers,
+    keys (m,), rows (m, d) (NumPy, or CSR for sparse data: ``kernels.sample_rows``),
+    labels (m,) or None, index (m,) global row numbers,
     counts (k,) per-cluster row counts of the rows covered, or None without labels;
     weights (m,) the rows' sample weights, or None.
     """
@@ -385,7 +405,7 @@ def sample_by_keys(X, keys, size: int, offset: int, labels=None, n_clusters: int
     # choose on the keys alone, then copy only the chosen rows (from any array library)
     full = RowSample(keys, np.empty((n, 0)), labels, np.arange(n) + offset, counts)
     kept = _keep(full, size, stratify)
-    return kept._replace(rows=K.take_rows(X, kept.index - offset))
+    return kept._replace(rows=K.sample_rows(X, kept.index - offset))
 
 
 def combine_samples(parts: list[RowSample], size: int, stratify: bool) -> RowSample:
@@ -393,7 +413,7 @@ def combine_samples(parts: list[RowSample], size: int, stratify: bool) -> RowSam
     counts = None if parts[0].counts is None else np.sum([p.counts for p in parts], axis=0)
     weights = None if parts[0].weights is None else np.concatenate([p.weights for p in parts])
     merged = RowSample(
-        np.concatenate([p.keys for p in parts]), np.concatenate([p.rows for p in parts]),
+        np.concatenate([p.keys for p in parts]), K.stack_rows([p.rows for p in parts]),
         labels, np.concatenate([p.index for p in parts]), counts, weights,
     )  # fmt: skip
     return _keep(merged, size, stratify)

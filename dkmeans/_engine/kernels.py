@@ -4,8 +4,9 @@ Every function here takes one in-memory block of rows ``X`` of shape
 ``(n_rows, n_features)`` and returns small partial results (per-cluster sums,
 counts, costs) that the reductions in ``reductions.py`` combine.  A NumPy array
 is simply one block, so the in-memory and the dask paths share this arithmetic.
-A block from another array library (CuPy) is handed to ``_xp_kernels``, which
-keeps the same contracts; results are NumPy either way (see ``backend``).
+A block from another array library (CuPy) is handed to ``_xp_kernels``, and a
+scipy.sparse block to ``sparse_kernels``; both keep the same contracts, and results
+are NumPy either way (see ``backend``).
 
 Distances use the GEMM form ``||x - c||² = ||x||² - 2 x·cᵀ + ||c||²`` on rows
 *shifted* by a common point (the data mean, or a data point before the mean is
@@ -23,6 +24,7 @@ import numba
 import numpy as np
 
 from . import backend as B
+from . import sparse_kernels as SP
 from . import xp_kernels as XP
 from .errors import InputError
 
@@ -337,6 +339,8 @@ def lloyd_step(X, center_sets, shift, sample_weight=None, n_far=0) -> list[Lloyd
     -------
     list of LloydPartial, one per centre set.
     """
+    if B.is_sparse(X):
+        return _sparse_lloyd_step(X, center_sets, shift, sample_weight, n_far)
     if not B.is_host(X):
         return XP.lloyd_step(X, center_sets, shift, sample_weight, n_far, LloydPartial)
     n, d = X.shape
@@ -369,8 +373,23 @@ def lloyd_step(X, center_sets, shift, sample_weight=None, n_far=0) -> list[Lloyd
     return out
 
 
+def _sparse_lloyd_step(X, center_sets, shift, sample_weight, n_far) -> list[LloydPartial]:
+    """``lloyd_step`` of a scipy.sparse block: the sums from ``sparse_kernels``, the
+    farthest rows (dense copies) chosen here as for the other blocks."""
+    w = B.to_host(sample_weight)
+    out = []
+    for sums, counts, cost, dist, labels in SP.lloyd_step(X, center_sets, shift, w):
+        far = farthest(dist, n_far)
+        far_w = np.ones(far.shape[0], X.dtype) if w is None else np.asarray(w, X.dtype)[far]
+        out.append(LloydPartial(sums, counts, cost, dist[far].astype(X.dtype),
+                                SP.take_rows(X, far), far_w, labels[far]))  # fmt: skip
+    return out
+
+
 def assign_labels(X, center_set: CenterSet, shift) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre (int32) and squared distance (GEMM form, X's dtype) for every row."""
+    if B.is_sparse(X):
+        return SP.assign_labels(X, center_set, shift)
     if not B.is_host(X):
         return XP.assign_labels(X, center_set, shift)
     n = X.shape[0]
@@ -396,6 +415,8 @@ def labels_and_cost(X, centers, center_set, shift, sample_weight=None):
 
 def exact_cost(X, centers, labels, sample_weight=None) -> float:
     """Σ w·||x - c_label||² by direct differences, accumulated in float64."""
+    if B.is_sparse(X):
+        return SP.exact_cost(X, centers, labels, B.to_host(sample_weight))
     if not B.is_host(X):
         return XP.exact_cost(X, centers, labels, sample_weight)
     w = _as_weights(B.to_host(sample_weight), X.shape[0], np.float64)
@@ -405,8 +426,12 @@ def exact_cost(X, centers, labels, sample_weight=None) -> float:
 
 def distances(X, center_set: CenterSet, shift, out_dtype=None):
     """Euclidean (not squared) distances to every centre, shape (n_rows, n_centers),
-    in X's array library, computed in the centre set's dtype (float64 for
-    ``transform``, as scikit-learn upcasts float32) and returned as ``out_dtype``."""
+    in X's array library (NumPy for a sparse block), computed in the centre set's dtype
+    (float64 for ``transform``, as scikit-learn upcasts float32) and returned as
+    ``out_dtype``."""
+    if B.is_sparse(X):
+        out = SP.distances(X, center_set, shift)
+        return out if out_dtype is None else out.astype(out_dtype, copy=False)
     xp = B.namespace(X)
     dtype = B.host_dtype(center_set.shifted)
     xs = xp.astype(X, B.xp_dtype(xp, dtype), copy=False) - B.like(X, as_shift(shift, dtype), dtype)
@@ -421,24 +446,41 @@ def unit_rows(X, *, strict: bool = True):
     """Rows scaled to unit Euclidean length (norms in float64; X's dtype and library kept).
 
     ``strict``: a zero row has no direction and raises ValueError; otherwise it is
-    left as it is (an empty cluster's centre).
+    left as it is (an empty cluster's centre).  A sparse block stays sparse.
     """
+    if B.is_sparse(X):
+        norms = np.sqrt(SP.row_sq_norms(X))
+        _check_directions(int(np.count_nonzero(norms == 0)), strict)
+        return SP.scale_rows(X, 1.0 / np.where(norms == 0, 1.0, norms))
     xp = B.namespace(X)
     X = xp.asarray(X)
     x64 = xp.astype(X, xp.float64, copy=False)
     norms = xp.sqrt(xp.sum(x64 * x64, axis=1))
     zero = norms == 0
-    n_zero = int(xp.sum(xp.astype(zero, xp.int64)))
+    _check_directions(int(xp.sum(xp.astype(zero, xp.int64))), strict)
+    return xp.astype(x64 / xp.where(zero, 1.0, norms)[:, None], X.dtype, copy=False)
+
+
+def _check_directions(n_zero: int, strict: bool) -> None:
     if strict and n_zero:
         raise InputError(
             f"metric='cosine': {n_zero} row(s) are all zeros and have no direction; "
             "drop them or use metric='euclidean'."
         )
-    return xp.astype(x64 / xp.where(zero, 1.0, norms)[:, None], X.dtype, copy=False)
+
+
+def all_finite(X) -> bool:
+    """True when a block holds no NaN or infinity (any array library, or sparse)."""
+    if B.is_sparse(X):
+        return SP.all_finite(X)
+    xp = B.namespace(X)
+    return bool(xp.all(xp.isfinite(X)))
 
 
 def moments(X) -> tuple[int, np.ndarray, np.ndarray, int]:
     """Row count, column means, centred sums of squares (float64) and non-finite count."""
+    if B.is_sparse(X):
+        return SP.moments(X)
     if not B.is_host(X):
         return XP.moments(X)
     mean, m2, n_bad = _moments(np.ascontiguousarray(X))
@@ -447,6 +489,8 @@ def moments(X) -> tuple[int, np.ndarray, np.ndarray, int]:
 
 def weighted_moments(X, sample_weight) -> tuple[float, np.ndarray, np.ndarray, int]:
     """As ``moments`` with row weights: the count is the summed weight."""
+    if B.is_sparse(X):
+        return SP.moments(X, B.to_host(sample_weight))
     if not B.is_host(X):
         return XP.moments(X, sample_weight)
     w = np.asarray(B.to_host(sample_weight), dtype=np.float64)
@@ -493,6 +537,9 @@ def min_cost_update(X, cost, nearest, center_set: CenterSet, shift, first_index:
         nearest = nearest.astype(np.promote_types(nearest.dtype, index_dtype))
     if n_new == 0:  # a round that drew nothing lowers nothing
         return cost, nearest
+    if B.is_sparse(X):
+        SP.min_cost_update(X, cost, nearest, center_set, shift, first_index)
+        return cost, nearest
     if not B.is_host(X):
         XP.min_cost_update(X, cost, nearest, center_set, shift, first_index)
         return cost, nearest
@@ -532,5 +579,23 @@ def weighted_bincount(nearest, sample_weight, n_bins: int) -> np.ndarray:
 
 
 def take_rows(X, index) -> np.ndarray:
-    """Rows of a block by local index, as a NumPy copy (from any array library)."""
+    """Rows of a block by local index, as a NumPy copy (from any array library; dense
+    rows of a sparse block)."""
+    if B.is_sparse(X):
+        return SP.take_rows(X, index)
     return B.to_host(B.take(X, index))
+
+
+def sample_rows(X, index):
+    """Rows of a block by local index on the host, for a row sample: NumPy, or CSR
+    for a sparse block (a sample of sparse rows is not made dense)."""
+    if B.is_sparse(X):
+        return SP.subset_rows(X, index)
+    return take_rows(X, index)
+
+
+def stack_rows(parts: list):
+    """``sample_rows`` pieces stacked in order (NumPy or CSR)."""
+    if parts and B.is_sparse(parts[0]):
+        return SP.stack_rows(parts)
+    return np.concatenate(parts)

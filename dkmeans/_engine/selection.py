@@ -220,7 +220,7 @@ def _score(rows: RowBlocks, ks: list[int], fitted: D.FitResult, rng, sample_size
         S.spread_chunk_sets, S.combine_spreads, "sweep-spread", sets, shift, moments,
         fitted.moments.mean,
     )  # fmt: skip
-    sample_rows = np.asarray(sample.rows)
+    sample_rows = sample.rows  # NumPy, or CSR for sparse data
     sample_labels = [K.assign_labels(sample_rows, cs, shift)[0] for cs in sets]
     silhouettes = [
         float(v.mean()) if np.unique(lab).shape[0] > 1 else np.nan

@@ -74,7 +74,7 @@ def gather_chunk(X, sample_weight, with_gram: bool, sampling) -> Gathered:
     below = np.flatnonzero(keys < threshold) if np.isfinite(threshold) else np.arange(keys.shape[0])
     chosen = below[S._smallest(keys[below], size)]
     w = None if sample_weight is None else np.asarray(B.to_host(sample_weight))[chosen]
-    sample = S.RowSample(keys[chosen], K.take_rows(X, chosen), None, chosen + offset, None, w)
+    sample = S.RowSample(keys[chosen], K.sample_rows(X, chosen), None, chosen + offset, None, w)
     return Gathered(mom, gram, sample)
 
 

@@ -31,7 +31,8 @@ class Input:
     """X as a dask array, and how to hand results back.
 
     kind : "numpy" | "device" | "dask" | "xarray" | "zarr" ("device": an in-memory
-        array of another library, CuPy for one)
+        array of another library, CuPy for one; "numpy" also for in-memory
+        scipy.sparse, whose blocks are CSR)
     feature_names : ndarray of str or None
     sample_dim, sample_coord : for xarray input, the labels' dimension and coordinate.
     """
@@ -49,6 +50,11 @@ class Input:
         return self.kind in ("numpy", "device") or (self.kind == "xarray" and self._numpy_backed)
 
     _numpy_backed: bool = False
+
+    @property
+    def sparse(self) -> bool:
+        """True when the blocks are scipy.sparse (CSR): see ``sparse_kernels``."""
+        return B.is_sparse(self.array._meta)
 
     @property
     def n_samples(self) -> int:
@@ -93,8 +99,12 @@ def nonfinite_error(count: int | None = None) -> InputError:
 
 def finite_block(x):
     """``x``, after checking that it holds no NaN or infinity (in a block function)."""
-    xp = B.namespace(x)
-    if not bool(xp.all(xp.isfinite(x))):
+    if B.is_sparse(x):
+        finite = bool(np.isfinite(x.data).all())
+    else:
+        xp = B.namespace(x)
+        finite = bool(xp.all(xp.isfinite(x)))
+    if not finite:
         raise nonfinite_error()
     return x
 
@@ -162,13 +172,6 @@ def _numeric_objects(arr: np.ndarray, what: str) -> np.ndarray:
         ) from None
 
 
-def _sparse_error(what: str) -> InputTypeError:
-    return InputTypeError(
-        f"{what} is a sparse matrix, and sparse input is not supported here; pass a dense "
-        "array (X.toarray())."
-    )
-
-
 def _xarray_input(X, what: str) -> Input:
     _check_shape(X.shape, what)
     dims = list(X.dims)
@@ -217,7 +220,7 @@ def as_input(X, what: str = "X") -> Input:
             names = np.asarray(cols, dtype=object).astype(str)
         X = X.to_numpy()
     if _is_sparse(X):
-        raise _sparse_error(what)
+        return _sparse_input(X, what)
     if isinstance(X, da.Array):
         _check_shape(X.shape, what)
         if X.dtype == object:
@@ -275,6 +278,44 @@ def _device_input(X, what: str, names) -> Input:
     name = f"dkmeans-device-{uuid.uuid4().hex}"
     arr = da.from_array(_DeviceRows(X), chunks=(rows, -1), asarray=False, meta=meta, name=name)
     return Input(arr, "device", names)
+
+
+def _sparse_input(X, what: str) -> Input:
+    """scipy.sparse X, or a dask array of scipy.sparse blocks, as row blocks of
+    canonical CSR (float32 kept, else float64).  In memory, NaN/inf are caught here
+    (a scan of the stored values); in dask blocks, by the first pass."""
+    import scipy.sparse as sp
+
+    meta = X._meta if isinstance(X, da.Array) else X
+    if not B.is_sparse(meta):
+        raise InputTypeError(
+            f"{what} holds pydata sparse arrays; convert them to scipy.sparse CSR first "
+            "(X.tocsr(), or X.map_blocks(lambda b: b.tocsr()) for dask blocks)."
+        )
+    _check_shape(X.shape, what)
+    dtype = _float_dtype(X.dtype, what)
+    if isinstance(X, da.Array):
+        arr = X if X.numblocks[1] == 1 else X.rechunk({1: -1})
+        if X.dtype != dtype or meta.format != "csr":
+            arr = arr.map_blocks(_csr_block, dtype, dtype=dtype,
+                                 meta=sp.csr_matrix((0, 0), dtype=dtype))  # fmt: skip
+        return Input(arr, "dask")
+    X = _csr_block(X, dtype)
+    n_bad = int(X.data.size - np.count_nonzero(np.isfinite(X.data)))
+    if n_bad:
+        raise nonfinite_error(n_bad)
+    per_row = -(-X.nnz // X.shape[0]) * (X.dtype.itemsize + X.indices.itemsize)
+    rows = _rows_per_block(X.shape[0], per_row + X.indptr.itemsize)
+    return Input(da.from_array(X, chunks=(rows, -1), asarray=False), "numpy")
+
+
+def _csr_block(x, dtype):
+    """A scipy.sparse block as canonical CSR of ``dtype`` (a copy only where needed)."""
+    x = x.tocsr().astype(dtype, copy=False)
+    if not x.has_canonical_format:
+        x = x.copy()
+        x.sum_duplicates()
+    return x
 
 
 def check_fitted_input(estimator, X) -> Input:
