@@ -7,7 +7,7 @@ from .alignment import align_labels
 from .app.deploy import open_cluster
 from .archetypes import Archetypes, profile_clusters
 from .cluster import KMeans
-from .decomposition import PCA
+from .decomposition import PCA, TruncatedSVD
 from .io import from_zarr, open_zarr_array
 from .metrics import (
     calinski_harabasz_score,
@@ -30,6 +30,7 @@ __all__ = [
     "MiniBatchKMeans",
     "StandardScaler",
     "Summary",
+    "TruncatedSVD",
     "align_labels",
     "calinski_harabasz_score",
     "davies_bouldin_score",

@@ -1,4 +1,5 @@
-"""Out-of-core principal component analysis: :class:`PCA`."""
+"""Out-of-core principal component analysis (:class:`PCA`) and truncated SVD
+(:class:`TruncatedSVD`, no centring: for sparse data such as TF-IDF)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sklearn.utils.extmath import svd_flip
 
 from ._engine import backend as B
 from ._engine import linalg as L
-from ._engine.errors import InputError, NotEnoughDataError, ParameterError
+from ._engine.errors import InputError, InputTypeError, NotEnoughDataError, ParameterError
 from ._engine.model_io import SaveMixin
 from ._engine.parallel import (
     RowBlocks,
@@ -36,16 +37,25 @@ from ._engine.validation import (
     validate_params,
 )
 
-__all__ = ["PCA"]
+__all__ = ["PCA", "TruncatedSVD"]
 
 COVARIANCE_MAX_FEATURES = 4096  # "auto" eigendecomposes d × d up to this width
 
 
+def _gram(res: L.Centred, basis=None, *, uncentred: bool = False) -> np.ndarray:
+    """The centred Gram (times ``basis``), or, ``uncentred``, ``XᵀX`` (times ``basis``)
+    from it and the mean: ``XᵀX = Xcᵀ Xc + n μ μᵀ`` (TruncatedSVD does not centre)."""
+    if not uncentred:
+        return res.payload
+    mean = res.mean if basis is None else res.mean @ basis
+    return res.payload + res.count * np.outer(res.mean, mean)
+
+
 def _covariance(rows: RowBlocks, opts) -> tuple[L.Centred, np.ndarray, np.ndarray]:
     """One pass: the centred Gram, then its eigendecomposition (all components)."""
-    res = rows.reduce(_gram_chunk, L.combine_gram, "pca-gram")
+    res = rows.reduce(_gram_chunk, L.combine_gram, f"{opts.get('stage', 'pca')}-gram")
     _check_finite(res)
-    eigvals, eigvecs = np.linalg.eigh(res.payload)
+    eigvals, eigvecs = np.linalg.eigh(_gram(res, uncentred=opts.get("uncentred", False)))
     return res, np.maximum(eigvals[::-1], 0.0), eigvecs[:, ::-1].T
 
 
@@ -66,15 +76,17 @@ def _randomized(rows: RowBlocks, opts) -> tuple[L.Centred, np.ndarray, np.ndarra
     d = rows.X.shape[1]
     ell = min(d, opts["n_components"] + opts["n_oversamples"])
     q = opts["rng"].standard_normal((d, ell))
-    res = None
+    uncentred, stage = opts.get("uncentred", False), opts.get("stage", "pca")
+    product = None
     for it in range(opts["n_power_iter"] + 1):
         if it:
-            q, _ = np.linalg.qr(res.payload)
+            q, _ = np.linalg.qr(product)
         res = rows.reduce(
-            _gram_times_chunk, partial(L.combine_gram_times, basis=q), f"pca-power-{it}", q
+            _gram_times_chunk, partial(L.combine_gram_times, basis=q), f"{stage}-power-{it}", q
         )
         _check_finite(res)
-    small = q.T @ res.payload
+        product = _gram(res, q, uncentred=uncentred)
+    small = q.T @ product
     eigvals, w = np.linalg.eigh((small + small.T) / 2)
     return res, np.maximum(eigvals[::-1], 0.0), (q @ w[:, ::-1]).T
 
@@ -114,6 +126,11 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
       ``n_power_iter + 1`` passes, memory ``d × (n_components + n_oversamples)``; for
       wide data.
     - ``"auto"``: ``"covariance"`` up to 4096 features, else ``"randomized"``.
+
+    Sparse X (scipy.sparse CSR, or dask arrays of CSR blocks) takes ``"covariance"``
+    and ``"randomized"``: a block's centred Gram is ``XᵀX - n μ μᵀ`` from the sparse
+    product, and ``transform`` computes ``X P - μ P``, so X is never made dense.
+    ``"tsqr"`` raises for it.  :class:`TruncatedSVD` does not centre at all.
 
     Parameters
     ----------
@@ -187,6 +204,11 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.n_oversamples = n_oversamples
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = self.svd_solver != "tsqr"
+        return tags
+
     def _resolve(self, n: int, d: int) -> tuple[str, int | float]:
         validate_params(self, self._constraints)
         rank = min(n, d)
@@ -226,6 +248,13 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         solver, nc = self._resolve(n, d)
         if n < 2:
             raise NotEnoughDataError(f"PCA needs at least 2 samples; got n_samples={n}.")
+        if inp.sparse and solver == "tsqr":
+            raise InputTypeError(
+                "PCA(svd_solver='tsqr') factors the centred data, which would make sparse X "
+                "dense; use svd_solver='covariance' or 'randomized' (they centre through the "
+                "Gram matrix, never forming the centred data), or dkmeans.TruncatedSVD "
+                "(no centring, as sklearn.decomposition.TruncatedSVD)."
+            )
         client = active_client()
         arr = inp.array
         multi_pass = solver == "randomized" and self.n_power_iter > 0
@@ -348,8 +377,192 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
 
 def _project(x, mean, proj):
+    if B.is_sparse(x):  # (x - μ) P as x P - μ P: the centred rows are never formed
+        return np.asarray(finite_block(x) @ proj) - mean @ proj
     return (finite_block(x) - B.like(x, mean)) @ B.like(x, proj)
 
 
 def _unproject(z, back, mean):
     return z @ B.like(z, back) + B.like(z, mean)
+
+
+class TruncatedSVD(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Dimensionality reduction by truncated SVD, out of core (no centring: sparse X,
+    such as TF-IDF vectors, stays sparse).
+
+    The right singular vectors of X are the eigenvectors of ``XᵀX``, which the PCA
+    solvers' one-pass reductions give without centring the rows: each block's centred
+    Gram and mean are merged exactly, and ``XᵀX = Xcᵀ Xc + n μ μᵀ``.
+
+    - ``"covariance"``: ONE pass, then a d × d eigendecomposition: exact (as
+      scikit-learn's ``algorithm="arpack"`` to its tolerance); for d up to a few
+      thousand.
+    - ``"randomized"``: subspace iteration on ``XᵀX``, ``n_iter + 1`` passes, memory
+      ``d × (n_components + n_oversamples)``; for wide data (a large vocabulary).
+    - ``"auto"``: ``"covariance"`` up to 4096 features, else ``"randomized"``.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of components (at most ``n_features``).
+    algorithm : {"auto", "covariance", "randomized"}, default="auto"
+    n_iter : int, default=5
+        Power iterations of the randomized solver.
+    n_oversamples : int, default=10
+    random_state : int, Generator or None
+        Seeds the randomized solver's starting basis.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        Right singular vectors, signs as scikit-learn's (each row's largest entry
+        positive).
+    explained_variance_ : ndarray of shape (n_components,)
+        Variance of each column of ``transform(X)``.
+    explained_variance_ratio_ : ndarray of shape (n_components,)
+    singular_values_ : ndarray of shape (n_components,)
+    algorithm_ : str
+    n_passes_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+
+    See Also
+    --------
+    sklearn.decomposition.TruncatedSVD : the in-memory estimator this follows.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> from dkmeans import TruncatedSVD
+    >>> X = sp.random(100, 8, density=0.3, random_state=0, format="csr")
+    >>> TruncatedSVD(n_components=2).fit_transform(X).shape
+    (100, 2)
+    """
+
+    _constraints: ClassVar[dict] = {
+        "n_components": [Interval(numbers.Integral, 1, None)],
+        "algorithm": [OneOf("auto", "covariance", "randomized")],
+        "n_iter": [Interval(numbers.Integral, 0, None)],
+        "n_oversamples": [Interval(numbers.Integral, 0, None)],
+        "random_state": [RANDOM_STATE],
+    }
+
+    def __init__(self, n_components=2, *, algorithm="auto", n_iter=5, n_oversamples=10,
+                 random_state=None):  # fmt: skip
+        self.n_components = n_components
+        self.algorithm = algorithm
+        self.n_iter = n_iter
+        self.n_oversamples = n_oversamples
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def fit(self, X, y=None):
+        """Fit the model on X (dense or sparse).
+
+        Parameters
+        ----------
+        X : array-like, scipy.sparse, dask array, xarray.DataArray, zarr.Array or path \
+of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self : TruncatedSVD
+        """
+        validate_params(self, self._constraints)
+        inp = as_input(X)
+        n, d = inp.n_samples, inp.n_features
+        if self.n_components > d:
+            raise ParameterError(
+                f"TruncatedSVD(n_components={self.n_components}) must be at most the number "
+                f"of features ({d}); ask for fewer components."
+            )
+        solver = self.algorithm
+        if solver == "auto":
+            solver = "covariance" if d <= COVARIANCE_MAX_FEATURES else "randomized"
+        client = active_client()
+        arr = inp.array
+        multi_pass = solver == "randomized" and self.n_iter > 0
+        if multi_pass and not inp.in_memory and arr.nbytes <= memory_budget(client, arr._meta):
+            arr = arr.persist()
+        rows = RowBlocks(arr, None, client)
+        opts = {
+            "n_components": self.n_components, "n_oversamples": self.n_oversamples,
+            "n_power_iter": self.n_iter, "rng": as_generator(self.random_state),
+            "uncentred": True, "stage": "tsvd",
+        }  # fmt: skip
+        with single_threaded_blas():
+            res, sq_sv, vt = SOLVERS[solver](rows, opts)
+        nc = self.n_components
+        _, vt = svd_flip(None, vt[:nc], u_based_decision=False)
+        # var(X v) = vᵀXᵀXv / n - (μ·v)², and the total Σ var(X_f) = trace(Xcᵀ Xc) / n
+        ev = np.maximum(sq_sv[:nc] / n - (vt @ res.mean) ** 2, 0.0)
+        total = res.trace / n
+        dtype = inp.array.dtype
+        self.algorithm_ = solver
+        self.components_ = vt.astype(dtype)
+        self.singular_values_ = np.sqrt(sq_sv[:nc]).astype(dtype)
+        self.explained_variance_ = ev.astype(dtype)
+        ratio = ev / total if total > 0 else np.zeros_like(ev)
+        self.explained_variance_ratio_ = ratio.astype(dtype)
+        self.n_passes_ = rows.n_passes
+        self.n_features_in_ = d
+        if inp.feature_names is not None:
+            self.feature_names_in_ = inp.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return self
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]
+
+    def transform(self, X):
+        """Project X on the components: ``X Vᵀ`` (lazy for dask input; dense output).
+
+        Returns
+        -------
+        X_new : ndarray, dask array or xarray.DataArray of shape (n_samples, n_components)
+        """
+        inp = check_fitted_input(self, X)
+        arr = inp.array
+        proj = self.components_.T.astype(arr.dtype)
+        token = tokenize(arr.name, proj)
+        out = map_features(partial(_project, mean=np.zeros(proj.shape[0], arr.dtype), proj=proj),
+                           arr, proj.shape[1], dtype=arr.dtype,
+                           name=f"dkmeans-tsvd-{token}")  # fmt: skip
+        if inp.in_memory:
+            out = out.compute()
+        return replace(inp, feature_names=None).wrap_features(out, self.get_feature_names_out())
+
+    def inverse_transform(self, X):
+        """Map projections back to feature space: ``Z V`` (dense).
+
+        Returns
+        -------
+        X_original : ndarray, dask array or xarray.DataArray of shape (n_samples, n_features)
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "components_")
+        inp = as_input(X)
+        nc = self.components_.shape[0]
+        if inp.n_features != nc:
+            raise InputError(
+                f"X has {inp.n_features} columns, but this TruncatedSVD has {nc} "
+                "components; pass the output of transform."
+            )
+        arr = inp.array
+        back = self.components_.astype(arr.dtype)
+        mean = np.zeros(back.shape[1], arr.dtype)
+        out = map_features(_unproject, arr, back.shape[1], back, mean, dtype=arr.dtype,
+                           name=f"dkmeans-tsvd-inverse-{tokenize(arr.name, back)}")  # fmt: skip
+        if inp.in_memory:
+            out = out.compute()
+        return replace(inp, feature_names=None).wrap_features(
+            out, getattr(self, "feature_names_in_", None)
+        )

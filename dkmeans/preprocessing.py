@@ -10,6 +10,8 @@ from dask.base import tokenize
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
 from ._engine import backend as B
+from ._engine import sparse_kernels as SP
+from ._engine.errors import InputError
 from ._engine.model_io import SaveMixin
 from ._engine.parallel import RowBlocks, active_client, map_features, single_threaded_blas
 from ._engine.seeding import check_finite
@@ -26,13 +28,24 @@ __all__ = ["StandardScaler"]
 
 
 def _scale_block(x, *, mean, scale, forward: bool):
-    """Scale one block (the parameters move to the block's library, e.g. CuPy)."""
+    """Scale one block (the parameters move to the block's library, e.g. CuPy; a
+    sparse block is scaled column by column and stays sparse: no mean here)."""
     x = finite_block(x)
+    if B.is_sparse(x):
+        return x if scale is None else SP.scale_columns(x, 1.0 / scale if forward else scale)
     if forward:
         x = x if mean is None else x - B.like(x, mean)
         return x if scale is None else x / B.like(x, scale)
     x = x if scale is None else x * B.like(x, scale)
     return x if mean is None else x + B.like(x, mean)
+
+
+def _no_centring(inp) -> None:
+    if inp.sparse:
+        raise InputError(
+            "Cannot centre sparse data: StandardScaler(with_mean=True) would make sparse X "
+            "dense; pass with_mean=False (scales each feature and keeps the zeros)."
+        )
 
 
 def _is_constant(var, mean, n) -> np.ndarray:
@@ -54,7 +67,8 @@ class StandardScaler(SaveMixin, OneToOneFeatureMixin, TransformerMixin, BaseEsti
     copy : bool, default=True
         Kept for scikit-learn compatibility; inputs are never modified in place.
     with_mean : bool, default=True
-        Centre the data.
+        Centre the data.  Sparse X (scipy.sparse, or dask arrays of its blocks) needs
+        ``with_mean=False``: centring would make it dense.
     with_std : bool, default=True
         Scale to unit variance.  Features of zero variance get ``scale_ = 1``.
 
@@ -93,6 +107,11 @@ class StandardScaler(SaveMixin, OneToOneFeatureMixin, TransformerMixin, BaseEsti
         self.with_mean = with_mean
         self.with_std = with_std
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = not self.with_mean
+        return tags
+
     def fit(self, X, y=None, sample_weight=None):
         """Compute the mean and variance of each feature (one pass).
 
@@ -109,6 +128,8 @@ class StandardScaler(SaveMixin, OneToOneFeatureMixin, TransformerMixin, BaseEsti
         """
         validate_params(self, self._constraints)
         inp = as_input(X)
+        if self.with_mean:
+            _no_centring(inp)
         w = as_sample_weight(sample_weight, inp.array)
         with single_threaded_blas():
             mom = RowBlocks(inp.array, w, active_client()).moments_pass("scaler-moments")
@@ -145,6 +166,8 @@ class StandardScaler(SaveMixin, OneToOneFeatureMixin, TransformerMixin, BaseEsti
 
     def _apply(self, X, forward: bool):
         inp = check_fitted_input(self, X)
+        if self.with_mean:
+            _no_centring(inp)
         dtype = inp.array.dtype
         block = self._block_function(dtype, forward)
         arr = inp.array
@@ -161,6 +184,7 @@ class StandardScaler(SaveMixin, OneToOneFeatureMixin, TransformerMixin, BaseEsti
         Returns
         -------
         X_scaled : ndarray, dask array or xarray.DataArray of shape (n_samples, n_features)
+            Sparse X gives CSR (in memory) or a dask array of CSR blocks.
         """
         return self._apply(X, forward=True)
 

@@ -15,7 +15,7 @@ from sklearn.decomposition import PCA as SkPCA
 from sklearn.preprocessing import StandardScaler as SkStandardScaler
 from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
 
-from dkmeans import PCA, KMeans, MiniBatchKMeans, StandardScaler
+from dkmeans import PCA, KMeans, MiniBatchKMeans, StandardScaler, TruncatedSVD
 from dkmeans.testing import expected_failed_checks
 
 ESTIMATORS = [
@@ -23,6 +23,7 @@ ESTIMATORS = [
     MiniBatchKMeans(n_clusters=3, random_state=0),
     PCA(),
     StandardScaler(),
+    TruncatedSVD(n_components=1, random_state=0),
 ]
 
 

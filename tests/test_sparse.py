@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import sklearn.cluster
+import sklearn.decomposition
 import sklearn.metrics
+import sklearn.preprocessing
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -327,3 +329,93 @@ def test_sparse_lloyd_step_matches_the_dense_reference(problem):
         np.testing.assert_allclose(wm.count, w.sum(), rtol=1e-12)
         np.testing.assert_allclose(wm.mean, w_mean, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(wm.m2, w @ (dense - w_mean) ** 2, rtol=1e-9, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- transformers
+
+
+@functools.cache
+def _low_rank():
+    """Sparse rows near a rank-3 structure (TF-IDF-like, non-negative, a clear spectrum)."""
+    rng = np.random.default_rng(2)
+    topics = sp.random(3, D, density=0.3, random_state=2).toarray() * 4
+    weights = rng.dirichlet(np.ones(3) * 0.3, size=N)
+    noise = sp.random(N, D, density=0.03, random_state=3)
+    X = sp.csr_matrix(weights @ topics * (rng.random((N, D)) < 0.5)) + noise
+    return X.tocsr()
+
+
+@pytest.mark.parametrize("kind", ["csr_matrix", "dask"])
+def test_standard_scaler_without_mean_matches_sklearn_and_stays_sparse(kind):
+    X, _ = _planted()
+    ours = dkmeans.StandardScaler(with_mean=False).fit(_container(X, kind))
+    ref = sklearn.preprocessing.StandardScaler(with_mean=False).fit(X)
+    np.testing.assert_allclose(ours.scale_, ref.scale_, rtol=1e-12)
+    np.testing.assert_allclose(ours.var_, ref.var_, rtol=1e-12)
+    np.testing.assert_allclose(ours.mean_, ref.mean_, rtol=1e-12)
+    out = ours.transform(_container(X, kind))
+    out = out.compute() if kind == "dask" else out
+    assert sp.issparse(out) and out.nnz == X.nnz
+    np.testing.assert_allclose(out.toarray(), ref.transform(X).toarray(), rtol=1e-12)
+    back = ours.inverse_transform(out)
+    np.testing.assert_allclose(back.toarray(), X.toarray(), rtol=1e-12, atol=1e-15)
+
+
+def test_centring_sparse_data_raises_and_names_the_fix():
+    X, _ = _planted()
+    with pytest.raises(InputError, match=r"sparse.*with_mean=False"):
+        dkmeans.StandardScaler().fit(X)
+    fitted = dkmeans.StandardScaler().fit(X.toarray())
+    with pytest.raises(InputError, match=r"sparse.*with_mean=False"):
+        fitted.transform(X)
+    with pytest.raises(InputTypeError, match=r"sparse.*TruncatedSVD"):
+        dkmeans.PCA(3, svd_solver="tsqr").fit(X)
+
+
+@pytest.mark.parametrize("kind", ["csr_matrix", "dask"])
+def test_pca_on_sparse_matches_sklearn(kind):
+    X = _low_rank()
+    ours = dkmeans.PCA(4, svd_solver="covariance").fit(_container(X, kind))
+    ref = sklearn.decomposition.PCA(4, svd_solver="covariance_eigh").fit(X)
+    np.testing.assert_allclose(ours.components_, ref.components_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.explained_variance_, ref.explained_variance_, rtol=1e-9)
+    np.testing.assert_allclose(ours.mean_, ref.mean_, rtol=1e-12)
+    np.testing.assert_allclose(ours.transform(X), ref.transform(X), rtol=1e-8, atol=1e-10)
+    fast = dkmeans.PCA(4, svd_solver="randomized", random_state=0).fit(_container(X, kind))
+    # the rank-3 structure exactly; the 4th component is in the noise (approximate)
+    np.testing.assert_allclose(fast.explained_variance_[:3], ref.explained_variance_[:3],
+                               rtol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["csr_matrix", "dask", "dense"])
+def test_truncated_svd_matches_sklearn(kind):
+    X = _low_rank()
+    data = X.toarray() if kind == "dense" else _container(X, kind)
+    ours = dkmeans.TruncatedSVD(4, algorithm="covariance").fit(data)
+    ref = sklearn.decomposition.TruncatedSVD(4, algorithm="arpack", random_state=0).fit(X)
+    # signs as scikit-learn's (svd_flip), so no sign is left to compare "up to"
+    np.testing.assert_allclose(ours.components_, ref.components_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.singular_values_, ref.singular_values_, rtol=1e-10)
+    np.testing.assert_allclose(ours.explained_variance_, ref.explained_variance_, rtol=1e-8)
+    np.testing.assert_allclose(ours.explained_variance_ratio_, ref.explained_variance_ratio_,
+                               rtol=1e-8)  # fmt: skip
+    assert ours.n_passes_ == 1
+    Z = ours.transform(data)
+    Z = Z.compute() if kind == "dask" else Z
+    np.testing.assert_allclose(Z, ref.transform(X), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.inverse_transform(Z), ref.inverse_transform(Z), rtol=1e-8,
+                               atol=1e-10)  # fmt: skip
+    fast = dkmeans.TruncatedSVD(4, algorithm="randomized", random_state=0).fit(data)
+    assert fast.n_passes_ == 6
+    np.testing.assert_allclose(fast.singular_values_, ref.singular_values_, rtol=1e-6)
+    np.testing.assert_allclose(np.abs(fast.components_ @ ref.components_.T), np.eye(4),
+                               atol=1e-4)  # fmt: skip
+
+
+def test_cluster_profiles_of_sparse_rows_equal_the_dense_ones():
+    X, y = _planted()
+    w = np.random.default_rng(4).uniform(0.5, 2, N)
+    ours = dkmeans.profile_clusters(_container(X, "dask"), y, sample_weight=w)
+    dense = dkmeans.profile_clusters(X.toarray(), y, sample_weight=w)
+    np.testing.assert_allclose(ours.means.values, dense.means.values, rtol=1e-12)
+    np.testing.assert_allclose(ours.stds.values, dense.stds.values, rtol=1e-9, atol=1e-12)

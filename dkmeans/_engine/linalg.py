@@ -10,7 +10,9 @@ and merged exactly (Chan et al.'s update for co-moments):
 which needs no earlier pass for the global mean and never forms Σ xxᵀ of raw,
 uncentred data (whose cancellation loses digits when the mean is large).
 Blocks are processed in row tiles of float64 so memory stays ``tile-rows × d``
-(``dkmeans.tile-rows``, read where the task runs).
+(``dkmeans.tile-rows``, read where the task runs).  A scipy.sparse block is never
+centred (that would make it dense): ``sparse_kernels`` forms its centred Gram as
+``Xᵀ X - n μ μᵀ`` from the sparse product.  TSQR has no such form.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from . import backend as B
 from . import config
+from . import sparse_kernels as SP
 
 
 class Centred(NamedTuple):
@@ -62,6 +65,8 @@ def gram_chunk(X) -> Centred:
     d = X.shape[1]
     if X.shape[0] == 0:
         return Centred(0, np.zeros(d), np.zeros((d, d)), 0.0)
+    if B.is_sparse(X):
+        return Centred(*SP.centred_gram(X))
     xp = B.namespace(X)
     mean = _block_mean(X)
     gram = xp.zeros((d, d), dtype=xp.float64)
@@ -79,6 +84,8 @@ def gram_times_chunk(X, basis) -> Centred:
     d, ell = basis.shape
     if X.shape[0] == 0:
         return Centred(0, np.zeros(d), np.zeros((d, ell)), 0.0)
+    if B.is_sparse(X):
+        return Centred(*SP.centred_gram_times(X, np.asarray(basis, dtype=np.float64)))
     xp = B.namespace(X)
     mean = _block_mean(X)
     basis = B.like(X, basis, np.float64)
