@@ -419,3 +419,16 @@ def test_cluster_profiles_of_sparse_rows_equal_the_dense_ones():
     dense = dkmeans.profile_clusters(X.toarray(), y, sample_weight=w)
     np.testing.assert_allclose(ours.means.values, dense.means.values, rtol=1e-12)
     np.testing.assert_allclose(ours.stds.values, dense.stds.values, rtol=1e-9, atol=1e-12)
+
+
+def test_a_callable_init_gets_the_sparse_matrix_and_may_return_sparse_rows():
+    X, y = _planted()
+    seen = []
+
+    def first_of_each(data, n_clusters, random_state):
+        seen.append(data)
+        return data[[int(np.flatnonzero(y == j)[0]) for j in range(n_clusters)]]
+
+    model = dkmeans.KMeans(K_TRUE, init=first_of_each, n_init=1).fit(X)
+    assert sp.issparse(seen[0]) and seen[0].shape == X.shape
+    assert sklearn.metrics.adjusted_rand_score(y, model.labels_) == 1.0

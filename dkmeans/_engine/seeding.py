@@ -279,7 +279,8 @@ class CallableInit:
         random_state = np.random.RandomState(int(rng.integers(2**32 - 1)))
         out = self.fn(data, n_clusters, random_state=random_state)
         out = out.compute() if hasattr(out, "compute") else out  # a dask array's rows
-        return check_init_array(B.to_host(out), n_clusters, X.shape[1])
+        out = out.toarray() if B.is_sparse(out) else B.to_host(out)  # sparse rows: dense
+        return check_init_array(out, n_clusters, X.shape[1])
 
 
 INITIALIZERS = {
