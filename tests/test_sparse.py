@@ -432,3 +432,17 @@ def test_a_callable_init_gets_the_sparse_matrix_and_may_return_sparse_rows():
     model = dkmeans.KMeans(K_TRUE, init=first_of_each, n_init=1).fit(X)
     assert sp.issparse(seen[0]) and seen[0].shape == X.shape
     assert sklearn.metrics.adjusted_rand_score(y, model.labels_) == 1.0
+
+
+def test_models_fitted_on_sparse_data_save_and_load(tmp_path):
+    X = _low_rank()
+    km = dkmeans.KMeans(3, random_state=0).fit(X)
+    fingerprint = dkmeans.persistence.data_fingerprint(X)
+    same = dkmeans.persistence.data_fingerprint(_container(X, "dask"))
+    assert fingerprint["sha256"] == same["sha256"]  # the same rows in other blocks
+    assert fingerprint["sha256"] != dkmeans.persistence.data_fingerprint(X * 2)["sha256"]
+    svd = dkmeans.TruncatedSVD(3).fit(X)
+    for model, name in ((km, "km"), (svd, "svd")):
+        dkmeans.save(model, tmp_path / name, fingerprint=fingerprint)
+        back = dkmeans.load(tmp_path / name)
+        np.testing.assert_array_equal(back.transform(X), model.transform(X))

@@ -130,10 +130,10 @@ def data_fingerprint(X) -> dict:
     inp = as_input(X)
     arr = inp.array
     n = inp.n_samples
-    head = np.asarray(B.to_host(arr[: min(n, 1024)].compute()))
-    tail = np.asarray(B.to_host(arr[max(n - 1024, 0) :].compute()))
+    head = _row_bytes(arr[: min(n, 1024)].compute())
+    tail = _row_bytes(arr[max(n - 1024, 0) :].compute())
     digest = hashlib.sha256()
-    for part in (str(arr.shape).encode(), str(arr.dtype).encode(), head.tobytes(), tail.tobytes()):
+    for part in (str(arr.shape).encode(), str(arr.dtype).encode(), head, tail):
         digest.update(part)
     return {
         "n_samples": n,
@@ -145,6 +145,15 @@ def data_fingerprint(X) -> dict:
         "feature_names": None if inp.feature_names is None else list(inp.feature_names),
         "sha256": digest.hexdigest(),
     }
+
+
+def _row_bytes(rows) -> bytes:
+    """The bytes of some rows: dense values, or a CSR block's arrays (not made dense)."""
+    if B.is_sparse(rows):
+        rows = rows.tocsr()
+        return b"".join(np.ascontiguousarray(a).tobytes()
+                        for a in (rows.indptr, rows.indices, rows.data))  # fmt: skip
+    return np.asarray(B.to_host(rows)).tobytes()
 
 
 def save(model, path, *, overwrite: bool = False, fingerprint: dict | None = None,
