@@ -142,13 +142,13 @@ def test_no_block_is_made_dense(monkeypatch):
     """Fits, inference and the one-pass metrics densify a few rows at most (centre
     candidates, far rows), never a block."""
     X, _ = _planted()
-    real = sp._compressed._cs_matrix.toarray
+    for cls in (sp.csr_matrix, sp.csr_array):
 
-    def guarded(self, *args, **kwargs):
-        assert self.shape[0] <= 64, f"a {self.shape} sparse block was made dense"
-        return real(self, *args, **kwargs)
+        def guarded(self, *args, real=cls.toarray, **kwargs):
+            assert self.shape[0] <= 64, f"a {self.shape} sparse block was made dense"
+            return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(sp._compressed._cs_matrix, "toarray", guarded)
+        monkeypatch.setattr(cls, "toarray", guarded)
     Xs = _container(X, "dask")
     for init in ("k-means||", "k-means++", "random"):
         model = dkmeans.KMeans(K_TRUE, init=init, random_state=0).fit(Xs)
