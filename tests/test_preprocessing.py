@@ -92,7 +92,7 @@ def test_bad_input():
     Y[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity"):
         StandardScaler().fit(Y)
-    with pytest.raises(ValueError, match="X has 3 features, but StandardScaler is expecting 4 features"):
+    with pytest.raises(ValueError, match="X has 3 features, but StandardScaler is expecting 4"):
         StandardScaler().fit(X).transform(X[:, :3])
     with pytest.raises(ValueError, match="with_mean="):
         StandardScaler(with_mean="yes").fit(X)
