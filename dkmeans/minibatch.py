@@ -215,6 +215,8 @@ class MiniBatchKMeans(_BaseKMeans):
     True
     """
 
+    _accepts_sparse: ClassVar[bool] = True
+
     _constraints: ClassVar[dict] = {
         "n_clusters": [Interval(numbers.Integral, 1, None)],
         "init": KMeans._constraints["init"],
@@ -299,7 +301,7 @@ class MiniBatchKMeans(_BaseKMeans):
         seed = int(rng.integers(2**31 - 1))
         if init == "random":
             p = None if w is None else w / w.sum()
-            centers = X[rng.choice(X.shape[0], size=k, replace=False, p=p)]
+            centers = _dense(X[rng.choice(X.shape[0], size=k, replace=False, p=p)])
         else:  # k-means|| is k-means++ without its data passes: on rows in memory, ++
             centers, _ = kmeans_plusplus(X, k, sample_weight=w, random_state=seed)
         with warnings.catch_warnings():
@@ -328,7 +330,7 @@ class MiniBatchKMeans(_BaseKMeans):
                     f"The first block of the chunk has {n} rows; the first partial_fit seeds "
                     f"the centres on it and needs at least n_clusters={self.n_clusters}."
                 )
-            X, w = B.to_host(block), B.to_host(weight)  # scikit-learn: on the host
+            X, w = _host(block), B.to_host(weight)  # scikit-learn: on the host
             size = self._init_size(n)
 
             def draw():
@@ -438,11 +440,11 @@ class MiniBatchKMeans(_BaseKMeans):
         n_low = int(low.sum())
         if n_low == 0:
             return
-        X = B.to_host(batch)
+        X = _host(batch)
         w = None if weight is None else np.asarray(B.to_host(weight), dtype=np.float64)
         centers = np.array(self.cluster_centers_, copy=True)
         picked = _dsquared_rows(X, w, assigned_with[~low], n_low, rng)
-        centers[low] = X[picked]
+        centers[low] = _dense(X[picked])
         self.cluster_centers_ = centers
         counts = counts.copy()
         counts[low] = counts[~low].min()
@@ -488,8 +490,7 @@ class MiniBatchKMeans(_BaseKMeans):
             self._rng = as_generator(self.random_state)
         with verbosity(self.verbose), single_threaded_blas():
             for block, weight in self._blocks(rows, range(rows.n_blocks)):
-                xp = B.namespace(block)
-                if not bool(xp.all(xp.isfinite(block))):
+                if not K.all_finite(block):
                     raise nonfinite_error()
                 if first:
                     self._start(block, weight, inp, spec)
@@ -576,6 +577,16 @@ class MiniBatchKMeans(_BaseKMeans):
         return self
 
 
+def _host(x):
+    """A block on the host: NumPy, or scipy.sparse as it is."""
+    return x if B.is_sparse(x) else B.to_host(x)
+
+
+def _dense(rows) -> np.ndarray:
+    """Rows as a dense NumPy array (centres are dense, as in scikit-learn)."""
+    return rows.toarray() if B.is_sparse(rows) else np.asarray(rows)
+
+
 def _fetch(rows: RowBlocks, index):
     """Rows ``index`` (sorted) and their weights (None when unweighted), as NumPy."""
     X = rows.fetch_rows(index)
@@ -610,7 +621,9 @@ def _dsquared_rows(X, w, kept, m: int, rng) -> np.ndarray:
     cell, d2 = K.assign_labels(X, K.prepare_centers(c, shift, X.dtype), shift)
     d2 = np.maximum(d2.astype(np.float64), 0.0)
     weight = np.ones(X.shape[0]) if w is None else w
+    sparse = B.is_sparse(X)
     X64 = X.astype(np.float64)
+    sq_norms = np.asarray(X64.multiply(X64).sum(axis=1)).ravel() if sparse else None
     taken = np.zeros(X.shape[0], dtype=bool)
     cell_taken = np.zeros(c.shape[0], dtype=bool)
     picked = []
@@ -626,6 +639,10 @@ def _dsquared_rows(X, w, kept, m: int, rng) -> np.ndarray:
             i = int(left[rng.integers(left.shape[0])])
         picked.append(i)
         taken[i], cell_taken[cell[i]] = True, True
-        diff = X64 - X64[i]
-        d2 = np.minimum(d2, np.einsum("ij,ij->i", diff, diff))
+        if sparse:  # ||x||² - 2 x·xᵢ + ||xᵢ||², CSR kept
+            d_i = sq_norms - 2 * (X64 @ X64[i].toarray().ravel()) + sq_norms[i]
+        else:
+            diff = X64 - X64[i]
+            d_i = np.einsum("ij,ij->i", diff, diff)
+        d2 = np.minimum(d2, np.maximum(d_i, 0.0))
     return np.array(picked, dtype=np.int64)

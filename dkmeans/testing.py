@@ -23,7 +23,10 @@ _EXPECTED = {
         "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_ARE_NOT_REPEATS,
         "check_sample_weight_equivalence_on_sparse_data": _WEIGHTS_ARE_NOT_REPEATS,
     },
-    "MiniBatchKMeans": {"check_sample_weight_equivalence_on_dense_data": _WEIGHTS_ARE_NOT_REPEATS},
+    "MiniBatchKMeans": {
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_ARE_NOT_REPEATS,
+        "check_sample_weight_equivalence_on_sparse_data": _WEIGHTS_ARE_NOT_REPEATS,
+    },
 }
 
 

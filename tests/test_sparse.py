@@ -254,10 +254,6 @@ def test_nonfinite_and_empty_sparse_input_raise():
 
 
 def test_what_does_not_take_sparse_says_so():
-    X, _ = _planted()
-    with pytest.raises(InputTypeError, match=r"sparse.*dkmeans\.KMeans"):
-        dkmeans.MiniBatchKMeans(2).fit(X)
-
     class PydataSparse:  # the shape of a pydata `sparse` array, which is not scipy's
         __module__ = "sparse._coo.core"
         shape, ndim, dtype = (4, 2), 2, np.dtype(float)
@@ -446,3 +442,23 @@ def test_models_fitted_on_sparse_data_save_and_load(tmp_path):
         dkmeans.save(model, tmp_path / name, fingerprint=fingerprint)
         back = dkmeans.load(tmp_path / name)
         np.testing.assert_array_equal(back.transform(X), model.transform(X))
+
+
+@pytest.mark.parametrize("kind", ["csr_matrix", "dask"])
+def test_minibatch_on_sparse_matches_dense(kind):
+    """MiniBatchKMeans takes sparse X (fit and partial_fit) with the same centres as on
+    the dense equivalent."""
+    X, truth = _planted()
+    kw = {"n_clusters": K_TRUE, "batch_size": 256, "random_state": 0, "max_iter": 5}
+    on_sparse = dkmeans.MiniBatchKMeans(**kw).fit(_container(X, kind))
+    on_dense = dkmeans.MiniBatchKMeans(**kw).fit(_dense(X, kind))
+    np.testing.assert_allclose(on_sparse.cluster_centers_, on_dense.cluster_centers_, atol=1e-8)
+    np.testing.assert_array_equal(np.asarray(on_sparse.labels_), np.asarray(on_dense.labels_))
+    assert sklearn.metrics.adjusted_rand_score(truth, np.asarray(on_sparse.labels_)) > 0.9
+    stream, reference = dkmeans.MiniBatchKMeans(**kw), dkmeans.MiniBatchKMeans(**kw)
+    dense = X.toarray()
+    for start in range(0, X.shape[0], 500):
+        stream.partial_fit(X[start : start + 500])
+        reference.partial_fit(dense[start : start + 500])
+    np.testing.assert_allclose(stream.cluster_centers_, reference.cluster_centers_, atol=1e-8)
+    np.testing.assert_array_equal(stream.labels_, reference.labels_)
