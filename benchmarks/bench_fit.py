@@ -7,8 +7,16 @@ the data in RAM), and per system: fit seconds, iterations, seconds per iteration
 data passes, init passes, inertia / scikit-learn's inertia, ARI against the true
 blobs, peak RSS.  A final "summary" line gives the ratios the targets speak of.
 
+The "pruning" system times ``algorithm="elkan"`` (bound-pruned passes) against
+``"lloyd"`` per iteration: both from the same fixed init, ``tol=0`` and
+``--prune-iters`` iterations on the store persisted in memory (threaded), beside a
+GEMM floor (``x·Cᵀ`` over the same data, in the same process).  It prints the
+seconds of the last ``--late`` iterations of each (where most rows stop moving), the
+median of those against the floor, elkan's against lloyd's, and elkan's skip rate.
+
     python benchmarks/bench_fit.py                  # 4,000,000 x 32, k = 16
     python benchmarks/bench_fit.py --rows 20000 --chunk 5000   # seconds
+    python benchmarks/bench_fit.py --systems floor-gemm,pruning   # elkan vs lloyd only
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from _harness import peak_rss_mb, ratio, run_benchmark
 
 SYSTEMS = (
     "floor-read", "floor-gemm", "sklearn", "dkmeans-threaded", "dkmeans-threaded-streamed",
-    "dkmeans-localcluster", "dask-ml",
+    "dkmeans-localcluster", "dask-ml", "pruning",
 )  # fmt: skip
 
 
@@ -47,6 +55,82 @@ def _truth(path: Path):
     return zarr.open_array(str(path.with_name(path.name + "-labels")), mode="r")[:]
 
 
+class _IterationTimes:
+    """Seconds of each Lloyd pass, from the driver's per-pass debug line (the fitted
+    ``iteration_seconds_`` is their median)."""
+
+    def __init__(self):
+        import logging
+
+        self.seconds: list[float] = []
+        self.logger = logging.getLogger("dkmeans._engine.lloyd")
+        handler = logging.Handler(logging.DEBUG)
+        handler.emit = self._emit
+        self.handler = handler
+
+    def _emit(self, record):
+        if str(record.msg).startswith("%s pass %d: centre shift"):
+            self.seconds.append(float(record.args[-1]))
+
+    def __enter__(self):
+        import logging
+
+        self.level = self.logger.level
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+
+
+def run_pruning(args, path: Path) -> dict:
+    """elkan against lloyd per iteration on persisted data, beside the GEMM floor."""
+    import dask
+    import zarr
+
+    from dkmeans import KMeans
+
+    X = zarr.open_array(str(path), mode="r")[:]
+    rng = np.random.default_rng(args.seed)
+    init = X[rng.choice(X.shape[0], size=args.k, replace=False)].copy()
+    X @ init.T  # warm BLAS
+    times = []
+    for _ in range(7):
+        t = time.perf_counter()
+        X @ init.T
+        times.append(time.perf_counter() - t)
+    floor = min(times)
+    del X
+    out = {"system": "pruning", "gemm_floor_seconds": floor, "iterations": args.prune_iters,
+           "late": args.late}  # fmt: skip
+    for algorithm in ("lloyd", "elkan"):
+        km = KMeans(args.k, init=init, algorithm=algorithm, max_iter=args.prune_iters, tol=0,
+                    persist=True, fit_sample=None)  # fmt: skip
+        with dask.config.set(scheduler="threads"), _IterationTimes() as it:
+            t = time.perf_counter()
+            km.fit(str(path))
+            fit = time.perf_counter() - t
+        late = it.seconds[-args.late :]
+        out[algorithm] = {
+            "fit_seconds": fit, "n_iter": int(km.n_iter_), "persisted": bool(km.persisted_),
+            "inertia": float(km.inertia_), "late_iteration_seconds": late,
+            "late_vs_gemm_floor": ratio(float(np.median(late)), floor) if late else None,
+        }  # fmt: skip
+        if algorithm == "elkan":
+            out[algorithm]["skip_rate"] = [round(float(r), 4) for r in km.skip_rate_]
+            out[algorithm]["late_skip_rate"] = float(np.mean(km.skip_rate_[-args.late :]))
+    lloyd, elkan = out["lloyd"], out["elkan"]
+    a, b = elkan["late_iteration_seconds"], lloyd["late_iteration_seconds"]
+    if a and b:
+        out["elkan_vs_lloyd_late"] = ratio(float(np.median(a)), float(np.median(b)))
+    out["same_result"] = bool(lloyd["n_iter"] == elkan["n_iter"]
+                              and abs(lloyd["inertia"] / elkan["inertia"] - 1) < 1e-6)  # fmt: skip
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
 def run_system(system: str, args) -> dict:
     import dask
     import dask.array as da
@@ -55,6 +139,8 @@ def run_system(system: str, args) -> dict:
 
     path = Path(args.store)
     out = {"system": system}
+    if system == "pruning":
+        return run_pruning(args, path)
     if system == "floor-read":
         times = []
         for _ in range(3):  # best of 3: a floor is the least the hardware needs
@@ -148,6 +234,18 @@ def main(argv=None):
         default=10,
         help="iterations of the streamed run (it measures seconds per iteration)",
     )
+    p.add_argument(
+        "--prune-iters",
+        type=int,
+        default=30,
+        help="iterations of each fit of the pruning system (fixed init, tol=0)",
+    )
+    p.add_argument(
+        "--late",
+        type=int,
+        default=5,
+        help="the last iterations whose seconds the pruning system reports",
+    )
     p.add_argument("--store", help="Zarr path (default: a temporary folder)")
     p.add_argument("--systems", default=",".join(SYSTEMS))
     p.add_argument("--one", help=argparse.SUPPRESS)  # run one system in this process
@@ -156,7 +254,8 @@ def main(argv=None):
     workload = {"rows": args.rows, "features": args.features, "k": args.k,
                 "std": args.std, "chunk_rows": args.chunk}  # fmt: skip
     base = ["--k", str(args.k), "--seed", str(args.seed),
-            "--streamed-iters", str(args.streamed_iters)]  # fmt: skip
+            "--streamed-iters", str(args.streamed_iters), "--prune-iters", str(args.prune_iters),
+            "--late", str(args.late)]  # fmt: skip
 
     def enrich(res, results):
         sk = results.get("sklearn", {})
@@ -191,6 +290,10 @@ def summary(r: dict) -> dict:
     )
     out["streamed_iteration_vs_read_floor"] = ratio(
         get("dkmeans-threaded-streamed", "seconds_per_iteration"), get("floor-read", "seconds")
+    )
+    out["elkan_late_iteration_vs_lloyd"] = get("pruning", "elkan_vs_lloyd_late")
+    out["elkan_late_iteration_vs_gemm_floor"] = (
+        r.get("pruning", {}).get("elkan", {}).get("late_vs_gemm_floor")
     )
     targets = {
         "fit_vs_sklearn": 1.0, "inertia_vs_sklearn": 1.001, "init_passes": 6,
