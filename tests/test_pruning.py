@@ -5,6 +5,7 @@ import logging
 import dask
 import dask.array as da
 import numpy as np
+import pytest
 from distributed import Client, LocalCluster
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,7 +63,11 @@ def test_pruned_step_is_a_lloyd_step(problem):
     for move in range(5):
         cs = K.prepare_centers(centers.astype(dtype), shift, dtype)
         step = P.prepare_step(cs, shift, previous)
+        if move == 3:  # as if the sums had taken more moves than the block has rows
+            state = state._replace(moved=n + 1)
         part, skipped, state = P.pruned_step(X, w, step, state, n_far=3)
+        if move == 3:  # ... so they were summed afresh
+            assert state.moved == 0
         (ref,) = K.lloyd_step(X, [cs], shift, w, n_far=3)
         labels = K.assign_labels(X, cs, shift)[0]
         np.testing.assert_array_equal(state.labels, labels)
@@ -228,3 +233,12 @@ def test_bounds_that_do_not_fit_run_plain_lloyd(monkeypatch, caplog):
         km = KMeans(3, init=X[:3], algorithm="elkan").fit(X)
     assert "would not fit in memory" in caplog.text
     assert np.all(km.skip_rate_ == 0)
+
+
+@pytest.mark.parametrize("kw", [{"metric": "cosine"}, {"fit_sample": 800, "random_state": 3}])
+def test_cosine_and_a_fit_sample_are_pruned_too(kw):
+    X, _, _ = blobs(n=3000, d=5, k=4, std=0.6, seed=8, dtype=np.float32)
+    init = "k-means||" if "fit_sample" in kw else X[:4]
+    lloyd = KMeans(4, init=init, **kw).fit(X)
+    elkan = KMeans(4, init=init, algorithm="elkan", **kw).fit(X)
+    _same(lloyd, elkan, np.float32)

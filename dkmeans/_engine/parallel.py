@@ -7,7 +7,8 @@ A task covers several consecutive blocks (``dkmeans.task-bytes``); partials comb
 in a fixed tree over block order whose subtrees the groups are, and random draws
 use per-block seeds from a SeedSequence, so results depend neither on the grouping
 nor on the number of workers.  Per-row state a later pass needs (k-means|| costs,
-final labels) stays beside the blocks, kept by the same graph run that makes it.
+pruned Lloyd's bounds, final labels) stays beside the blocks, kept by the same graph
+run that makes it.
 Task names read ``dkmeans-<stage>-<token>`` on the dashboard.
 """
 
