@@ -364,8 +364,10 @@ class KMeans(_BaseKMeans):
         whatever the arithmetic), blocks that are not NumPy (CuPy), or bounds that
         would not fit in memory run plain Lloyd passes, as ``"lloyd"``.  With
         ``"elkan"``, the per-iteration inertia of the ``verbose`` lines comes from
-        the cluster sums, and an iteration that empties a cluster is made again as a
-        plain pass, so that its relocation is scikit-learn's.
+        the cluster sums, and an iteration that empties a cluster is made again with
+        every distance, so that its relocation is scikit-learn's.  The default stays
+        ``"lloyd"``: the bounds cost memory, and a pass in which most rows still move
+        costs a little more than a plain one.
 
     Attributes
     ----------
