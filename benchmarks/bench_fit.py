@@ -10,8 +10,16 @@ from the same initial centres, warm (scikit-learn, oneDAL through
 scikit-learn-intelex when installed, dkmeans threaded, on a LocalCluster, and
 streamed).  A final "summary" line gives the ratios the targets speak of.
 
+The "pruning" system times ``algorithm="elkan"`` (bound-pruned passes) against
+``"lloyd"`` per iteration: both from the same fixed init, ``tol=0`` and
+``--prune-iters`` iterations on the store persisted in memory (threaded), beside a
+GEMM floor (``x·Cᵀ`` over the same data, in the same process).  It prints the
+seconds of the last ``--late`` iterations of each (where most rows stop moving), the
+median of those against the floor, elkan's against lloyd's, and elkan's skip rate.
+
     python benchmarks/bench_fit.py                  # 4,000,000 x 32, k = 16
     python benchmarks/bench_fit.py --rows 20000 --chunk 5000   # seconds
+    python benchmarks/bench_fit.py --systems floor-gemm,pruning   # elkan vs lloyd only
 """
 
 from __future__ import annotations
@@ -26,11 +34,11 @@ from _harness import peak_rss_mb, ratio, run_benchmark
 
 SYSTEMS = (
     "floor-read", "floor-gemm", "sklearn", "onedal", "dkmeans-threaded",
-    "dkmeans-threaded-streamed", "dkmeans-localcluster", "dask-ml",
+    "dkmeans-threaded-streamed", "dkmeans-localcluster", "dask-ml", "pruning",
     # fixed-init per-iteration section: the same initial centres for every system, the
     # second (warm) fit of its process timed, tol=0 and --iter-iters iterations
     "iter-sklearn", "iter-onedal", "iter-dkmeans-threaded", "iter-dkmeans-localcluster",
-    "iter-dkmeans-streamed",
+    "iter-dkmeans-streamed", "iter-dkmeans-elkan",
 )  # fmt: skip
 
 
@@ -100,7 +108,8 @@ def run_iteration(system: str, args, path: Path) -> dict:
 
     streamed = system == "iter-dkmeans-streamed"
     kw = {"init": init, "max_iter": iters, "tol": 0, "compute_labels": False,
-          "fit_sample": None, "persist": not streamed}  # fmt: skip
+          "fit_sample": None, "persist": not streamed,
+          "algorithm": "elkan" if system == "iter-dkmeans-elkan" else "lloyd"}  # fmt: skip
 
     def fit(X):
         return KMeans(args.k, **kw).fit(X)
@@ -120,6 +129,82 @@ def run_iteration(system: str, args, path: Path) -> dict:
                   "fit_seconds": seconds, "data_passes": int(km.n_passes_)}  # fmt: skip
 
 
+class _IterationTimes:
+    """Seconds of each Lloyd pass, from the driver's per-pass debug line (the fitted
+    ``iteration_seconds_`` is their median)."""
+
+    def __init__(self):
+        import logging
+
+        self.seconds: list[float] = []
+        self.logger = logging.getLogger("dkmeans._engine.lloyd")
+        handler = logging.Handler(logging.DEBUG)
+        handler.emit = self._emit
+        self.handler = handler
+
+    def _emit(self, record):
+        if str(record.msg).startswith("%s pass %d: centre shift"):
+            self.seconds.append(float(record.args[-1]))
+
+    def __enter__(self):
+        import logging
+
+        self.level = self.logger.level
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+
+
+def run_pruning(args, path: Path) -> dict:
+    """elkan against lloyd per iteration on persisted data, beside the GEMM floor."""
+    import dask
+    import zarr
+
+    from dkmeans import KMeans
+
+    X = zarr.open_array(str(path), mode="r")[:]
+    rng = np.random.default_rng(args.seed)
+    init = X[rng.choice(X.shape[0], size=args.k, replace=False)].copy()
+    X @ init.T  # warm BLAS
+    times = []
+    for _ in range(7):
+        t = time.perf_counter()
+        X @ init.T
+        times.append(time.perf_counter() - t)
+    floor = min(times)
+    del X
+    out = {"system": "pruning", "gemm_floor_seconds": floor, "iterations": args.prune_iters,
+           "late": args.late}  # fmt: skip
+    for algorithm in ("lloyd", "elkan"):
+        km = KMeans(args.k, init=init, algorithm=algorithm, max_iter=args.prune_iters, tol=0,
+                    persist=True, fit_sample=None)  # fmt: skip
+        with dask.config.set(scheduler="threads"), _IterationTimes() as it:
+            t = time.perf_counter()
+            km.fit(str(path))
+            fit = time.perf_counter() - t
+        late = it.seconds[-args.late :]
+        out[algorithm] = {
+            "fit_seconds": fit, "n_iter": int(km.n_iter_), "persisted": bool(km.persisted_),
+            "inertia": float(km.inertia_), "late_iteration_seconds": late,
+            "late_vs_gemm_floor": ratio(float(np.median(late)), floor) if late else None,
+        }  # fmt: skip
+        if algorithm == "elkan":
+            out[algorithm]["skip_rate"] = [round(float(r), 4) for r in km.skip_rate_]
+            out[algorithm]["late_skip_rate"] = float(np.mean(km.skip_rate_[-args.late :]))
+    lloyd, elkan = out["lloyd"], out["elkan"]
+    a, b = elkan["late_iteration_seconds"], lloyd["late_iteration_seconds"]
+    if a and b:
+        out["elkan_vs_lloyd_late"] = ratio(float(np.median(a)), float(np.median(b)))
+    out["same_result"] = bool(lloyd["n_iter"] == elkan["n_iter"]
+                              and abs(lloyd["inertia"] / elkan["inertia"] - 1) < 1e-6)  # fmt: skip
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
 def run_system(system: str, args) -> dict:
     import dask
     import dask.array as da
@@ -130,6 +215,8 @@ def run_system(system: str, args) -> dict:
     if system.startswith("iter-"):
         return run_iteration(system, args, path) | {"peak_rss_mb": peak_rss_mb()}
     out = {"system": system}
+    if system == "pruning":
+        return run_pruning(args, path)
     if system == "floor-read":
         times = []
         for _ in range(3):  # best of 3: a floor is the least the hardware needs
@@ -231,6 +318,18 @@ def main(argv=None):
     )
     p.add_argument("--iter-iters", type=int, default=20,
                    help="iterations of the fixed-init per-iteration section")  # fmt: skip
+    p.add_argument(
+        "--prune-iters",
+        type=int,
+        default=30,
+        help="iterations of each fit of the pruning system (fixed init, tol=0)",
+    )
+    p.add_argument(
+        "--late",
+        type=int,
+        default=5,
+        help="the last iterations whose seconds the pruning system reports",
+    )
     p.add_argument("--store", help="Zarr path (default: a temporary folder)")
     p.add_argument("--systems", default=",".join(SYSTEMS))
     p.add_argument("--one", help=argparse.SUPPRESS)  # run one system in this process
@@ -239,7 +338,8 @@ def main(argv=None):
     workload = {"rows": args.rows, "features": args.features, "k": args.k,
                 "std": args.std, "chunk_rows": args.chunk}  # fmt: skip
     base = ["--k", str(args.k), "--seed", str(args.seed), "--streamed-iters",
-            str(args.streamed_iters), "--iter-iters", str(args.iter_iters)]  # fmt: skip
+            str(args.streamed_iters), "--iter-iters", str(args.iter_iters), "--prune-iters",
+            str(args.prune_iters), "--late", str(args.late)]  # fmt: skip
 
     def enrich(res, results):
         sk = results.get("sklearn", {})
@@ -281,15 +381,21 @@ def summary(r: dict) -> dict:
     # the fixed-init per-iteration section (issue 15's targets)
     it = {name: get(f"iter-{name}", "seconds_per_iteration")
           for name in ("sklearn", "onedal", "dkmeans-threaded", "dkmeans-localcluster",
-                       "dkmeans-streamed")}  # fmt: skip
+                       "dkmeans-streamed", "dkmeans-elkan")}  # fmt: skip
     out["iteration_vs_onedal"] = ratio(it["dkmeans-threaded"], it["onedal"])
     out["iteration_vs_sklearn"] = ratio(it["dkmeans-threaded"], it["sklearn"])
+    out["elkan_iteration_vs_onedal"] = ratio(it["dkmeans-elkan"], it["onedal"])
+    out["elkan_iteration_vs_sklearn"] = ratio(it["dkmeans-elkan"], it["sklearn"])
     out["iteration_vs_gemm_floor"] = ratio(it["dkmeans-threaded"], get("floor-gemm", "seconds"))
     out["localcluster_vs_threaded_iteration"] = ratio(
         it["dkmeans-localcluster"], it["dkmeans-threaded"]
     )
     out["streamed_fixed_init_iteration_vs_read_floor"] = ratio(
         it["dkmeans-streamed"], get("floor-read", "seconds")
+    )
+    out["elkan_late_iteration_vs_lloyd"] = get("pruning", "elkan_vs_lloyd_late")
+    out["elkan_late_iteration_vs_gemm_floor"] = (
+        r.get("pruning", {}).get("elkan", {}).get("late_vs_gemm_floor")
     )
     targets = {
         "fit_vs_sklearn": 1.0, "inertia_vs_sklearn": 1.001, "init_passes": 6,

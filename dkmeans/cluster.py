@@ -26,6 +26,7 @@ from ._engine import driver as D
 from ._engine import kernels as K
 from ._engine.checkpoint import Checkpoint
 from ._engine.errors import InputTypeError, NotEnoughDataError, ParameterError
+from ._engine.lloyd import skip_rates
 from ._engine.log import report, verbosity
 from ._engine.model_io import SaveMixin
 from ._engine.parallel import (
@@ -115,6 +116,7 @@ class _BaseKMeans(
             init, n_init, self.max_iter, self.tol, self.oversampling_factor, self.init_rounds,
             spherical=self._spherical, persist=self.persist,
             resume=bool(getattr(self, "resume", False)),
+            prune=getattr(self, "algorithm", "lloyd") == "elkan",
         )  # fmt: skip
 
     def _set_fitted(self, inp: Input, rows: RowBlocks, best, labels, assignment, *,
@@ -145,6 +147,8 @@ class _BaseKMeans(
         self.n_iter_ = best.n_iter
         seconds = [h[2] for h in best.history]
         self.iteration_seconds_ = float(np.median(seconds)) if seconds else 0.0
+        if hasattr(self, "algorithm"):  # KMeans (MiniBatchKMeans makes no Lloyd passes)
+            self.skip_rate_ = skip_rates(best)
         self.n_passes_ = rows.n_passes
         self.n_features_in_ = inp.n_features
         if inp.feature_names is not None:
@@ -359,10 +363,24 @@ class KMeans(_BaseKMeans):
         ``simplified_silhouette_``).  False skips that read of the data, for a caller
         that labels the data in a pass of its own.
     algorithm : {"lloyd", "elkan"}, default="lloyd"
-        Accepted for scikit-learn compatibility.  Both run the same fused Lloyd
-        passes; Elkan's triangle-inequality pruning gives the same iterations and
-        would save arithmetic only, not reads, so ``"elkan"`` is logged and runs
-        Lloyd.
+        ``"lloyd"``: every pass computes the distances of every row to every centre
+        (one fused GEMM kernel).  ``"elkan"``: the bound-based variant for data held
+        in memory (persisted, or an in-memory array): each row keeps an upper bound on
+        the distance to its centre and a lower bound on the distance to the others
+        beside its block (12 bytes a row per run; Hamerly's bounds, the one-lower-bound
+        form of Elkan's), and a row whose bounds prove that its label did not change
+        skips its distance computations; per-cluster sums are updated by the rows that
+        moved.  It gives the same iterations as ``"lloyd"`` (the same labels and
+        ``n_iter_``, centres to float rounding; ``skip_rate_`` says how much was
+        skipped), and pays when many rows stop moving, in the late iterations of
+        well-separated clusters.  Data streamed from its store (a pass costs its read
+        whatever the arithmetic), blocks that are not NumPy (CuPy), or bounds that
+        would not fit in memory run plain Lloyd passes, as ``"lloyd"``.  With
+        ``"elkan"``, the per-iteration inertia of the ``verbose`` lines comes from
+        the cluster sums, and an iteration that empties a cluster is made again with
+        every distance, so that its relocation is scikit-learn's.  The default stays
+        ``"lloyd"``: the bounds cost memory, and a pass in which most rows still move
+        costs a little more than a plain one.
 
     Attributes
     ----------
@@ -396,6 +414,10 @@ class KMeans(_BaseKMeans):
         Whether the data was kept in memory after its first read.
     iteration_seconds_ : float
         Median wall time of one Lloyd pass.
+    skip_rate_ : ndarray of shape (n_iter_,)
+        Per iteration of the kept run, the share of rows whose distance computations
+        the bounds of ``algorithm="elkan"`` skipped (rows that needed no distance to
+        any other centre than their own); zeros for plain Lloyd passes.
     n_clusters_ : int
         The number of clusters fitted (the chosen one for ``n_clusters="auto"``).
     k_selection_ : KSelection
@@ -588,8 +610,6 @@ class KMeans(_BaseKMeans):
         t_start = time.perf_counter()
         inp = as_input(X)
         validate_params(self, self._constraints)
-        if self.algorithm == "elkan":
-            report(logger, "algorithm='elkan': running Lloyd's passes (the same iterations)")
         if self.n_clusters == "auto":
             return self._fit_auto(inp, sample_weight)
         self._fit_with(inp, sample_weight, self)

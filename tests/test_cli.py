@@ -135,12 +135,15 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
     """The benchmark itself must not rot: run it in seconds at a tiny size."""
     by = _by_system(_bench(
         "bench_fit.py", "--rows", "6000", "--features", "4", "--k", "3", "--chunk", "1500",
-        "--streamed-iters", "3",
-        "--systems", "floor-read,floor-gemm,sklearn,dkmeans-threaded,dkmeans-threaded-streamed",
+        "--streamed-iters", "3", "--prune-iters", "6", "--late", "2",
+        "--systems",
+        "floor-read,floor-gemm,sklearn,dkmeans-threaded,dkmeans-threaded-streamed,pruning",
         "--store", str(tmp_path / "b.zarr"),
     ))  # fmt: skip
     assert {"system", "sklearn", "dkmeans-threaded", "summary"} <= set(by)
     assert "error" not in by["dkmeans-threaded"], by["dkmeans-threaded"]
+    assert "error" not in by["pruning"], by["pruning"]
+    assert by["pruning"]["same_result"] and len(by["pruning"]["elkan"]["skip_rate"]) == 6
     assert by["dkmeans-threaded"]["init_passes"] == 6
     assert by["dkmeans-threaded"]["inertia_vs_sklearn"] < 1.05
 

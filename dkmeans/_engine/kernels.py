@@ -362,15 +362,17 @@ def lloyd_step(X, center_sets, shift, sample_weight=None, n_far=0) -> list[Lloyd
             st[2] += _assign_accumulate(
                 xs, xx, product(xs, cs.shifted), cs.sq_norms, ws, s, st[0], st[1], *st[3]
             )
-    out = []
-    for sums, counts, cost, (far_d, far_i, far_l) in state:
-        order = np.lexsort((far_i, -far_d))  # farthest first, ties by row
-        far_d, far_i, far_l = far_d[order], far_i[order], far_l[order]
-        far_w = w[far_i] if w.shape[0] else np.ones(far_i.shape[0], dtype=dtype)
-        out.append(
-            LloydPartial(sums, counts, cost, far_d.astype(dtype), X[far_i].copy(), far_w, far_l)
-        )
-    return out
+    return [lloyd_partial(X, w, sums, counts, cost, heap) for sums, counts, cost, heap in state]
+
+
+def lloyd_partial(X, w, sums, counts, cost: float, heap) -> LloydPartial:
+    """The partial of a block from its accumulators and far-row heap (``w`` as
+    ``_as_weights`` gives it)."""
+    far_d, far_i, far_l = heap
+    order = np.lexsort((far_i, -far_d))  # farthest first, ties by row
+    far_d, far_i, far_l = far_d[order], far_i[order], far_l[order]
+    far_w = w[far_i] if w.shape[0] else np.ones(far_i.shape[0], dtype=X.dtype)
+    return LloydPartial(sums, counts, cost, far_d.astype(X.dtype), X[far_i].copy(), far_w, far_l)
 
 
 def _sparse_lloyd_step(X, center_sets, shift, sample_weight, n_far) -> list[LloydPartial]:

@@ -5,6 +5,11 @@ A run stops when the squared centre shift summed over clusters is at most the
 absolute tolerance (``tol`` times the mean column variance, as in scikit-learn);
 labels unchanged between iterations imply a zero shift, so that test covers
 scikit-learn's strict convergence too.
+
+``prune=True`` (``KMeans(algorithm="elkan")``) makes the passes bound-pruned
+(``pruning``: Hamerly's bounds beside the blocks) when the data is held in memory
+in NumPy blocks: the same iterations, with distance computations skipped for rows
+whose label provably did not change.  See ``Pruning`` for when it falls back.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import backend as B
 from . import config
 from . import kernels as K
+from . import pruning as P
 from . import reductions as R
 from .log import report
-from .parallel import RowBlocks
+from .parallel import RowBlocks, memory_budget
 from .seeding import accept_moments
 
 logger = logging.getLogger(__name__)
@@ -32,12 +39,103 @@ class Run:
     centers: np.ndarray
     n_iter: int = 0
     converged: bool = False
-    history: list = field(default_factory=list)  # (inertia, shift, seconds) per iteration
+    # (inertia, shift, seconds, skip rate) per iteration; the skip rate is the share of
+    # rows whose distances a pruned pass skipped (0 for plain passes)
+    history: list = field(default_factory=list)
+
+
+def skip_rates(run: Run) -> np.ndarray:
+    """The skip rate of each of the run's iterations (histories without one: 0)."""
+    return np.array([h[3] if len(h) > 3 else 0.0 for h in run.history], dtype=np.float64)
 
 
 def tolerance(tol: float, moments: R.Moments) -> float:
     """Absolute tolerance: ``tol`` times the mean column variance (scikit-learn's rule)."""
     return 0.0 if tol == 0 else float(np.mean(moments.variance)) * tol
+
+
+def keeps_bounds(rows: RowBlocks, n_runs: int) -> bool:
+    """Whether the blocks may keep pruning bounds for ``n_runs`` runs: 12 bytes a row
+    per run, held twice while a pass runs, under a quarter of the memory budget (as
+    ``seeding.keeps_seeding_state``)."""
+    per_row = P.bytes_per_row() * n_runs
+    return 2 * per_row * rows.n_samples <= memory_budget(rows.client, rows.X._meta) // 4
+
+
+class Pruning:
+    """The bound states of the runs between pruned passes, and the fallbacks.
+
+    A pruned pass needs the data's shift to be final: a first pass that measures the
+    moments is plain, and the next one makes the bounds.  A pruned pass knows no far
+    rows for skipped rows, so an iteration that leaves a cluster empty is made again
+    from the same centres as a first pass (every distance, the farthest rows, fresh
+    bounds and sums), whose relocation is then scikit-learn's.  Each redo costs one
+    more pass; after ``MAX_REDOS`` of them the fit continues with plain passes.
+    Convergence is tested on the centres as always: with ``tol=0`` (exact centre
+    equality) an iteration count may still differ from plain Lloyd's where sums
+    updated by moved rows round differently from fresh ones.
+    """
+
+    MAX_REDOS = 3
+
+    def __init__(self, rows: RowBlocks):
+        self.rows = rows
+        self.states: dict[int, tuple] = {}  # id(run) -> (handles, CenterSet they refer to)
+        self.redos = 0
+
+    @classmethod
+    def start(cls, rows: RowBlocks, n_runs: int, name: str) -> Pruning | None:
+        """Pruning for these runs, or None (plain passes) with the reason logged."""
+        reason = None
+        if not rows.held:
+            reason = ("the data is streamed from its store, where a pass costs its read "
+                      "whatever the arithmetic")  # fmt: skip
+        elif not B.is_host(rows.X._meta):
+            reason = "the blocks are not NumPy arrays"
+        elif not keeps_bounds(rows, n_runs):
+            reason = f"the bounds of {n_runs} run(s) would not fit in memory"
+        if reason is not None:
+            report(logger, "%s: algorithm='elkan' runs plain Lloyd passes: %s.", name, reason,
+                   verbose=2)  # fmt: skip
+            return None
+        return cls(rows)
+
+    def step(self, active: list[Run], sets, shift, n_far: int, name: str):
+        """One pruned pass for the active runs: (partials, skip rates)."""
+        previous = [self.states.get(id(r), (None, None)) for r in active]
+        steps = [
+            P.prepare_step(cs, shift, prev) for cs, (_, prev) in zip(sets, previous, strict=True)
+        ]
+        parts, skipped, handles = self.rows.pruned_lloyd_pass(
+            steps, [h for h, _ in previous], n_far, name=name
+        )
+        for run, cs, h in zip(active, sets, handles, strict=True):
+            self.states[id(run)] = (h, cs)
+        redo = [i for i, (p, st) in enumerate(zip(parts, steps, strict=True))
+                if not st.first and bool(np.any(p.counts == 0))]  # fmt: skip
+        if redo:
+            # the same step as a first pass: every distance, the far rows, fresh bounds
+            self.redos += 1
+            report(logger, "%s: a cluster emptied; the iteration is made again with every "
+                   "distance, for its relocation.", name, verbose=2)  # fmt: skip
+            again, _, fresh = self.rows.pruned_lloyd_pass(
+                [P.prepare_step(sets[i], shift, None) for i in redo], [None] * len(redo), n_far,
+                name=f"{name}-relocate",
+            )  # fmt: skip
+            for i, p, h in zip(redo, again, fresh, strict=True):
+                parts[i] = p
+                skipped[i] = 0
+                self.states[id(active[i])] = (h, sets[i])
+        n = max(self.rows.n_samples, 1)
+        return parts, [c / n for c in skipped]
+
+    def drop(self, run: Run) -> None:
+        """Release a finished run's bounds."""
+        self.states.pop(id(run), None)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.redos >= self.MAX_REDOS
 
 
 def lloyd(
@@ -51,6 +149,7 @@ def lloyd(
     runs: list[Run] | None = None,
     on_iteration=None,
     spherical: bool = False,
+    prune: bool = False,
 ) -> tuple[list[Run], R.Moments]:
     """Run Lloyd from each initial centre array until all converge or ``max_iter``.
 
@@ -60,6 +159,7 @@ def lloyd(
     ignored); ``on_iteration(runs, moments)`` is called after every pass.
     ``spherical``: centres are scaled back to unit length after each update
     (spherical k-means on unit-normalised rows).
+    ``prune``: bound-pruned passes where they apply (``Pruning``), the same iterations.
     Returns the runs and the moments.
     """
     dtype = rows.dtype
@@ -74,21 +174,30 @@ def lloyd(
     tol_abs = tolerance(tol, moments) if moments is not None else None
     # far rows kept per pass for empty-cluster relocation
     n_far = min(config.get("max-far"), max(r.centers.shape[0] for r in runs))
+    pruning = Pruning.start(rows, sum(not r.converged for r in runs), name) if prune else None
     for it in range(max(r.n_iter for r in runs) + 1, max_iter + 1):
         active = [r for r in runs if not r.converged]
         if not active:
             break
         t0 = time.perf_counter()
         sets = [K.prepare_centers(r.centers, shift, dtype) for r in active]
-        parts, mom = rows.lloyd_pass(
-            sets, shift, n_far, with_moments=moments is None, name=f"{name}-{it}"
-        )
+        if pruning is not None and pruning.exhausted:
+            report(logger, "%s: clusters keep emptying; plain Lloyd passes from here.", name,
+                   verbose=2)  # fmt: skip
+            pruning = None
+        if pruning is not None and moments is not None:
+            parts, skips = pruning.step(active, sets, shift, n_far, name=f"{name}-{it}")
+        else:
+            parts, mom = rows.lloyd_pass(
+                sets, shift, n_far, with_moments=moments is None, name=f"{name}-{it}"
+            )
+            skips = [0.0] * len(active)
         pass_shift = shift  # the partial sums are of rows shifted by this
         if moments is None:
             moments, shift = accept_moments(mom)
             tol_abs = tolerance(tol, moments)
         seconds = time.perf_counter() - t0
-        for run, part in zip(active, parts, strict=True):
+        for run, part, skip in zip(active, parts, skips, strict=True):
             upd = R.finalize_lloyd(part, run.centers, pass_shift)
             if spherical:
                 unit = K.unit_rows(upd.centers, strict=False)
@@ -96,14 +205,19 @@ def lloyd(
                 upd = upd._replace(centers=unit, center_shift=move)
             run.centers = upd.centers
             run.n_iter = it
-            run.history.append((upd.cost, upd.center_shift, seconds))
+            run.history.append((upd.cost, upd.center_shift, seconds, skip))
             if upd.n_relocated:
                 report(logger, "Iteration %d: relocated %d empty cluster(s).", it,
                        upd.n_relocated, verbose=2)  # fmt: skip
             if upd.center_shift <= tol_abs:
                 run.converged = True
+                if pruning is not None:
+                    pruning.drop(run)
         # scikit-learn's lines (one value per run when several iterate in lockstep)
         report(logger, "Iteration %d, inertia %s.", it, ", ".join(f"{p.cost:.6g}" for p in parts))
+        if pruning is not None and moments is not None and any(skips):
+            report(logger, "Iteration %d: bounds skipped the distances of %s of the rows.", it,
+                   ", ".join(f"{s:.1%}" for s in skips), verbose=2)  # fmt: skip
         for run in active:
             if run.converged:
                 report(logger, "Converged at iteration %d: center shift %.6g within tolerance "

@@ -7,9 +7,15 @@ A task covers several consecutive blocks (``dkmeans.task-bytes``); partials comb
 in a fixed tree over block order whose subtrees the groups are, and random draws
 use per-block seeds from a SeedSequence, so results depend neither on the grouping
 nor on the number of workers.  Per-row state a later pass needs (k-means|| costs,
+<<<<<<< HEAD
 final labels) stays beside the blocks, kept by the same graph run that makes it.
 Task names read ``dkmeans-<stage>-<token>``; the dashboard groups them by the stage's
 letter-only words (``dkmeans-lloyd``, ``dkmeans-kmeans-parallel-round``).
+=======
+pruned Lloyd's bounds, final labels) stays beside the blocks, kept by the same graph
+run that makes it.
+Task names read ``dkmeans-<stage>-<token>`` on the dashboard.
+>>>>>>> prune
 """
 
 from __future__ import annotations
@@ -203,6 +209,20 @@ def _seeding_group(combine, levels, split_every, with_moments, jobs, blocks, wei
     return combine_levels(parts, combine, levels, split_every), new
 
 
+def _pruned_group(combine, levels, split_every, n_far, steps, blocks, weights, states):
+    """Pruned Lloyd steps over consecutive blocks: ``(subtree, new states)``, the new
+    states one list per run (one entry per block)."""
+    parts, new = [], [[] for _ in steps]
+    for i, x in enumerate(blocks):
+        state = [None if s is None else s[i] for s in states]
+        w = None if weights is None else weights[i]
+        out = R.pruned_lloyd_chunk(x, w, steps, state, n_far)
+        parts.append(out[0])
+        for j, s in enumerate(out[1:]):
+            new[j].append(s)
+    return combine_levels(parts, combine, levels, split_every), new
+
+
 def _item(value, i):
     return value[i]
 
@@ -228,12 +248,17 @@ class RowBlocks:
     X : dask.array.Array of shape (n_samples, n_features), one chunk along features.
     sample_weight : dask.array.Array of shape (n_samples,) chunked like X's rows, or None.
     client : distributed.Client or None
+    held : bool
+        The blocks are held in memory (persisted, or an in-memory array), so a pass
+        costs arithmetic, not reads: pruned Lloyd passes pay there.
     """
 
-    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, client=None):
+    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, client=None, *,
+                 held: bool = False):  # fmt: skip
         if X.numblocks[1] != 1:
             raise ValueError("RowBlocks needs X in one chunk along features")
         self.X = X
+        self.held = held
         self.sample_weight = sample_weight
         self.client = client
         self._x = G.ArrayBlocks(X)
@@ -483,6 +508,44 @@ class RowBlocks:
         """One Lloyd step for all centre sets: (list of LloydPartial, Moments | None)."""
         combine = partial(R.combine_lloyd, n_far=n_far)
         return self.reduce(R.lloyd_chunk, combine, name, center_sets, shift, n_far, with_moments)
+
+    def pruned_lloyd_pass(self, steps, states, n_far: int, *, name: str):
+        """One bound-pruned Lloyd step for several runs (``pruning``).
+
+        ``steps``: one ``pruning.Step`` per run; ``states``: per run, the handles the
+        run's last pruned pass returned (None with a first step, which computes every
+        distance and makes the bounds).  The per-row bounds and per-block sums stay
+        beside the blocks (on the workers, or in this process), as seeding's costs.
+        Returns ``(partials, skipped, states)``: per run a LloydPartial (later passes
+        carry no far rows), the rows that skipped their distances, the new handles.
+        """
+        held_keys = [[h.key for h in s if G.is_future(h)] for s in states if s is not None]
+        key = self._key(name, steps, held_keys)
+        b = self._builder(True, name)
+        shipped = b.data(f"{key}-steps", tuple(steps))
+        combine = partial(R.combine_pruned_lloyd, n_far=n_far)
+        refs = []
+        for g, (lo, hi) in enumerate(self.groups):
+            blocks, weights = self._inputs(lo, hi, True)
+            kept = [
+                None if s is None else b.kept((f"{key}-state-in{j}", g), s[g])
+                for j, s in enumerate(states)
+            ]
+            refs.append(b.add(
+                (key, g), _pruned_group, combine, self._in_group, self.split_every, n_far,
+                shipped, blocks, weights, G.List(*kept),
+            ))  # fmt: skip
+        state_keys = [
+            b.add((f"{key}-state{j}", g), _kept, ref, j).key
+            for j in range(len(steps)) for g, ref in enumerate(refs)
+        ]  # fmt: skip
+        root = self._tree(b, key, refs, combine, kept=True)
+        (root_value,), handles = b.run([root.key], state_keys)
+        self.n_passes += 1
+        parts, skipped = root_value
+        n = len(self.groups)
+        new = [handles[j * n : (j + 1) * n] for j in range(len(steps))]
+        return list(parts), list(skipped), new
 
     def seeding_pass(self, requests, *, with_moments: bool, name: str, label: str | None = None):
         """One pass serving several seeders: each request is ``(job, state, entropy, stage)``.

@@ -18,6 +18,7 @@ import numpy as np
 from . import backend as B
 from . import cluster_stats as S
 from . import kernels as K
+from . import pruning as P
 from .validation import nonfinite_error
 
 # --------------------------------------------------------------------------- moments
@@ -105,6 +106,29 @@ def combine_lloyd(parts, n_far: int):
     ]
     mom = None if parts[0][1] is None else combine_moments([p[1] for p in parts])
     return sets, mom
+
+
+def pruned_lloyd_chunk(X, sample_weight, steps, states, n_far):
+    """One pruned Lloyd step of a block for several runs (``pruning.pruned_step``).
+
+    Returns ``((partials, skipped rows), *new states)``: the first item is reduced
+    across blocks by ``combine_pruned_lloyd``; each new state stays with the block for
+    that run's next pass.
+    """
+    out = [
+        P.pruned_step(X, sample_weight, step, state, n_far)
+        for step, state in zip(steps, states, strict=True)
+    ]
+    return (tuple(o[0] for o in out), tuple(o[1] for o in out)), *(o[2] for o in out)
+
+
+def combine_pruned_lloyd(parts, n_far: int):
+    """Combine ``pruned_lloyd_chunk`` partials: per run, and the skipped-row counts."""
+    sets = [
+        combine_lloyd_sets(list(group), n_far) for group in zip(*(p[0] for p in parts), strict=True)
+    ]
+    skipped = tuple(int(sum(c)) for c in zip(*(p[1] for p in parts), strict=True))
+    return sets, skipped
 
 
 class LloydUpdate(NamedTuple):
