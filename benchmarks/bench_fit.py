@@ -108,8 +108,9 @@ def run_iteration(system: str, args, path: Path) -> dict:
 
     streamed = system == "iter-dkmeans-streamed"
     kw = {"init": init, "max_iter": iters, "tol": 0, "compute_labels": False,
-          "fit_sample": None, "persist": not streamed,
-          "algorithm": "elkan" if system == "iter-dkmeans-elkan" else "lloyd"}  # fmt: skip
+          "fit_sample": None, "persist": not streamed}  # fmt: skip
+    if system == "iter-dkmeans-elkan":
+        kw["algorithm"] = "elkan"
 
     def fit(X):
         return KMeans(args.k, **kw).fit(X)
