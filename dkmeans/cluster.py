@@ -116,7 +116,9 @@ class _BaseKMeans(
             init, n_init, self.max_iter, self.tol, self.oversampling_factor, self.init_rounds,
             spherical=self._spherical, persist=self.persist,
             resume=bool(getattr(self, "resume", False)),
-            prune=getattr(self, "algorithm", "lloyd") == "elkan",
+            # the bounds are NumPy beside NumPy blocks: device arrays run plain passes
+            prune=getattr(self, "algorithm", "lloyd") in ("auto", "elkan")
+            and inp.kind != "device",
         )  # fmt: skip
 
     def _set_fitted(self, inp: Input, rows: RowBlocks, best, labels, assignment, *,
@@ -362,25 +364,24 @@ class KMeans(_BaseKMeans):
         Make the final label pass (``labels_``, ``inertia_``, ``cluster_sizes_``,
         ``simplified_silhouette_``).  False skips that read of the data, for a caller
         that labels the data in a pass of its own.
-    algorithm : {"lloyd", "elkan"}, default="lloyd"
+    algorithm : {"auto", "lloyd", "elkan"}, default="auto"
         ``"lloyd"``: every pass computes the distances of every row to every centre
-        (one fused GEMM kernel).  ``"elkan"``: the bound-based variant for data held
-        in memory (persisted, or an in-memory array): each row keeps an upper bound on
-        the distance to its centre and a lower bound on the distance to the others
-        beside its block (12 bytes a row per run; Hamerly's bounds, the one-lower-bound
-        form of Elkan's), and a row whose bounds prove that its label did not change
-        skips its distance computations; per-cluster sums are updated by the rows that
-        moved.  It gives the same iterations as ``"lloyd"`` (the same labels and
+        (one fused GEMM kernel).  ``"elkan"``: bound-based pruning (Hamerly's bounds,
+        the one-lower-bound form of Elkan's): each row keeps an upper bound on the
+        distance to its centre and a lower bound on the distance to the others,
+        beside its block in memory (12 bytes a row per run) while the block itself
+        may be held or streamed; a row whose bounds prove that its label did not
+        change skips its distance computations, and per-cluster sums are updated by
+        the rows that moved.  The same iterations as ``"lloyd"`` (the same labels and
         ``n_iter_``, centres to float rounding; ``skip_rate_`` says how much was
-        skipped), and pays when many rows stop moving, in the late iterations of
-        well-separated clusters.  Data streamed from its store (a pass costs its read
-        whatever the arithmetic), blocks that are not NumPy (CuPy), or bounds that
-        would not fit in memory run plain Lloyd passes, as ``"lloyd"``.  With
-        ``"elkan"``, the per-iteration inertia of the ``verbose`` lines comes from
-        the cluster sums, and an iteration that empties a cluster is made again with
-        every distance, so that its relocation is scikit-learn's.  The default stays
-        ``"lloyd"``: the bounds cost memory, and a pass in which most rows still move
-        costs a little more than a plain one.
+        skipped); late passes cost a fraction of a GEMM pass (on a 4M x 32 fit from
+        one init: median iteration 0.69x oneDAL's, against 1.0x for ``"lloyd"``; a
+        streamed pass close to its read).  Blocks that are not NumPy (CuPy), or bounds
+        that would not fit in a quarter of the memory budget, run plain passes.  The
+        per-iteration inertia of the ``verbose`` lines comes from the cluster sums,
+        and an iteration that empties a cluster is made again with every distance, so
+        that its relocation is scikit-learn's.  ``"auto"`` (default) is ``"elkan"``,
+        which measured faster wherever its bounds fit.
 
     Attributes
     ----------
@@ -470,7 +471,7 @@ class KMeans(_BaseKMeans):
             Interval(numbers.Integral, 2, None),
         ],
         "compute_labels": [OneOf(True, False)],
-        "algorithm": [OneOf("lloyd", "elkan")],
+        "algorithm": [OneOf("auto", "lloyd", "elkan")],
     }
 
     def __init__(
@@ -493,7 +494,7 @@ class KMeans(_BaseKMeans):
         resume=False,
         fit_sample="auto",
         compute_labels=True,
-        algorithm="lloyd",
+        algorithm="auto",
     ):
         self.n_clusters = n_clusters
         self.init = init

@@ -109,7 +109,9 @@ def test_per_cluster_sums_on_device_match_numpy(problem):
     k = C.shape[0]
     labels = np.random.default_rng(0).integers(k, size=X.shape[0])
     Xd = xs.asarray(X)
-    tol = {"rtol": 1e-9, "atol": 1e-9 * np.abs(X).max() ** 2 * X.shape[0]}
+    # float32 rows: the device computes distances in float32, numba in float64
+    rel = 1e-9 if X.dtype == np.float64 else 1e-6
+    tol = {"rtol": rel, "atol": rel * np.abs(X).max() ** 2 * X.shape[0]}
     pairs = [
         (S.cluster_moments_chunk(Xd, w, labels, k), S.cluster_moments_chunk(X, w, labels, k)),
         (S.feature_moments_chunk(Xd, w, k, labels), S.feature_moments_chunk(X, w, k, labels)),

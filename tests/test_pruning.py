@@ -206,19 +206,21 @@ def test_an_emptied_cluster_is_relocated_as_plain_lloyd_does(caplog):
     np.testing.assert_array_equal(elkan.cluster_centers_, lloyd.cluster_centers_)
 
 
-def test_streamed_data_runs_plain_lloyd(tmp_path, caplog):
+def test_streamed_data_is_pruned_with_bounds_in_memory(tmp_path):
+    """Streamed from its store, each pass still reads every block once, but the bounds
+    stay in memory between passes and skip the arithmetic: the same iterations."""
     X, _, _ = blobs(n=3000, d=4, k=4, std=0.7, seed=9, dtype=np.float32)
     path = str(write_store(tmp_path / "x.zarr", X, 500))
     init = X[:4]
-    lloyd = KMeans(4, init=init, persist=False).fit(path)
-    with caplog.at_level(logging.INFO, logger="dkmeans"):
-        elkan = KMeans(4, init=init, persist=False, algorithm="elkan").fit(path)
+    lloyd = KMeans(4, init=init, persist=False, algorithm="lloyd").fit(path)
+    elkan = KMeans(4, init=init, persist=False, algorithm="elkan").fit(path)
+    auto = KMeans(4, init=init, persist=False).fit(path)
     assert not elkan.persisted_
-    assert "runs plain Lloyd passes: the data is streamed" in caplog.text
-    _same(lloyd, elkan, np.float32)
-    np.testing.assert_array_equal(elkan.cluster_centers_, lloyd.cluster_centers_)
-    assert np.all(elkan.skip_rate_ == 0)
-    # kept in memory, the same store is pruned
+    for pruned in (elkan, auto):
+        _same(lloyd, pruned, np.float32)
+        assert pruned.n_passes_ == lloyd.n_passes_  # no pass more for the bounds
+        assert pruned.skip_rate_.max() > 0
+    assert np.all(lloyd.skip_rate_ == 0)
     held = KMeans(4, init=init, persist=True, algorithm="elkan").fit(path)
     _same(lloyd, held, np.float32)
     assert held.skip_rate_.max() > 0

@@ -45,8 +45,8 @@ class FitSpec:
 
     init : a name of ``seeding.INITIALIZERS``, a ``seeding.CallableInit``, or explicit
         centres (then ``n_init`` is 1).
-    prune : bound-pruned Lloyd passes where the data is held in memory
-        (``algorithm="elkan"``; the same iterations).
+    prune : bound-pruned Lloyd passes, the bounds in memory beside the blocks
+        (``algorithm="elkan"`` or "auto"; the same iterations).
     """
 
     init: str | np.ndarray | CallableInit
@@ -93,7 +93,7 @@ def prepare(inp: Input, sample_weight, spec: FitSpec, client):
     if persist and not (inp.in_memory and client is None):
         keep = persist_from_here if inp.in_memory else da.Array.persist
         X, w = keep(X), None if w is None else keep(w)
-    return RowBlocks(X, w, client, held=bool(persist) or inp.in_memory), bool(persist)
+    return RowBlocks(X, w, client), bool(persist)
 
 
 def warn_if_seeding_streams(spec: FitSpec, n_clusters: int, *, stacklevel: int) -> None:
@@ -209,7 +209,7 @@ def sample_rows(gathered: Gathered, client) -> RowBlocks:
     w = as_sample_weight(gathered.sample_weight, arr)
     if client is not None:
         arr, w = persist_from_here(arr), None if w is None else persist_from_here(w)
-    return RowBlocks(arr, w, client, held=True)
+    return RowBlocks(arr, w, client)
 
 
 def warn_if_sparse(sampled_sizes, n_sample: int, n_samples: int, *, stacklevel: int) -> None:

@@ -6,10 +6,11 @@ absolute tolerance (``tol`` times the mean column variance, as in scikit-learn);
 labels unchanged between iterations imply a zero shift, so that test covers
 scikit-learn's strict convergence too.
 
-``prune=True`` (``KMeans(algorithm="elkan")``) makes the passes bound-pruned
-(``pruning``: Hamerly's bounds beside the blocks) when the data is held in memory
-in NumPy blocks: the same iterations, with distance computations skipped for rows
-whose label provably did not change.  See ``Pruning`` for when it falls back.
+``prune=True`` (``KMeans(algorithm="elkan")``, and ``"auto"``) makes the passes
+bound-pruned (``pruning``: Hamerly's bounds beside the blocks, in memory, whether
+the blocks are held or streamed) for NumPy blocks: the same iterations, with
+distance computations skipped for rows whose label provably did not change.  See
+``Pruning`` for when it falls back.
 """
 
 from __future__ import annotations
@@ -87,10 +88,7 @@ class Pruning:
     def start(cls, rows: RowBlocks, n_runs: int, name: str) -> Pruning | None:
         """Pruning for these runs, or None (plain passes) with the reason logged."""
         reason = None
-        if not rows.held:
-            reason = ("the data is streamed from its store, where a pass costs its read "
-                      "whatever the arithmetic")  # fmt: skip
-        elif not B.is_host(rows.X._meta):
+        if not B.is_host(rows.X._meta):
             reason = "the blocks are not NumPy arrays"
         elif not keeps_bounds(rows, n_runs):
             reason = f"the bounds of {n_runs} run(s) would not fit in memory"

@@ -248,17 +248,12 @@ class RowBlocks:
     X : dask.array.Array of shape (n_samples, n_features), one chunk along features.
     sample_weight : dask.array.Array of shape (n_samples,) chunked like X's rows, or None.
     client : distributed.Client or None
-    held : bool
-        The blocks are held in memory (persisted, or an in-memory array), so a pass
-        costs arithmetic, not reads: pruned Lloyd passes pay there.
     """
 
-    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, client=None, *,
-                 held: bool = False):  # fmt: skip
+    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, client=None):
         if X.numblocks[1] != 1:
             raise ValueError("RowBlocks needs X in one chunk along features")
         self.X = X
-        self.held = held
         self.sample_weight = sample_weight
         self.client = client
         self._x = G.ArrayBlocks(X)

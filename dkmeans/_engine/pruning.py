@@ -330,8 +330,9 @@ def pruned_step(X, sample_weight, step: Step, state: BlockBounds | None, n_far: 
     (a later pass's cost comes from the sums and it carries no far rows), how many
     rows skipped the distances to all centres, and the block's new state.
     """
-    if not B.is_host(X):
-        raise TypeError("pruned Lloyd passes take NumPy blocks")
+    if not B.is_host(X):  # a device block (dask array of CuPy rows): a plain step, no state
+        part = K.lloyd_step(X, [step.centers], step.shift, sample_weight, n_far)[0]
+        return part, 0, None
     w = K._as_weights(B.to_host(sample_weight), X.shape[0], X.dtype)
     if state is None:
         return _first_step(X, w, step, n_far)
