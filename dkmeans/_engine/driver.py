@@ -45,8 +45,8 @@ class FitSpec:
 
     init : a name of ``seeding.INITIALIZERS``, a ``seeding.CallableInit``, or explicit
         centres (then ``n_init`` is 1).
-    prune : bound-pruned Lloyd passes, the bounds in memory beside the blocks
-        (``algorithm="elkan"`` or "auto"; the same iterations).
+    prune : bound-pruned Lloyd passes, the bounds in memory beside the blocks:
+        False, "elkan", or "auto" (local schedulers only); the same iterations.
     """
 
     init: str | np.ndarray | CallableInit
@@ -58,7 +58,7 @@ class FitSpec:
     spherical: bool = False
     persist: str | bool = "auto"
     resume: bool = False
-    prune: bool = False
+    prune: bool | str = False
 
 
 @dataclass

@@ -85,15 +85,24 @@ class Pruning:
         self.redos = 0
 
     @classmethod
-    def start(cls, rows: RowBlocks, n_runs: int, name: str) -> Pruning | None:
-        """Pruning for these runs, or None (plain passes) with the reason logged."""
+    def start(cls, rows: RowBlocks, n_runs: int, name: str, mode="elkan") -> Pruning | None:
+        """Pruning for these runs, or None (plain passes) with the reason logged.
+
+        ``mode="auto"`` prunes only on the local schedulers, where it measured faster.
+        On a distributed cluster each pruned pass writes fresh per-row bound arrays,
+        and worker processes (distributed sets ``MALLOC_TRIM_THRESHOLD_``, so large
+        arrays are mmapped afresh) pay page faults for them: the pruned pass measured
+        2x a plain one there (W1, 2 workers).  ``"elkan"`` prunes there too.
+        """
         reason = None
-        if not B.is_host(rows.X._meta):
+        if mode == "auto" and rows.client is not None:
+            reason = "on a distributed cluster plain passes measured faster"
+        elif not B.is_host(rows.X._meta):
             reason = "the blocks are not NumPy arrays"
         elif not keeps_bounds(rows, n_runs):
             reason = f"the bounds of {n_runs} run(s) would not fit in memory"
         if reason is not None:
-            report(logger, "%s: algorithm='elkan' runs plain Lloyd passes: %s.", name, reason,
+            report(logger, "%s: algorithm=%r runs plain Lloyd passes: %s.", name, mode, reason,
                    verbose=2)  # fmt: skip
             return None
         return cls(rows)
@@ -147,7 +156,7 @@ def lloyd(
     runs: list[Run] | None = None,
     on_iteration=None,
     spherical: bool = False,
-    prune: bool = False,
+    prune: bool | str = False,
 ) -> tuple[list[Run], R.Moments]:
     """Run Lloyd from each initial centre array until all converge or ``max_iter``.
 
@@ -157,7 +166,8 @@ def lloyd(
     ignored); ``on_iteration(runs, moments)`` is called after every pass.
     ``spherical``: centres are scaled back to unit length after each update
     (spherical k-means on unit-normalised rows).
-    ``prune``: bound-pruned passes where they apply (``Pruning``), the same iterations.
+    ``prune``: bound-pruned passes where they apply (``Pruning``; ``"auto"`` on the
+    local schedulers only), the same iterations.
     Returns the runs and the moments.
     """
     dtype = rows.dtype
@@ -172,7 +182,8 @@ def lloyd(
     tol_abs = tolerance(tol, moments) if moments is not None else None
     # far rows kept per pass for empty-cluster relocation
     n_far = min(config.get("max-far"), max(r.centers.shape[0] for r in runs))
-    pruning = Pruning.start(rows, sum(not r.converged for r in runs), name) if prune else None
+    n_runs = sum(not r.converged for r in runs)
+    pruning = Pruning.start(rows, n_runs, name, prune) if prune else None
     for it in range(max(r.n_iter for r in runs) + 1, max_iter + 1):
         active = [r for r in runs if not r.converged]
         if not active:
