@@ -355,25 +355,36 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         -------
         X_original : ndarray, dask array or xarray.DataArray of shape (n_samples, n_features)
         """
-        from sklearn.utils.validation import check_is_fitted
+        scale = np.sqrt(self.explained_variance_) if self.whiten else None
+        return _inverse_transform(self, X, self.mean_, scale, "pca")
 
-        check_is_fitted(self, "components_")
-        inp = as_input(X)
-        if inp.n_features != self.n_components_:
-            raise InputError(
-                f"X has {inp.n_features} columns, but this PCA has {self.n_components_} "
-                "components; pass the output of transform."
-            )
-        arr = inp.array
-        dtype = arr.dtype
-        back = self.components_.astype(dtype)
-        if self.whiten:
-            back = back * np.sqrt(self.explained_variance_).astype(dtype)[:, None]
-        mean = self.mean_.astype(dtype)
-        token = tokenize(arr.name, back, mean)
-        out = map_features(_unproject, arr, self.n_features_in_, back, mean, dtype=dtype,
-                           name=f"dkmeans-pca-inverse-{token}")  # fmt: skip
-        return self._finish(inp, out, getattr(self, "feature_names_in_", None))
+
+def _inverse_transform(est, X, mean, scale, name: str):
+    """``Z V (· scale) + mean`` back in feature space (PCA's and TruncatedSVD's)."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est, "components_")
+    inp = as_input(X)
+    nc = est.components_.shape[0]
+    if inp.n_features != nc:
+        raise InputError(
+            f"X has {inp.n_features} columns, but this {type(est).__name__} has {nc} "
+            "components; pass the output of transform."
+        )
+    arr = inp.array
+    dtype = arr.dtype
+    back = est.components_.astype(dtype)
+    if scale is not None:
+        back = back * np.asarray(scale).astype(dtype)[:, None]
+    mean = np.asarray(mean).astype(dtype)
+    token = tokenize(arr.name, back, mean)
+    out = map_features(_unproject, arr, back.shape[1], back, mean, dtype=dtype,
+                       name=f"dkmeans-{name}-inverse-{token}")  # fmt: skip
+    if inp.in_memory:
+        out = out.compute()
+    return replace(inp, feature_names=None).wrap_features(
+        out, getattr(est, "feature_names_in_", None)
+    )
 
 
 def _project(x, mean, proj):
@@ -546,23 +557,4 @@ of shape (n_samples, n_features)
         -------
         X_original : ndarray, dask array or xarray.DataArray of shape (n_samples, n_features)
         """
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "components_")
-        inp = as_input(X)
-        nc = self.components_.shape[0]
-        if inp.n_features != nc:
-            raise InputError(
-                f"X has {inp.n_features} columns, but this TruncatedSVD has {nc} "
-                "components; pass the output of transform."
-            )
-        arr = inp.array
-        back = self.components_.astype(arr.dtype)
-        mean = np.zeros(back.shape[1], arr.dtype)
-        out = map_features(_unproject, arr, back.shape[1], back, mean, dtype=arr.dtype,
-                           name=f"dkmeans-tsvd-inverse-{tokenize(arr.name, back)}")  # fmt: skip
-        if inp.in_memory:
-            out = out.compute()
-        return replace(inp, feature_names=None).wrap_features(
-            out, getattr(self, "feature_names_in_", None)
-        )
+        return _inverse_transform(self, X, np.zeros(self.components_.shape[1]), None, "tsvd")
