@@ -135,9 +135,10 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
     """The benchmark itself must not rot: run it in seconds at a tiny size."""
     by = _by_system(_bench(
         "bench_fit.py", "--rows", "6000", "--features", "4", "--k", "3", "--chunk", "1500",
-        "--streamed-iters", "3", "--prune-iters", "6", "--late", "2",
+        "--streamed-iters", "3", "--prune-iters", "6", "--late", "2", "--iter-iters", "3",
         "--systems",
-        "floor-read,floor-gemm,sklearn,dkmeans-threaded,dkmeans-threaded-streamed,pruning",
+        "floor-read,floor-gemm,sklearn,dkmeans-threaded,dkmeans-threaded-streamed,pruning,"
+        "iter-sklearn,iter-onedal,iter-dkmeans-threaded,iter-dkmeans-streamed",
         "--store", str(tmp_path / "b.zarr"),
     ))  # fmt: skip
     assert {"system", "sklearn", "dkmeans-threaded", "summary"} <= set(by)
@@ -145,6 +146,9 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
     assert "error" not in by["pruning"], by["pruning"]
     assert by["pruning"]["same_result"] and len(by["pruning"]["elkan"]["skip_rate"]) == 6
     assert by["dkmeans-threaded"]["init_passes"] == 6
+    for name in ("iter-sklearn", "iter-dkmeans-threaded", "iter-dkmeans-streamed"):
+        assert by[name]["iterations"] == 3, by[name]  # the fixed-init section, tol=0
+    assert "error" not in by["iter-onedal"]  # timed, or skipped without sklearnex
     assert by["dkmeans-threaded"]["inertia_vs_sklearn"] < 1.05
 
 
