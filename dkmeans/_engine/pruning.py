@@ -407,11 +407,7 @@ def _later_step(X, w, step: Step, st: BlockBounds):
             K._row_sq_norms(xs, xx)
             moved += _reassign(xs, xx, product(xs, cs.shifted), cs.sq_norms, w, rows, labels,
                                upper, lower, sums, counts, step.reach, step.tau)  # fmt: skip
-    # When a row moved, the block's sums are taken afresh, in row order as a plain pass
-    # takes them (the sum loop alone, ~1/8 of a plain pass): pruned and plain passes
-    # then give bit-identical sums, so "auto" may prune on one scheduler and not on
-    # another without changing a result.  With no move the last fresh sums stand.
-    if moved > st.moved:
+    if moved > n:  # as many updates as a fresh sum has additions: sum afresh
         sums[:] = 0.0
         counts[:] = 0.0
         for s, e, xs in K._shifted_tiles(X, step.shift):
