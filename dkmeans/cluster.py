@@ -48,7 +48,6 @@ from ._engine.validation import (
     as_input,
     as_sample_weight,
     check_fitted_input,
-    nonfinite_error,
     validate_params,
 )
 
@@ -205,8 +204,7 @@ class _BaseKMeans(
         cosine = self._spherical
 
         def block(x):
-            if not K.all_finite(x):
-                raise nonfinite_error()
+            x = K.finite_block(x)
             return fn(K.unit_rows(x) if cosine else x, cs, shift)
 
         X = inp.array

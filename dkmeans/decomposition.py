@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.extmath import svd_flip
 
 from ._engine import backend as B
+from ._engine import kernels as K
 from ._engine import linalg as L
 from ._engine.errors import InputError, InputTypeError, NotEnoughDataError, ParameterError
 from ._engine.model_io import SaveMixin
@@ -32,7 +33,6 @@ from ._engine.validation import (
     as_generator,
     as_input,
     check_fitted_input,
-    finite_block,
     nonfinite_error,
     validate_params,
 )
@@ -389,8 +389,8 @@ def _inverse_transform(est, X, mean, scale, name: str):
 
 def _project(x, mean, proj):
     if B.is_sparse(x):  # (x - μ) P as x P - μ P: the centred rows are never formed
-        return np.asarray(finite_block(x) @ proj) - mean @ proj
-    return (finite_block(x) - B.like(x, mean)) @ B.like(x, proj)
+        return np.asarray(K.finite_block(x) @ proj) - mean @ proj
+    return (K.finite_block(x) - B.like(x, mean)) @ B.like(x, proj)
 
 
 def _unproject(z, back, mean):

@@ -31,7 +31,6 @@ from ._engine.validation import (
     as_input,
     as_sample_weight,
     check_fitted_input,
-    nonfinite_error,
     validate_params,
 )
 from .cluster import _LABEL_PASS_ATTRIBUTES, KMeans, _BaseKMeans
@@ -490,8 +489,7 @@ class MiniBatchKMeans(_BaseKMeans):
             self._rng = as_generator(self.random_state)
         with verbosity(self.verbose), single_threaded_blas():
             for block, weight in self._blocks(rows, range(rows.n_blocks)):
-                if not K.all_finite(block):
-                    raise nonfinite_error()
+                K.finite_block(block)
                 if first:
                     self._start(block, weight, inp, spec)
                     first = False

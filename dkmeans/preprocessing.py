@@ -10,6 +10,7 @@ from dask.base import tokenize
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
 from ._engine import backend as B
+from ._engine import kernels as K
 from ._engine import sparse_kernels as SP
 from ._engine.errors import InputError
 from ._engine.model_io import SaveMixin
@@ -20,7 +21,6 @@ from ._engine.validation import (
     as_input,
     as_sample_weight,
     check_fitted_input,
-    finite_block,
     validate_params,
 )
 
@@ -30,7 +30,7 @@ __all__ = ["StandardScaler"]
 def _scale_block(x, *, mean, scale, forward: bool):
     """Scale one block (the parameters move to the block's library, e.g. CuPy; a
     sparse block is scaled column by column and stays sparse: no mean here)."""
-    x = finite_block(x)
+    x = K.finite_block(x)
     if B.is_sparse(x):
         return x if scale is None else SP.scale_columns(x, 1.0 / scale if forward else scale)
     if forward:

@@ -27,6 +27,7 @@ from . import backend as B
 from . import sparse_kernels as SP
 from . import xp_kernels as XP
 from .errors import InputError
+from .validation import nonfinite_error
 
 SUB_BLOCK_ROWS = 4096
 
@@ -502,6 +503,13 @@ def all_finite(X) -> bool:
         return SP.all_finite(X)
     xp = B.namespace(X)
     return bool(xp.all(xp.isfinite(X)))
+
+
+def finite_block(X):
+    """``X``, after checking that it holds no NaN or infinity (in a block function)."""
+    if not all_finite(X):
+        raise nonfinite_error()
+    return X
 
 
 def moments(X) -> tuple[int, np.ndarray, np.ndarray, int]:

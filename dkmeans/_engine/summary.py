@@ -26,7 +26,6 @@ from . import cluster_stats as S
 from . import kernels as K
 from . import linalg as L
 from . import reductions as R
-from .validation import nonfinite_error
 
 
 class Gathered(NamedTuple):
@@ -115,9 +114,7 @@ def label_profile_chunk(X, sample_weight, transform, centers, center_set, shift,
     ``transform`` maps the block to the model's space (None: it is there already);
     the labels (``ids[label]`` when ``ids`` is given) go to ``write(labels, offset)``.
     """
-    xp = B.namespace(X)
-    if not bool(xp.all(xp.isfinite(X))):
-        raise nonfinite_error()
+    K.finite_block(X)
     z = X if transform is None else transform(X)
     if spherical:
         z = K.unit_rows(z)

@@ -97,18 +97,6 @@ def nonfinite_error(count: int | None = None) -> InputError:
     )
 
 
-def finite_block(x):
-    """``x``, after checking that it holds no NaN or infinity (in a block function)."""
-    if B.is_sparse(x):
-        finite = bool(np.isfinite(x.data).all())
-    else:
-        xp = B.namespace(x)
-        finite = bool(xp.all(xp.isfinite(x)))
-    if not finite:
-        raise nonfinite_error()
-    return x
-
-
 def unwrap(x):
     """The array inside an xarray.DataArray; anything else as it is."""
     return x.data if hasattr(x, "dims") and hasattr(x, "data") else x
