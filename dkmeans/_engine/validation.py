@@ -174,11 +174,9 @@ def _xarray_input(X, what: str) -> Input:
 
 
 def _is_sparse(X) -> bool:
-    """scipy.sparse X, or a dask array of sparse blocks."""
-    import scipy.sparse
-
-    meta = getattr(X, "_meta", None) if isinstance(X, da.Array) else X
-    return scipy.sparse.issparse(meta) or type(meta).__module__.startswith("sparse")
+    """scipy.sparse (or pydata sparse) X, or a dask array of such blocks."""
+    meta = X._meta if isinstance(X, da.Array) else X
+    return B.is_sparse(meta) or type(meta).__module__.startswith("sparse")
 
 
 def as_input(X, what: str = "X") -> Input:
