@@ -231,9 +231,9 @@ def test_streamed_data_is_pruned_with_bounds_in_memory(tmp_path):
 
 
 def test_bounds_that_do_not_fit_run_plain_lloyd(monkeypatch, caplog):
-    from dkmeans._engine import lloyd as L
+    from dkmeans._engine import parallel as PL
 
-    monkeypatch.setattr(L, "memory_budget", lambda client, meta=None: 1000)
+    monkeypatch.setattr(PL, "memory_budget", lambda client, meta=None: 1000)
     X, _, _ = blobs(n=2000, d=3, k=3, std=0.5, seed=2)
     with caplog.at_level(logging.INFO, logger="dkmeans"):
         km = KMeans(3, init=X[:3], algorithm="elkan").fit(X)

@@ -110,10 +110,12 @@ def test_replayed_rounds_give_the_same_seeds_as_kept_state(monkeypatch):
 
 
 def test_large_data_on_a_small_budget_replays_instead_of_keeping_state(monkeypatch):
+    from dkmeans._engine import parallel as PL
+
     rows = _rows(np.zeros((1000, 2), np.float32), 250)
     assert _init.keeps_seeding_state(rows)
-    monkeypatch.setattr(_init, "memory_budget", lambda client, meta=None: 4 * 2 * 8 * 1000)
+    monkeypatch.setattr(PL, "memory_budget", lambda client, meta=None: 4 * 2 * 8 * 1000)
     assert _init.keeps_seeding_state(rows)
     assert not _init.keeps_seeding_state(rows, concurrent=2)  # a sweep seeds several k
-    monkeypatch.setattr(_init, "memory_budget", lambda client, meta=None: 4 * 2 * 8 * 1000 - 4)
+    monkeypatch.setattr(PL, "memory_budget", lambda client, meta=None: 4 * 2 * 8 * 1000 - 4)
     assert not _init.keeps_seeding_state(rows)

@@ -27,7 +27,7 @@ from . import kernels as K
 from . import pruning as P
 from . import reductions as R
 from .log import report
-from .parallel import RowBlocks, memory_budget
+from .parallel import RowBlocks
 from .seeding import accept_moments
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ def keeps_bounds(rows: RowBlocks, n_runs: int) -> bool:
     """Whether the blocks may keep pruning bounds for ``n_runs`` runs: 12 bytes a row
     per run, held twice while a pass runs, under a quarter of the memory budget (as
     ``seeding.keeps_seeding_state``)."""
-    per_row = P.bytes_per_row() * n_runs
-    return 2 * per_row * rows.n_samples <= memory_budget(rows.client, rows.X._meta) // 4
+    return rows.keeps_row_state(P.bytes_per_row() * n_runs)
 
 
 class Pruning:

@@ -272,6 +272,12 @@ class RowBlocks:
         self._depth = tree_depth(n, self.split_every)
         self._in_group = min(self._depth, round(math.log(size, self.split_every)))
 
+    def keeps_row_state(self, bytes_per_row: int) -> bool:
+        """Whether per-row state that passes keep beside the blocks (``bytes_per_row``
+        a row, held twice while a pass runs) fits under a quarter of the memory budget."""
+        budget = memory_budget(self.client, self.X._meta)
+        return 2 * bytes_per_row * self.n_samples <= budget // 4
+
     @property
     def n_samples(self) -> int:
         return int(self.offsets[-1])

@@ -24,7 +24,7 @@ from . import kernels as K
 from . import reductions as R
 from .errors import ParameterError
 from .log import report
-from .parallel import RowBlocks, memory_budget
+from .parallel import RowBlocks
 from .validation import nonfinite_error
 
 logger = logging.getLogger(__name__)
@@ -179,8 +179,7 @@ def keeps_seeding_state(rows: RowBlocks, concurrent: int = 1) -> bool:
     the cluster.
     """
     per_row = (4 if rows.dtype == np.float32 else 8) + 4
-    budget = memory_budget(rows.client, rows.X._meta)
-    return 2 * per_row * rows.n_samples * concurrent <= budget // 4
+    return rows.keeps_row_state(per_row * concurrent)
 
 
 # k-means++ restarts of the in-memory recluster step: the candidates are a few hundred
