@@ -7,15 +7,10 @@ A task covers several consecutive blocks (``dkmeans.task-bytes``); partials comb
 in a fixed tree over block order whose subtrees the groups are, and random draws
 use per-block seeds from a SeedSequence, so results depend neither on the grouping
 nor on the number of workers.  Per-row state a later pass needs (k-means|| costs,
-<<<<<<< HEAD
-final labels) stays beside the blocks, kept by the same graph run that makes it.
-Task names read ``dkmeans-<stage>-<token>``; the dashboard groups them by the stage's
-letter-only words (``dkmeans-lloyd``, ``dkmeans-kmeans-parallel-round``).
-=======
 pruned Lloyd's bounds, final labels) stays beside the blocks, kept by the same graph
-run that makes it.
-Task names read ``dkmeans-<stage>-<token>`` on the dashboard.
->>>>>>> prune
+run that makes it.  Task names read ``dkmeans-<stage>-<token>``; the dashboard groups
+them by the stage's letter-only words (``dkmeans-lloyd``,
+``dkmeans-kmeans-parallel-round``).
 """
 
 from __future__ import annotations
