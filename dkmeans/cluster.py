@@ -382,8 +382,7 @@ class KMeans(_BaseKMeans):
         and an iteration that empties a cluster is made again with every distance, so
         that its relocation is scikit-learn's.  ``"auto"`` (default) is ``"elkan"``
         on the local schedulers, where it measured faster, and ``"lloyd"`` on a
-        distributed cluster, where a pruned pass measured 2x a plain one (its fresh
-        per-row bound arrays cost page faults in the worker processes).
+        distributed cluster, where a pruned pass measured about 2x a plain one.
 
     Attributes
     ----------

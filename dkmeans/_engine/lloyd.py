@@ -88,10 +88,10 @@ class Pruning:
         """Pruning for these runs, or None (plain passes) with the reason logged.
 
         ``mode="auto"`` prunes only on the local schedulers, where it measured faster.
-        On a distributed cluster each pruned pass writes fresh per-row bound arrays,
-        and worker processes (distributed sets ``MALLOC_TRIM_THRESHOLD_``, so large
-        arrays are mmapped afresh) pay page faults for them: the pruned pass measured
-        2x a plain one there (W1, 2 workers).  ``"elkan"`` prunes there too.
+        On a distributed cluster a pruned pass measured about 2x a plain one (W1, 2
+        workers), for a cause not yet found: the step alone runs nearly as fast in a
+        worker, and its fresh bound arrays cost ~7 ms a pass there.  ``"elkan"``
+        prunes there too.
         """
         reason = None
         if mode == "auto" and rows.client is not None:
