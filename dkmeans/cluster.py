@@ -25,7 +25,7 @@ from ._engine import backend as B
 from ._engine import driver as D
 from ._engine import kernels as K
 from ._engine.checkpoint import Checkpoint
-from ._engine.errors import InputTypeError, NotEnoughDataError, ParameterError
+from ._engine.errors import NotEnoughDataError, ParameterError
 from ._engine.lloyd import skip_rates
 from ._engine.log import report, verbosity
 from ._engine.model_io import SaveMixin
@@ -65,12 +65,9 @@ class _BaseKMeans(
     """What KMeans and MiniBatchKMeans share: parameter validation into a fit spec, the
     fitted attributes, and inference (predict, transform, score)."""
 
-    # whether fit takes scipy.sparse X (the sklearn tag follows it)
-    _accepts_sparse: ClassVar[bool] = False
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = self._accepts_sparse
+        tags.input_tags.sparse = True  # KMeans and MiniBatchKMeans take scipy.sparse X
         return tags
 
     @property
@@ -86,11 +83,6 @@ class _BaseKMeans(
     def _fit_spec(self, inp: Input, n_clusters: int, n_init="auto") -> D.FitSpec:
         """Validate the parameters (once, at the start of fit) into a ``FitSpec``."""
         validate_params(self, self._constraints)
-        if inp.sparse and not self._accepts_sparse:
-            raise InputTypeError(
-                f"{type(self).__name__} does not take sparse X yet; fit dkmeans.KMeans on "
-                "it (sparse CSR is supported there), or pass a dense array (X.toarray())."
-            )
         if n_clusters > inp.n_samples:
             raise NotEnoughDataError(
                 f"n_clusters={n_clusters} is larger than the number of samples "
@@ -445,8 +437,6 @@ class KMeans(_BaseKMeans):
     >>> float(km.inertia_)
     16.0
     """
-
-    _accepts_sparse: ClassVar[bool] = True
 
     _constraints: ClassVar[dict] = {
         "n_clusters": [Interval(numbers.Integral, 1, None), OneOf("auto")],

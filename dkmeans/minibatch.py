@@ -214,8 +214,6 @@ class MiniBatchKMeans(_BaseKMeans):
     True
     """
 
-    _accepts_sparse: ClassVar[bool] = True
-
     _constraints: ClassVar[dict] = {
         "n_clusters": [Interval(numbers.Integral, 1, None)],
         "init": KMeans._constraints["init"],
