@@ -328,11 +328,6 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _n_features_out(self):
         return self.n_components_
 
-    def _finish(self, inp, out, names):
-        if inp.in_memory:
-            out = out.compute()
-        return replace(inp, feature_names=None).wrap_features(out, names)
-
     def transform(self, X):
         """Project X on the principal axes (lazy for dask input).
 
@@ -346,7 +341,7 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         token = tokenize(arr.name, block.keywords["proj"], block.keywords["mean"])
         out = map_features(block, arr, self.n_components_, dtype=arr.dtype,
                            name=f"dkmeans-pca-{token}")  # fmt: skip
-        return self._finish(inp, out, self.get_feature_names_out())
+        return _finish(inp, out, self.get_feature_names_out())
 
     def inverse_transform(self, X):
         """Map projections back to feature space.
@@ -357,6 +352,14 @@ class PCA(SaveMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         scale = np.sqrt(self.explained_variance_) if self.whiten else None
         return _inverse_transform(self, X, self.mean_, scale, "pca")
+
+
+def _finish(inp, out, names):
+    """A projection in the caller's form: computed for in-memory input, and for xarray
+    on the new feature axis ``names``."""
+    if inp.in_memory:
+        out = out.compute()
+    return replace(inp, feature_names=None).wrap_features(out, names)
 
 
 def _inverse_transform(est, X, mean, scale, name: str):
@@ -380,11 +383,7 @@ def _inverse_transform(est, X, mean, scale, name: str):
     token = tokenize(arr.name, back, mean)
     out = map_features(_unproject, arr, back.shape[1], back, mean, dtype=dtype,
                        name=f"dkmeans-{name}-inverse-{token}")  # fmt: skip
-    if inp.in_memory:
-        out = out.compute()
-    return replace(inp, feature_names=None).wrap_features(
-        out, getattr(est, "feature_names_in_", None)
-    )
+    return _finish(inp, out, getattr(est, "feature_names_in_", None))
 
 
 def _project(x, mean, proj):
@@ -546,9 +545,7 @@ of shape (n_samples, n_features)
         out = map_features(partial(_project, mean=np.zeros(proj.shape[0], arr.dtype), proj=proj),
                            arr, proj.shape[1], dtype=arr.dtype,
                            name=f"dkmeans-tsvd-{token}")  # fmt: skip
-        if inp.in_memory:
-            out = out.compute()
-        return replace(inp, feature_names=None).wrap_features(out, self.get_feature_names_out())
+        return _finish(inp, out, self.get_feature_names_out())
 
     def inverse_transform(self, X):
         """Map projections back to feature space: ``Z V`` (dense).
