@@ -176,3 +176,30 @@ def test_relocation_takes_farthest_point():
     assert upd.n_relocated == 1
     np.testing.assert_allclose(upd.centers[1], [10.0])
     np.testing.assert_allclose(upd.centers[0], [0.1])
+
+
+@given(problems(), st.sampled_from([np.float32, np.float64]))
+def test_final_label_block_matches_reference(problem, dtype):
+    """The fused final E-step: labels, exact cost, per-cluster weight and the
+    centroid-based silhouette, against direct NumPy distances."""
+    X, C, w, _ = problem
+    X, C = X.astype(dtype), C.astype(dtype)
+    shift = X.mean(axis=0, dtype=np.float64)
+    cs = K.prepare_centers(C, shift, dtype)
+    labels, cost, weights, simplified = K.label_block(X, C, cs, shift, w)
+    np.testing.assert_array_equal(labels, K.assign_labels(X, cs, shift)[0])
+    d2 = sq_dists(X.astype(np.float64), C.astype(np.float64))
+    ww = np.ones(len(X)) if w is None else w
+    own = d2[np.arange(len(X)), labels]
+    np.testing.assert_allclose(cost, ww @ own, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(weights, np.bincount(labels, ww, minlength=len(C)), rtol=1e-12)
+    if len(C) < 2:
+        assert simplified == 0.0
+        return
+    other = np.where(np.arange(len(C)) == labels[:, None], np.inf, d2).min(axis=1)
+    a, b = np.sqrt(own), np.sqrt(other)
+    top = np.maximum(a, b)
+    s = np.divide(b - a, top, out=np.zeros_like(top), where=top > 0)
+    # the second centre is ranked in the data's dtype: a near-tie may pick the other one
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(simplified, ww @ s, rtol=tol, atol=tol * len(X))

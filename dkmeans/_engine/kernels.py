@@ -18,6 +18,8 @@ stay in cache while the numba loop reads them.
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import NamedTuple
 
 import numba
@@ -64,6 +66,32 @@ def prepare_centers(centers: np.ndarray, shift: np.ndarray, dtype) -> CenterSet:
     return CenterSet(shifted, sq)
 
 
+def scratch(name: str, shape, dtype) -> np.ndarray:
+    """This thread's reusable work array ``name`` (contents undefined), for buffers that
+    never leave the kernel that asks.
+
+    Fresh memory is slow to touch under distributed's workers: their
+    MALLOC_TRIM_THRESHOLD_ disables glibc's adaptive mmap threshold, so every array
+    above 128 KiB is a new mapping whose pages fault on first use (a pruned pass ran
+    1.7x slower with that setting, threaded).  Buffers above ``_SCRATCH_MAX_BYTES``
+    are not kept: their work dwarfs the faults.
+    """
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes > _SCRATCH_MAX_BYTES:
+        return np.empty(shape, dtype)
+    pool = _SCRATCH.__dict__
+    buf = pool.get(name)
+    if buf is None or buf.shape[0] < nbytes:
+        buf = pool[name] = np.empty(max(nbytes, 64), np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+_SCRATCH = threading.local()
+_SCRATCH_MAX_BYTES = 16 << 20
+
+
 def _shifted_tiles(X, shift):
     """Yield (start, stop, rows - shift) tiles; rows are used in place when shift is zero."""
     n, d = X.shape
@@ -73,7 +101,7 @@ def _shifted_tiles(X, shift):
             e = min(n, s + SUB_BLOCK_ROWS)
             yield s, e, X[s:e]
         return
-    buf = np.empty((min(n, SUB_BLOCK_ROWS), d), dtype=X.dtype)
+    buf = scratch("tile", (min(n, SUB_BLOCK_ROWS), d), X.dtype)
     for s in range(0, n, SUB_BLOCK_ROWS):
         e = min(n, s + SUB_BLOCK_ROWS)
         np.subtract(X[s:e], shift, out=buf[: e - s])
@@ -81,15 +109,10 @@ def _shifted_tiles(X, shift):
 
 
 class _TileProduct:
-    """``xs @ Cᵀ`` into one reused buffer per block.
+    """``xs @ Cᵀ`` into one reused buffer (this thread's ``scratch``)."""
 
-    Allocating a fresh (tile, k) array per tile costs an mmap/munmap and page faults
-    each time under distributed's workers (their MALLOC_TRIM_THRESHOLD_ disables
-    glibc's adaptive mmap threshold), which halved kernel speed there.
-    """
-
-    def __init__(self, n_rows: int, n_centers: int, dtype):
-        self.buf = np.empty((min(n_rows, SUB_BLOCK_ROWS), n_centers), dtype=dtype)
+    def __init__(self, n_rows: int, n_centers: int, dtype, name: str = "product"):
+        self.buf = scratch(name, (min(n_rows, SUB_BLOCK_ROWS), n_centers), dtype)
 
     def __call__(self, xs, shifted_centers):
         out = self.buf[: xs.shape[0], : shifted_centers.shape[0]]
@@ -145,6 +168,78 @@ def _nearest(xc, c_sq, i):  # pragma: no cover - jit
             best = v
             best_j = j
     return best, best_j
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
+def _nearest_two(xc, c_sq, i):  # pragma: no cover - jit
+    """As ``_nearest`` (the same values and ties), and the second smallest value."""
+    best = c_sq[0] - (xc[i, 0] + xc[i, 0])
+    best_j = 0
+    second = np.inf
+    for j in range(1, xc.shape[1]):
+        v = c_sq[j] - (xc[i, j] + xc[i, j])
+        if v < best:
+            second = best
+            best = v
+            best_j = j
+        elif v < second:
+            second = v
+    return best, best_j, second
+
+
+@numba.njit(nogil=True, cache=True)
+def _direct_sq64(x, i, centers, j):  # pragma: no cover - jit
+    """||x_i - c_j||² by differences in float64 (as ``_exact_cost``)."""
+    s = 0.0
+    for f in range(x.shape[1]):
+        diff = np.float64(x[i, f]) - np.float64(centers[j, f])
+        s += diff * diff
+    return s
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _label_tile(x, xc, c_sq, centers, w, labels, weights):  # pragma: no cover - jit
+    """The final E-step of a tile: labels as ``_assign`` gives them, and returns
+    (Σ w·||x - c_label||², Σ w·simplified silhouette), both distances by differences in
+    float64 (own and second-nearest centre, the latter ranked by the GEMM form).
+
+    x (m, d) unshifted rows; xc (m, k) = shifted rows @ shifted Cᵀ; centers (k, d) in
+    x's dtype.  OUT: labels (m,), weights (k,) float64 += w per label.
+    """
+    has_w = w.shape[0] > 0
+    k = xc.shape[1]
+    cost = 0.0
+    simple = 0.0
+    for i in range(x.shape[0]):
+        _, j = _nearest(xc, c_sq, i)
+        labels[i] = j
+        wi = np.float64(w[i]) if has_w else 1.0
+        weights[j] += wi
+        own = _direct_sq64(x, i, centers, j)
+        cost += wi * own
+        if k > 1:
+            j2 = _second_index(xc, c_sq, i, j)
+            a = math.sqrt(own)
+            b = math.sqrt(_direct_sq64(x, i, centers, j2))
+            top = a if a > b else b
+            if top > 0.0:
+                simple += wi * ((b - a) / top)
+    return cost, simple
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
+def _second_index(xc, c_sq, i, j):  # pragma: no cover - jit
+    """The centre with the smallest GEMM-form value other than ``j``."""
+    best = np.inf
+    best_j = 0 if j != 0 else 1
+    for c in range(xc.shape[1]):
+        if c == j:
+            continue
+        v = c_sq[c] - (xc[i, c] + xc[i, c])
+        if v < best:
+            best = v
+            best_j = c
+    return best_j
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, inline="always")
@@ -372,7 +467,7 @@ def lloyd_step(X, center_sets, shift, sample_weight=None, n_far=0) -> list[Lloyd
         state.append([_padded((k, d)), _padded(k), 0.0, heap])
     product = _TileProduct(n, max(cs.shifted.shape[0] for cs in center_sets), dtype)
     tile = min(n, SUB_BLOCK_ROWS)
-    dist, labels = np.empty(tile), np.empty(tile, np.int32)  # scratch of the tile loop
+    dist, labels = scratch("dist", tile, np.float64), scratch("labels", tile, np.int32)
     for s, e, xs in _shifted_tiles(X, shift):
         ws = w[s:e] if w.shape[0] else w
         for cs, st in zip(center_sets, state, strict=True):
@@ -439,6 +534,30 @@ def labels_and_cost(X, centers, center_set, shift, sample_weight=None):
     """
     labels, _ = assign_labels(X, center_set, shift)
     return labels, exact_cost(X, centers, labels, sample_weight)
+
+
+def label_block(X, centers, center_set: CenterSet, shift, sample_weight=None):
+    """The final E-step of a host (NumPy) block in one sweep of GEMM tiles.
+
+    Returns ``(labels, cost, weights, simplified)``: the labels of ``assign_labels``,
+    the exact weighted cost (as ``exact_cost``), the summed weight per centre (float64)
+    and Σ w·s of the centroid-based silhouette ``s = (b - a) / max(a, b)`` (a, b: the
+    distances to the nearest and the second-nearest centre, by differences in float64).
+    """
+    n = X.shape[0]
+    k = center_set.shifted.shape[0]
+    w = _as_weights(sample_weight, n, np.float64)  # as exact_cost and weighted_bincount
+    cx = np.ascontiguousarray(centers, dtype=X.dtype)
+    labels = np.empty(n, np.int32)
+    weights = _padded(k)
+    product = _TileProduct(n, k, X.dtype)
+    cost = simple = 0.0
+    for s, e, xs in _shifted_tiles(X, shift):
+        c, v = _label_tile(X[s:e], product(xs, center_set.shifted), center_set.sq_norms, cx,
+                           w[s:e] if w.shape[0] else w, labels[s:e], weights)  # fmt: skip
+        cost += c
+        simple += v
+    return labels, cost, weights.copy(), simple
 
 
 def exact_cost(X, centers, labels, sample_weight=None) -> float:

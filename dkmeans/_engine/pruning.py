@@ -99,6 +99,10 @@ class BlockBounds(NamedTuple):
         pass in which the bounds sent more than ``FULL_SHARE`` of the rows to the
         distance computations: the next pass then computes every distance, which
         costs less than screening, gathering and reassigning that many rows)
+    spare : (labels, upper, lower) or None, the previous pass's arrays, which the next
+        pass overwrites with its own (double buffering: fresh arrays each pass cost
+        page faults, 1.7x the pass under distributed's allocator settings).  The
+        pass that made this state has finished, and nothing reads its state again.
     """
 
     labels: np.ndarray
@@ -109,6 +113,7 @@ class BlockBounds(NamedTuple):
     sq_total: float
     moved: int
     screen: bool = True
+    spare: tuple | None = None
 
 
 # a screened pass that sends more rows than this to the distances cost more than a full
@@ -117,8 +122,9 @@ FULL_SHARE = 0.2
 
 
 def bytes_per_row() -> int:
-    """Bytes a row's bounds take (label, upper, lower), per run."""
-    return 4 + 4 + 4
+    """Bytes a row's bounds take (label, upper, lower) per run, plus its share of the
+    pass's scratch (status and index); the bounds are held twice (``spare``)."""
+    return 4 + 4 + 4 + 3
 
 
 def prepare_step(center_set: K.CenterSet, shift, previous: K.CenterSet | None) -> Step:
@@ -199,23 +205,6 @@ def _gemm_bounds(xx, best, second, reach, tau):  # pragma: no cover - jit
     return u, math.sqrt(lo if lo > 0.0 else 0.0)
 
 
-@numba.njit(nogil=True, cache=True, fastmath=K._FASTMATH, inline="always")
-def _nearest_two(xc, c_sq, i):  # pragma: no cover - jit
-    """As ``kernels._nearest`` (the same values and ties), and the second smallest."""
-    best = c_sq[0] - (xc[i, 0] + xc[i, 0])
-    best_j = 0
-    second = np.inf
-    for j in range(1, xc.shape[1]):
-        v = c_sq[j] - (xc[i, j] + xc[i, j])
-        if v < best:
-            second = best
-            best = v
-            best_j = j
-        elif v < second:
-            second = v
-    return best, best_j, second
-
-
 @numba.njit(nogil=True, cache=True, fastmath=K._FASTMATH)
 def _direct_sq(x, i, shift, q, a):  # pragma: no cover - jit
     """||fl(x_i - shift) - q_a||² by differences in float64, and ||fl(x_i - shift)||²."""
@@ -230,25 +219,28 @@ def _direct_sq(x, i, shift, q, a):  # pragma: no cover - jit
 
 
 @numba.njit(nogil=True, cache=True)
-def _screen(x, shift, labels, upper, lower, q, drift, other, half, reach, tau, status,
+def _screen(x, shift, labels, upper, lower, q, drift, other, half, reach, tau, todo,
             upper_out, lower_out):  # fmt: skip  # pragma: no cover - jit
     """Move every row's bounds with the centres and test them.
 
-    OUT: status 0 (bounds prove the label), 1 (proved after recomputing the upper
-    bound), 2 (needs every distance); the moved bounds, rounded outwards.
+    A row passes when its bounds prove the label, or do after its upper bound is
+    recomputed (one distance).  OUT: ``todo[:m]`` the rows that need every distance,
+    in row order (returns m); the moved bounds, rounded outwards.
     """
+    m = 0
     for i in range(x.shape[0]):
         a = labels[i]
         u = np.float64(upper[i]) + drift[a]
         lo = np.float64(lower[i]) - other[a]
-        if _safe(u, max(lo, 2.0 * half[a] - u), reach, tau):
-            status[i] = 0
-        else:
+        if not _safe(u, max(lo, 2.0 * half[a] - u), reach, tau):
             s, _ = _direct_sq(x, i, shift, q, a)
             u = math.sqrt(s * (1.0 + tau))
-            status[i] = 1 if _safe(u, max(lo, 2.0 * half[a] - u), reach, tau) else 2
+            if not _safe(u, max(lo, 2.0 * half[a] - u), reach, tau):
+                todo[m] = i
+                m += 1
         upper_out[i] = _up(u)
         lower_out[i] = _down(lo)
+    return m
 
 
 @numba.njit(nogil=True, cache=True, fastmath=K._FASTMATH)
@@ -260,7 +252,7 @@ def _assign_bounds(xs, xx, xc, c_sq, w, row0, sums, counts, far_d, far_i, far_l,
     cost = 0.0
     sq = 0.0
     for i in range(xs.shape[0]):
-        best, j, second = _nearest_two(xc, c_sq, i)
+        best, j, second = K._nearest_two(xc, c_sq, i)
         dd = K._clamped(xx[i], best)
         wi = np.float64(w[i]) if has_w else 1.0
         cost += wi * dd
@@ -288,7 +280,7 @@ def _reassign(xs, xx, xc, c_sq, w, rows, labels, upper, lower, sums, counts, rea
     moved = 0
     for r in range(xs.shape[0]):
         i = rows[r]
-        best, j, second = _nearest_two(xc, c_sq, r)
+        best, j, second = K._nearest_two(xc, c_sq, r)
         u, lo = _gemm_bounds(xx[r], best, second, reach, tau)
         upper[i] = _up(u)
         lower[i] = _down(lo)
@@ -349,18 +341,25 @@ def pruned_step(X, sample_weight, step: Step, state: BlockBounds | None, n_far: 
     return _later_step(X, w, step, state)
 
 
-def _first_step(X, w, step: Step, n_far: int):
+def _bound_arrays(n: int, spare):
+    """``(labels, upper, lower)`` for a pass to write: the state's spare arrays, or new."""
+    if spare is not None and spare[0].shape[0] == n:
+        return spare
+    return np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32)
+
+
+def _first_step(X, w, step: Step, n_far: int, spare=None, kept=None):
+    """Every distance, fresh bounds and sums (into ``spare``); ``kept`` the arrays of
+    the state this pass replaces, which become the new state's spare."""
     n, d = X.shape
     cs = step.centers
     k = cs.shifted.shape[0]
     n_far = min(n_far, n)
     sums, counts = K._padded((k, d)), K._padded(k)
     heap = (K._padded(n_far, -np.inf), K._padded(n_far, 0, np.int64), K._padded(n_far, 0, np.int32))
-    labels = np.empty(n, np.int32)
-    upper = np.empty(n, np.float32)
-    lower = np.empty(n, np.float32)
+    labels, upper, lower = _bound_arrays(n, spare)
     product = K._TileProduct(n, k, X.dtype)
-    norms = np.empty(min(n, K.SUB_BLOCK_ROWS), dtype=X.dtype)
+    norms = K.scratch("norms", min(n, K.SUB_BLOCK_ROWS), X.dtype)
     cost = sq = 0.0
     for s, e, xs in K._shifted_tiles(X, step.shift):
         ws = w[s:e] if w.shape[0] else w
@@ -372,36 +371,35 @@ def _first_step(X, w, step: Step, n_far: int):
         cost += c
         sq += q
     part = K.lloyd_partial(X, w, sums, counts, cost, heap)
-    return part, 0, BlockBounds(labels, upper, lower, sums, counts, sq, 0)
+    return part, 0, BlockBounds(labels, upper, lower, sums, counts, sq, 0, spare=kept)
 
 
 def _later_step(X, w, step: Step, st: BlockBounds):
+    kept = (st.labels, st.upper, st.lower)
     if not st.screen:  # the bounds screened badly last time: every distance, fresh bounds
-        return _first_step(X, w, step, 0)
+        return _first_step(X, w, step, 0, st.spare, kept)
     n, d = X.shape
     cs = step.centers
     k = cs.shifted.shape[0]
-    status = np.empty(n, np.uint8)
-    upper = np.empty(n, np.float32)
-    lower = np.empty(n, np.float32)
-    _screen(X, step.shift, st.labels, st.upper, st.lower, cs.shifted, step.drift,
-            step.other_drift, step.half_gap, step.reach, step.tau, status, upper,
-            lower)  # fmt: skip
-    todo = np.flatnonzero(status == 2)
-    labels = st.labels.copy()
+    labels, upper, lower = _bound_arrays(n, st.spare)
+    todo = K.scratch("todo", n, np.int32)
+    m = _screen(X, step.shift, st.labels, st.upper, st.lower, cs.shifted, step.drift,
+                step.other_drift, step.half_gap, step.reach, step.tau, todo, upper,
+                lower)  # fmt: skip
+    todo = todo[:m]
+    labels[:] = st.labels
     sums, counts = K._padded((k, d)), K._padded(k)
     sums[:] = st.sums
     counts[:] = st.counts
     moved = st.moved
-    if todo.shape[0]:
-        m = todo.shape[0]
+    if m:
         product = K._TileProduct(m, k, X.dtype)
-        buf = np.empty((min(m, K.SUB_BLOCK_ROWS), d), dtype=X.dtype)
-        norms = np.empty(buf.shape[0], dtype=X.dtype)
+        buf = K.scratch("gather", (min(m, K.SUB_BLOCK_ROWS), d), X.dtype)
+        norms = K.scratch("norms", buf.shape[0], X.dtype)
         for s in range(0, m, K.SUB_BLOCK_ROWS):
             rows = todo[s : s + K.SUB_BLOCK_ROWS]
             xs = buf[: rows.shape[0]]
-            np.take(X, rows, axis=0, out=xs)
+            np.take(X, rows, axis=0, out=xs, mode="clip")  # "raise" buffers a copy
             np.subtract(xs, step.shift, out=xs)  # the rounding of kernels._shifted_tiles
             xx = norms[: rows.shape[0]]
             K._row_sq_norms(xs, xx)
@@ -415,9 +413,9 @@ def _later_step(X, w, step: Step, st: BlockBounds):
         moved = 0
     part = K.LloydPartial(sums, counts, _cost_from_sums(st.sq_total, sums, counts, cs.shifted),
                           *_no_far(X))  # fmt: skip
-    screen = todo.shape[0] <= FULL_SHARE * n
-    return part, n - todo.shape[0], BlockBounds(labels, upper, lower, sums, counts,
-                                                st.sq_total, moved, screen)  # fmt: skip
+    screen = m <= FULL_SHARE * n
+    return part, n - m, BlockBounds(labels, upper, lower, sums, counts, st.sq_total, moved,
+                                    screen, kept)  # fmt: skip
 
 
 def _cost_from_sums(sq_total: float, sums, counts, shifted) -> float:

@@ -186,6 +186,11 @@ def label_chunk(X, sample_weight, centers, center_set, shift):
     The centroid-based silhouette rides on the same pass (distance to the nearest
     and the second-nearest centre).
     """
+    if B.is_host(X) and not B.is_sparse(X):  # one sweep: no second GEMM, no float64 copy
+        labels, cost, weights, simplified = K.label_block(
+            X, centers, center_set, shift, B.to_host(sample_weight)
+        )
+        return labels, Assignment(cost, weights, simplified)
     simple, labels = S.simplified_silhouette_chunk(X, centers, center_set, shift)
     cost = K.exact_cost(X, centers, labels, sample_weight)
     weights = K.weighted_bincount(labels, sample_weight, centers.shape[0])
