@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, replace
+from functools import partial
 
-import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
@@ -25,7 +25,7 @@ from .checkpoint import Checkpoint
 from .errors import ParameterError
 from .lloyd import Run, lloyd
 from .log import report
-from .parallel import RowBlocks, memory_budget, persist_from_here
+from .parallel import RowBlocks, keep_in_memory, memory_budget, persist_from_here
 from .seeding import CallableInit, check_finite, seed_runs
 from .summary import Gathered
 from .validation import Input, as_input, as_sample_weight
@@ -91,7 +91,7 @@ def prepare(inp: Input, sample_weight, spec: FitSpec, client):
     else:
         persist = bool(spec.persist)
     if persist and not (inp.in_memory and client is None):
-        keep = persist_from_here if inp.in_memory else da.Array.persist
+        keep = persist_from_here if inp.in_memory else partial(keep_in_memory, client=client)
         X, w = keep(X), None if w is None else keep(w)
     return RowBlocks(X, w, client), bool(persist)
 

@@ -14,6 +14,7 @@ distributed cluster the futures, which stay on the workers.
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import dask
 from dask._task_spec import DataNode, GraphNode, List, Task, TaskRef, Tuple, convert_legacy_graph
@@ -149,7 +150,7 @@ class Builder:
         stream = progress_stream()
         label = pass_label(self.label)
         if self.client is None:
-            get = dask.base.get_scheduler() or dask.threaded.get
+            get = local_get()
             bar = contextlib.nullcontext() if stream is None else local_bar(label, stream)
             with bar:
                 values = list(get(dsk, keys))
@@ -159,6 +160,22 @@ class Builder:
             cluster_bar(futures, label, stream)
         values = self.client.gather(futures[: len(gather)])
         return values, futures[len(gather) :]
+
+
+def local_get():
+    """The local scheduler's get: the configured one, else the threaded one.
+
+    dask's ``get_scheduler`` imports distributed to look for a Client (~0.4 s in a
+    fresh process), even for a named local scheduler; none can exist before
+    distributed is imported.
+    """
+    name = dask.config.get("scheduler", None)
+    if "distributed" not in sys.modules:
+        if name is None:
+            return dask.threaded.get
+        if isinstance(name, str) and name.lower() in dask.base.named_schedulers:
+            return dask.base.named_schedulers[name.lower()]
+    return dask.base.get_scheduler() or dask.threaded.get
 
 
 def nested(items) -> GraphNode | tuple:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -44,6 +45,8 @@ _STAGE_GATHER = 12  # block seeds of the gathering pass's sample
 def active_client():
     """The distributed Client dask would use now, or None for local schedulers."""
     if dask.config.get("scheduler", None) not in (None, "dask.distributed", "distributed"):
+        return None
+    if "distributed" not in sys.modules:  # no Client can exist; importing it costs ~0.4 s
         return None
     try:
         from distributed import default_client
@@ -117,6 +120,12 @@ def map_features(fn, X: da.Array, n_out: int, *params, dtype, name: str) -> da.A
     like X's rows (the result stays in the block's array library); ``name`` is the
     output's name (a prefix and a token of what determines it)."""
     return X.map_blocks(fn, *params, dtype=dtype, chunks=(X.chunks[0], (n_out,)), name=name)
+
+
+def keep_in_memory(X: da.Array, client) -> da.Array:
+    """``X.persist()`` on the cluster, or on the local scheduler (``graph.local_get``:
+    without importing distributed)."""
+    return X.persist() if client is not None else X.persist(scheduler=G.local_get())
 
 
 def persist_from_here(X: da.Array) -> da.Array:
