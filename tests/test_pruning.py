@@ -92,6 +92,40 @@ def test_pruned_step_is_a_lloyd_step(problem):
         centers = centers + rng.normal(scale=0.3 * 0.5**move, size=centers.shape)
 
 
+def test_pruned_steps_double_buffer_and_leave_their_input_state_intact():
+    """A step writes into the state's spare arrays (no fresh memory a pass) and never
+    into the arrays of the state it reads: run again from that state, it gives the
+    same result."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2000, 4)).astype(np.float32)
+    centers = X[:5].astype(np.float64)
+    shift = np.zeros(4)
+    state, previous, seen = None, None, []
+    for _ in range(6):
+        cs = K.prepare_centers(centers, shift, np.float32)
+        step = P.prepare_step(cs, shift, previous)
+        before = None if state is None else [a.copy() for a in (state.labels, state.upper,
+                                                                 state.lower)]  # fmt: skip
+        part, skipped, new = P.pruned_step(X, None, step, state, n_far=0)
+        if state is not None:
+            for kept, now in zip(before, (state.labels, state.upper, state.lower), strict=True):
+                np.testing.assert_array_equal(now, kept)  # the input state is untouched
+            made = [a.copy() for a in (new.labels, new.upper, new.lower)]
+            again, skipped_again, other = P.pruned_step(X, None, step, state, n_far=0)
+            assert skipped_again == skipped
+            np.testing.assert_array_equal(again.sums, part.sums)
+            for a, b in zip((other.labels, other.upper, other.lower), made, strict=True):
+                np.testing.assert_array_equal(a, b)
+            # the new state's arrays are the ones its input kept spare (or, at the second
+            # step, the first allocation of them), and it keeps the input's as spare
+            assert new.spare[0] is state.labels
+        seen.append({id(new.labels), id(new.upper), id(new.lower)})
+        state, previous = new, cs
+        centers = centers + rng.normal(scale=0.05, size=centers.shape)
+    # from the third step on, two sets of arrays alternate
+    assert seen[2] == seen[4] and seen[3] == seen[5] and not seen[2] & seen[3]
+
+
 def test_step_rounds_bounds_outwards():
     """Gaps and drifts are rounded outwards; k = 1 has no other centre."""
     cs = K.prepare_centers(np.array([[0.0, 0.0], [3.0, 4.0]]), np.zeros(2), np.float64)
