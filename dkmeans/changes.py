@@ -23,6 +23,7 @@ from .archetypes import Archetypes
 __all__ = ["ArchetypeChanges", "LabelChurn", "compare_archetypes"]
 
 _MISSING = "n/a"
+NOTABLE_SD = 0.1  # centre moves the short form lists (reference standard deviations)
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +95,7 @@ class LabelChurn:
     def describe(self) -> str:
         """One line: the churn rate and its counts."""
         labelled = self.n_records - self.n_unlabelled_before
-        text = (f"label churn {_pct(self.rate)}: {self.n_changed:,} of {labelled:,} "
+        text = (f"label churn {_pct(self.rate, 2)}: {self.n_changed:,} of {labelled:,} "
                 "records changed archetype")  # fmt: skip
         if self.n_unlabelled_before:
             text += f" ({self.n_unlabelled_before:,} were unlabelled before)"
@@ -163,6 +164,12 @@ class ArchetypeChanges:
     def _ids(self, status: str) -> list[int]:
         return [int(c) for c in self.table.index[self.table["status"] == status]]
 
+    def _listed(self, status: str, share: str) -> str:
+        """``5 (11.9% of records)``, or none."""
+        ids = self._ids(status)
+        shares = self.table[share]
+        return ", ".join(f"{i} ({_pct(shares[i])} of records)" for i in ids) if ids else "none"
+
     def largest_moves(self, top: int = 3):
         """The kept archetypes whose centres moved most (by ``distance_sd``).
 
@@ -179,12 +186,15 @@ class ArchetypeChanges:
         lines = ["changes since the reference run"]
         lines.append("  " + (self.churn.describe() if self.churn is not None
                              else "label churn: not measured (no previous labels)"))  # fmt: skip
-        lines.append(f"  new: {_ids_text(self.new)}   vanished: {_ids_text(self.vanished)}")
+        lines.append(f"  new: {self._listed('new', 'share_now')}   "
+                     f"vanished: {self._listed('vanished', 'share_then')}")  # fmt: skip
         moves = [f"{c} {row['largest_move']} (distance {row['distance_sd']:.2f}sd)"
                  for c, row in self.largest_moves(top).iterrows()
-                 if np.isfinite(row["distance_sd"])]  # fmt: skip
+                 if row["distance_sd"] >= NOTABLE_SD]  # fmt: skip
         if moves:
             lines.append("  largest centre moves: " + "; ".join(moves))
+        elif self.kept and self.table["distance_sd"].notna().any():
+            lines.append(f"  no centre moved {NOTABLE_SD}sd or more")
         ranks = [f"{c}: {_num(r['rank_then'])} -> {_num(r['rank_now'])}"
                  for c, r in self.table.iterrows()
                  if r["rank_then"] != r["rank_now"]]  # fmt: skip
@@ -199,8 +209,8 @@ class ArchetypeChanges:
         out = ["# What changed since the last run", ""]
         out.append("- " + (self.churn.describe() if self.churn is not None
                            else "label churn: not measured (no previous labels)"))  # fmt: skip
-        out.append(f"- new archetypes: {_ids_text(self.new)}")
-        out.append(f"- vanished archetypes: {_ids_text(self.vanished)}")
+        out.append(f"- new archetypes: {self._listed('new', 'share_now')}")
+        out.append(f"- vanished archetypes: {self._listed('vanished', 'share_then')}")
         if self.std_source is not None:
             out.append(f"- standard deviations: {self.std_source}")
         out += [f"- note: {n}" for n in self.notes]
@@ -414,19 +424,17 @@ def _largest(sd_row, unit_row) -> str:
     return f"{feature} {sd_row[feature]:+.2f}sd ({units})"
 
 
-def _pct(x: float) -> str:
-    return _MISSING if not np.isfinite(x) else f"{100 * x:.2f}%"
+def _pct(x: float, digits: int = 1) -> str:
+    return _MISSING if not np.isfinite(x) else f"{100 * x:.{digits}f}%"
 
 
 def _num(x) -> str:
     return _MISSING if not np.isfinite(x) else f"{x:.0f}"
 
 
-def _ids_text(ids: list[int]) -> str:
-    return ", ".join(str(i) for i in ids) if ids else "none"
-
-
 def _cell(value, digits: int) -> str:
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return f"{value:,}"
     if isinstance(value, float | np.floating):
         if not np.isfinite(value):
             return _MISSING
