@@ -212,6 +212,8 @@ def test_previous_labels_must_be_the_records_labels():
         label_and_profile(X, km, previous_labels=np.zeros(299, dtype=np.int32))
     with pytest.raises(InputTypeError, match="integer cluster IDs"):
         label_and_profile(X, km, previous_labels=np.zeros(300))
+    with pytest.raises(InputError, match="hold the ID 100000"):
+        label_and_profile(X, km, previous_labels=np.full(300, 100_000))
 
 
 # --------------------------------------------------------------------------- planted retrains

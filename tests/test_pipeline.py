@@ -241,3 +241,12 @@ def test_align_max_distance_makes_far_clusters_new(tmp_path, store):
     assert len(result.changes.new) == len(result.changes.vanished) == 5
     with pytest.raises(ValueError, match="align_max_distance=-1"):
         Job(store="x.zarr", align_max_distance=-1)
+
+
+def test_align_to_a_model_of_other_features_is_refused_before_any_work(tmp_path, store):
+    run(Job(store=str(store), k=3, pca=None, model_out=str(tmp_path / "m1"), write_labels=False))
+    names = [f"f{i}" for i in range(10)]
+    with pytest.raises(ValueError, match="profiled on features"):
+        run(Job(store=str(store), k=3, pca=None, feature_names=names,
+                align_to=str(tmp_path / "m1")))  # fmt: skip
+    assert not (store / "cluster").exists()

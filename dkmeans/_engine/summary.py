@@ -27,6 +27,9 @@ from . import cluster_stats as S
 from . import kernels as K
 from . import linalg as L
 from . import reductions as R
+from .errors import InputError
+
+MAX_PREVIOUS_ID = 65_535  # bounds the previous x new count matrix (small, to the client)
 
 
 class Gathered(NamedTuple):
@@ -125,6 +128,11 @@ def label_counts_chunk(previous, labels, ids, k: int) -> LabelCounts:
     new_ids = labels if ids is None else np.asarray(ids)[labels]
     known = previous >= 0
     width = int(previous.max()) + 1 if known.any() else 0
+    if width > MAX_PREVIOUS_ID + 1:  # the count matrix is as wide as the largest ID
+        raise InputError(
+            f"previous_labels hold the ID {width - 1}; cluster IDs of a labels array are "
+            f"at most {MAX_PREVIOUS_ID}: pass the labels an earlier run wrote."
+        )
     flat = previous[known] * k + labels[known]
     transitions = np.bincount(flat, minlength=width * k).reshape(width, k)
     changed = int(np.count_nonzero(previous[known] != new_ids[known]))

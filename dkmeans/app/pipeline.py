@@ -340,6 +340,7 @@ def run(job: Job) -> JobResult:
     reference = None
     if job.align_to:
         reference = load(job.align_to, storage_options=_remote_only(job.align_to, job))
+        _check_reference_features(reference, X)
     kept = _fits_in_memory(X, job.persist)
     if kept:
         with timer.step("read"):
@@ -481,6 +482,20 @@ def _metadata(job: Job, result: JobResult) -> dict:
     return {"job": job.public_dict(), "archetypes": result.archetypes.to_dict()}
 
 
+def _check_reference_features(reference, X) -> None:
+    """Refuse, before any work, a reference whose saved profile has other features: the
+    changes report compares the two runs feature by feature."""
+    km = reference.steps[-1][1] if hasattr(reference, "steps") else reference
+    saved = (getattr(km, "metadata_", {}).get("archetypes") or {}).get("features")
+    coord = X.coords.get(X.dims[1])
+    names = None if coord is None else [str(n) for n in coord.values]
+    if saved is not None and names is not None and list(saved) != names:
+        raise InputError(
+            f"The align_to model was profiled on features {list(saved)}, these records have "
+            f"{names}; align to a model trained on the same features."
+        )
+
+
 def _previous_labels(job: Job, arr) -> tuple[object, list[str]]:
     """The labels this run's write would replace (opened now, before the writer switches
     to the new ones) when they label the same records, else None; and notes for the
@@ -496,7 +511,7 @@ def _previous_labels(job: Job, arr) -> tuple[object, list[str]]:
             f"the records {arr.shape[0]} rows"
         ]
     made_by = found.attrs.get("model")
-    if made_by is not None and _same_place(made_by, job.align_to) is False:
+    if made_by is not None and not _same_place(made_by, job.align_to):
         return found, [
             f"the previous labels {where} were written with the model "
             f"{io.public_url(made_by)}, not the reference {io.public_url(job.align_to)}"
