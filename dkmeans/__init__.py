@@ -6,6 +6,7 @@ from . import exceptions
 from .alignment import align_labels
 from .app.deploy import open_cluster
 from .archetypes import Archetypes, profile_clusters
+from .changes import ArchetypeChanges, LabelChurn, compare_archetypes
 from .cluster import KMeans
 from .decomposition import PCA, TruncatedSVD
 from .io import from_zarr, open_zarr_array
@@ -24,15 +25,18 @@ from .streaming import Summary, label_and_profile, summarize
 
 __all__ = [
     "PCA",
+    "ArchetypeChanges",
     "Archetypes",
     "KMeans",
     "KSelection",
+    "LabelChurn",
     "MiniBatchKMeans",
     "StandardScaler",
     "Summary",
     "TruncatedSVD",
     "align_labels",
     "calinski_harabasz_score",
+    "compare_archetypes",
     "davies_bouldin_score",
     "exceptions",
     "from_zarr",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import dask.array as da
 import numpy as np
@@ -84,6 +85,58 @@ class Archetypes:
         tmp = f"{os.fspath(path)}.tmp"
         self.table.to_csv(tmp)
         os.replace(tmp, path)
+
+    def to_dict(self) -> dict:
+        """The profile as plain lists (JSON-serialisable), for a saved model's metadata:
+        cluster IDs, feature names, sizes, means, stds, global mean and std, score and
+        rank.  :meth:`from_dict` rebuilds it."""
+        return {
+            "clusters": [int(c) for c in self.means.index],
+            "features": [str(f) for f in self.means.columns],
+            "sizes": _floats(self.sizes),
+            "means": [_floats(row) for row in self.means.to_numpy()],
+            "stds": [_floats(row) for row in self.stds.to_numpy()],
+            "global_mean": _floats(self.global_mean),
+            "global_std": _floats(self.global_std),
+            "score": None if self.score is None else _floats(self.score),
+            "rank": [int(r) for r in self.table["rank"].reindex(self.means.index)],
+            "top_n": int(self.top_n),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping) -> Archetypes:
+        """The profile :meth:`to_dict` wrote (its rank follows from the score or sizes).
+
+        Raises
+        ------
+        InputError
+            If ``doc`` lacks a field or its lists do not match the clusters and features.
+        """
+        import pandas as pd
+
+        try:
+            index = pd.Index(np.asarray(doc["clusters"], dtype=np.int64), name="cluster")
+            names = [str(f) for f in doc["features"]]
+            frame = partial(pd.DataFrame, index=index, columns=names, dtype=np.float64)
+            means, stds = frame(doc["means"]), frame(doc["stds"])
+            g_mean = pd.Series(doc["global_mean"], index=names, dtype=np.float64)
+            g_std = pd.Series(doc["global_std"], index=names, dtype=np.float64)
+            sizes = pd.Series(doc["sizes"], index=index, name="size", dtype=np.float64)
+            score = doc.get("score")
+            score = None if score is None else pd.Series(score, index=index, name="score",
+                                                         dtype=np.float64)  # fmt: skip
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(
+                f"Not an archetype profile written by Archetypes.to_dict ({err}); save the "
+                "reference model again with this dkmeans."
+            ) from err
+        std = g_std.to_numpy()
+        z = np.where(std > 0, (means.to_numpy() - g_mean.to_numpy()) / np.where(std > 0, std, 1), 0)
+        return cls(means, stds, frame(z), sizes, score, g_mean, g_std, int(doc.get("top_n", 3)))
+
+
+def _floats(values) -> list[float]:
+    return [float(v) for v in np.asarray(values, dtype=np.float64)]
 
 
 def _fmt(value, digits: int) -> str:

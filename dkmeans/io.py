@@ -37,6 +37,7 @@ from ._engine.store import (
 __all__ = [
     "ChunkReadError",
     "LabelsWriter",
+    "existing_labels",
     "feature_names",
     "from_zarr",
     "labels_writer",
@@ -370,6 +371,37 @@ def open_labels(records: str | os.PathLike | zarr.Array, name: str = "cluster", 
     if target not in group:
         raise NotFoundError(f"No labels {name!r} beside {public_url(_describe(arr))}.")
     return group[target]
+
+
+def existing_labels(records: zarr.Array, name: str = "cluster", *,
+                    into: str | os.PathLike | None = None) -> zarr.Array | None:  # fmt: skip
+    """The labels array that :func:`labels_writer` (same ``name`` and ``into``) would
+    replace, opened for reading, or None when there is none.
+
+    Open it before the writer starts: a local or object-store writer switches to the
+    new labels only when its block ends, so the array stays readable meanwhile (the
+    final pass reads it to count the label churn).
+
+    Returns
+    -------
+    zarr.Array or None
+    """
+    if into is not None:
+        if "://" in os.fspath(into) or not Path(into).is_dir():
+            return None
+        group = zarr.open_group(os.fspath(into), mode="r")
+    elif _icechunk_of(records) is None and _on_object_store(records):
+        try:
+            return open_labels(records, name)
+        except NotFoundError:
+            return None
+    elif not records.path:
+        return None
+    else:
+        group = zarr.open_group(store=records.store, path=records.path.rpartition("/")[0],
+                                mode="r")  # fmt: skip
+    node = group.get(name)
+    return node if isinstance(node, zarr.Array) else None
 
 
 def _describe(arr: zarr.Array) -> str:

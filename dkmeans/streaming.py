@@ -13,10 +13,13 @@ the exact inertia and the simplified silhouette, in one pass.
 from __future__ import annotations
 
 import numbers
+import os
 from dataclasses import dataclass
 from functools import partial
 
+import dask.array as da
 import numpy as np
+import zarr
 
 from ._engine import driver as D
 from ._engine import kernels as K
@@ -29,16 +32,19 @@ from ._engine.validation import (
     as_input,
     as_sample_weight,
     check_fitted_input,
+    unwrap,
 )
 from .alignment import split_model
 from .archetypes import Archetypes, archetype_feature_names, archetypes_from_moments
+from .changes import LabelChurn
 from .decomposition import PCA
+from .io import from_zarr
 from .preprocessing import StandardScaler
 
 __all__ = ["LabelPass", "Summary", "label_and_profile", "summarize"]
 
 
-from ._engine.errors import InputTypeError, ParameterError
+from ._engine.errors import InputError, InputTypeError, ParameterError
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,6 +202,8 @@ class LabelPass:
         Rows (or summed weight) labelled with each cluster.
     simplified_silhouette : float
     n_samples : int
+    churn : LabelChurn or None
+        With ``previous_labels``: how the records' archetype IDs changed.
     """
 
     archetypes: Archetypes
@@ -203,10 +211,12 @@ class LabelPass:
     cluster_sizes: np.ndarray
     simplified_silhouette: float
     n_samples: int
+    churn: LabelChurn | None = None
 
 
 def label_and_profile(X, model, *, write=None, feature_names=None, score=None, top_n: int = 3,
-                      sample_weight=None, update_model: bool = False) -> LabelPass:  # fmt: skip
+                      sample_weight=None, update_model: bool = False,
+                      previous_labels=None) -> LabelPass:  # fmt: skip
     """The final pass: label every record through ``model`` and profile the clusters.
 
     In ONE read of X: each block goes through the model's transformers, gets its
@@ -229,6 +239,13 @@ def label_and_profile(X, model, *, write=None, feature_names=None, score=None, t
         Set the KMeans's ``inertia_``, ``cluster_sizes_`` and ``simplified_silhouette_``
         from this pass (X is its training data) and drop its ``labels_``, which would
         describe other rows.
+    previous_labels : zarr.Array, dask array, array-like or path of shape (n_samples,), optional
+        The same records' labels from an earlier run (cluster IDs; negative values,
+        such as a labels array's ``-1`` fill, mean unlabelled).  Each block reads its
+        slice of them in this same pass and counts the records whose ID changed,
+        previous ID by new ID (``LabelPass.churn``); X is still read once.  A labels
+        array that this pass's ``write`` replaces stays readable until the pass ends
+        (:func:`dkmeans.io.labels_writer` switches to the new one after it).
 
     Returns
     -------
@@ -253,11 +270,18 @@ def label_and_profile(X, model, *, write=None, feature_names=None, score=None, t
     k = centers.shape[0]
     rows = RowBlocks(inp.array, as_sample_weight(sample_weight, inp.array), active_client())
     offsets = rows.offsets
+    previous = None
+    if previous_labels is not None:
+        previous = rows.aligned(_previous_labels(previous_labels, inp.n_samples))
+
+    def per_block(i):
+        return (int(offsets[i]),) if previous is None else (int(offsets[i]), previous[i])
+
     with single_threaded_blas():
-        assignment, moments = rows.reduce(
+        assignment, moments, counts = rows.reduce(
             SM.label_profile_chunk, SM.combine_label_profile, "label-profile", transform,
             centers, K.prepare_centers(centers, shift, dtype), shift, km._spherical,
-            ids, write, per_block=lambda i: (int(offsets[i]),),
+            ids, write, per_block=per_block,
         )  # fmt: skip
     cluster_ids = np.arange(k) if ids is None else np.asarray(ids)
     arch = archetypes_from_moments(moments, names, cluster_ids, score=score, top_n=top_n)
@@ -265,8 +289,39 @@ def label_and_profile(X, model, *, write=None, feature_names=None, score=None, t
     result = LabelPass(
         arch, km._inertia(float(assignment.cost)), assignment.weights,
         assignment.simplified / total if k > 1 else float("nan"), inp.n_samples,
+        None if counts is None else _churn(counts, cluster_ids, inp.n_samples),
     )  # fmt: skip
     if update_model:
         vars(km).pop("labels_", None)
         km._set_label_pass(None, assignment.cost, assignment.weights, assignment.simplified)
     return result
+
+
+def _previous_labels(labels, n_samples: int) -> da.Array:
+    """Previous labels as a lazy 1-D integer dask array of the records' length."""
+    if isinstance(labels, str | os.PathLike | zarr.Array):
+        labels = from_zarr(labels)
+    data = unwrap(labels)
+    data = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+    if data.ndim != 1 or data.shape[0] != n_samples:
+        raise InputError(
+            f"previous_labels have shape {data.shape} but the records have {n_samples} rows; "
+            "pass the labels of the same records, one per row (e.g. the labels array an "
+            "earlier run wrote beside them)."
+        )
+    if not np.issubdtype(data.dtype, np.integer):
+        raise InputTypeError(
+            f"previous_labels have dtype {data.dtype}; pass integer cluster IDs (-1: unlabelled)."
+        )
+    return data
+
+
+def _churn(counts: SM.LabelCounts, ids: np.ndarray, n_samples: int) -> LabelChurn:
+    import pandas as pd
+
+    t = counts.transitions
+    held = np.flatnonzero(t.sum(axis=1) > 0)  # previous IDs that label some record
+    transitions = pd.DataFrame(
+        t[held], index=pd.Index(held, name="previous"), columns=pd.Index(ids, name="now")
+    )
+    return LabelChurn(n_samples, counts.changed, counts.unlabelled, transitions)

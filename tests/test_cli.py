@@ -67,6 +67,32 @@ def test_fit_predict_profile_info(tmp_path, communities):
     assert "shape: (6000, 10)" in proc.stdout and "feature_names: ['posts_per_day'" in proc.stdout
 
 
+def test_fit_align_to_prints_what_changed(tmp_path, communities):
+    from dkmeans.datasets import COMMUNITY_ARCHETYPES, write_communities
+
+    labels = f"{tmp_path / 'labels.zarr'}:cluster"
+    first = _run("fit", str(communities), "--k", "5", "--model-out", str(tmp_path / "m1"),
+                 "--labels-out", labels, "-q")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "changes since the reference run" not in first.stdout
+    means, share = COMMUNITY_ARCHETYPES["casual_chat"]
+    moved = (*means[:4], means[4] + 0.7, *means[5:])  # engagement_rate drifts
+    drifted = {**COMMUNITY_ARCHETYPES, "casual_chat": (moved, share)}
+    week2 = write_communities(tmp_path / "w2.zarr", 6000, chunks=1500, random_state=1,
+                              archetypes=drifted)  # fmt: skip
+    proc = _run("fit", str(week2), "--k", "5", "--align-to", str(tmp_path / "m1"),
+                "--labels-out", labels, "--overwrite", "--profile-out", str(tmp_path / "p"),
+                "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    short = out[out.index("changes since the reference run") :]
+    assert out.index("archetypes\n") < out.index("changes since the reference run")
+    assert "label churn" in short and "records changed archetype" in short
+    assert "new: none   vanished: none" in short
+    assert "largest centre moves: " in short and "engagement_rate +" in short
+    assert (tmp_path / "p" / "changes.md").is_file()
+
+
 def test_select_k_prints_the_table_and_writes_nothing(communities):
     proc = _run("select-k", str(communities), "--k-range", "3:6", "--pca", "none", "-q")
     assert proc.returncode == 0, proc.stderr

@@ -4,6 +4,7 @@ import doctest
 
 import pytest
 
+import dkmeans.changes
 import dkmeans.cluster
 import dkmeans.decomposition
 import dkmeans.metrics
@@ -15,6 +16,7 @@ import dkmeans.preprocessing
 @pytest.mark.parametrize(
     "module",
     [
+        dkmeans.changes,
         dkmeans.cluster,
         dkmeans.decomposition,
         dkmeans.metrics,

@@ -238,6 +238,20 @@ def test_icechunk_repository_in_and_labels_out_as_one_commit(icechunk_repo, tmp_
         run(Job(store=url, k=4, pca=None))
 
 
+def test_an_icechunk_retrain_counts_the_churn_against_the_committed_labels(icechunk_repo,
+                                                                           tmp_path):  # fmt: skip
+    from dkmeans.pipeline import Job, run
+
+    repo, url, _ = icechunk_repo
+    run(Job(store=url, k=3, pca=None, model_out=str(tmp_path / "m")))
+    read = lambda: zarr.open_array(repo.readonly_session(branch="main").store, path="cluster")[:]  # noqa: E731
+    before = read()
+    result = run(Job(store=url, k=4, pca=None, overwrite=True, align_to=str(tmp_path / "m")))
+    after = read()
+    assert result.changes.churn.n_changed == int(np.sum(before != after)) > 0
+    assert len(result.changes.new) == 1
+
+
 def test_two_icechunk_writers_conflict_cleanly(icechunk_repo):
     import threading
 

@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-@pytest.mark.parametrize("name", ["quickstart", "communities", "dashboard"])
+@pytest.mark.parametrize("name", ["quickstart", "communities", "dashboard", "retrains"])
 def test_notebook_runs(name, monkeypatch):
     path = NOTEBOOKS / f"{name}.ipynb"
     nb = nbformat.read(path, as_version=4)

@@ -39,6 +39,17 @@ def test_read_and_fit_a_store_on_s3_as_on_disk(s3_store, tmp_path):
     assert info["shape"] == X.shape and info["chunks"] == (1000, 4)
 
 
+def test_a_retrain_on_s3_counts_the_churn_against_the_labels_it_replaces(s3_store, tmp_path):
+    url, options, _ = s3_store
+    run(Job(store=url, storage_options=options, k=3, pca=None, model_out=str(tmp_path / "m")))
+    before = dkmeans.io.open_labels(url, storage_options=options)[:]
+    result = run(Job(store=url, storage_options=options, k=4, pca=None, overwrite=True,
+                     align_to=str(tmp_path / "m")))  # fmt: skip
+    after = dkmeans.io.open_labels(url, storage_options=options)[:]
+    assert result.changes.churn.n_changed == int(np.sum(before != after)) > 0
+    assert result.changes.new == [3] and result.changes.notes == ()
+
+
 def test_ambient_credentials_from_the_environment(s3_store, monkeypatch):
     url, options, X = s3_store
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

@@ -191,3 +191,62 @@ def test_fit_sample_none_streams_every_pass_as_before(tmp_path, counted):
     # k-means|| reads the chunk of its first centre once more
     assert _reads(counted, 8) == km.n_passes_ + 1 / 8
     assert km.n_seeding_passes_ >= 2
+
+
+def test_a_retrain_counts_the_churn_in_its_final_pass_without_an_extra_read(tmp_path, counted):
+    store = write_communities(tmp_path / "c.zarr", 16_000, chunks=2000, random_state=2)
+    first = run(Job(store=str(store), k=5, persist=False, fit_sample=4000,
+                    model_out=str(tmp_path / "m1")))  # fmt: skip
+    assert first.changes is None
+    before = zarr.open_array(str(store / "cluster"), mode="r")[:]
+    counted.clear()
+    second = run(Job(store=str(store), k=5, persist=False, fit_sample=4000, random_state=5,
+                     overwrite=True, align_to=str(tmp_path / "m1")))  # fmt: skip
+    # the previous labels are read inside the final pass, not in a pass of their own
+    assert _reads(counted, 8) == second.kmeans.n_passes_
+    after = zarr.open_array(str(store / "cluster"), mode="r")[:]
+    assert second.changes.churn.n_changed == int(np.sum(before != after))
+    assert second.changes.churn_rate == pytest.approx(np.mean(before != after))
+    assert second.changes.new == second.changes.vanished == []
+
+
+def test_profile_files_are_all_replaced_or_none(tmp_path, store, monkeypatch):
+    from dkmeans.changes import ArchetypeChanges
+
+    out = tmp_path / "profiles"
+    run(Job(store=str(store), k=4, pca=None, model_out=str(tmp_path / "m1"), profile_out=str(out)))
+    before = {p.name: p.read_text() for p in out.iterdir()}
+
+    def fail(self, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ArchetypeChanges, "to_csv", fail)
+    with pytest.raises(OSError, match="disk full"):
+        run(Job(store=str(store), k=5, pca=None, overwrite=True, profile_out=str(out),
+                align_to=str(tmp_path / "m1")))  # fmt: skip
+    assert {p.name: p.read_text() for p in out.iterdir()} == before  # nothing half-written
+    monkeypatch.undo()
+    result = run(Job(store=str(store), k=5, pca=None, overwrite=True, profile_out=str(out),
+                     align_to=str(tmp_path / "m1")))  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        "archetypes.csv", "archetypes.md", "changes.csv", "changes.md"]  # fmt: skip
+    assert len(result.changes.new) == 1  # k went from 4 to 5
+
+
+def test_align_max_distance_makes_far_clusters_new(tmp_path, store):
+    run(Job(store=str(store), k=5, model_out=str(tmp_path / "m1"), write_labels=False))
+    # fewer PCA components: centres a little apart, so every one is farther than this
+    result = run(Job(store=str(store), k=5, pca=3, write_labels=False,
+                     align_to=str(tmp_path / "m1"), align_max_distance=1e-6))  # fmt: skip
+    assert len(result.changes.new) == len(result.changes.vanished) == 5
+    with pytest.raises(ValueError, match="align_max_distance=-1"):
+        Job(store="x.zarr", align_max_distance=-1)
+
+
+def test_align_to_a_model_of_other_features_is_refused_before_any_work(tmp_path, store):
+    run(Job(store=str(store), k=3, pca=None, model_out=str(tmp_path / "m1"), write_labels=False))
+    names = [f"f{i}" for i in range(10)]
+    with pytest.raises(ValueError, match="profiled on features"):
+        run(Job(store=str(store), k=3, pca=None, feature_names=names,
+                align_to=str(tmp_path / "m1")))  # fmt: skip
+    assert not (store / "cluster").exists()

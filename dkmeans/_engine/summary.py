@@ -12,7 +12,8 @@ uniform sample without replacement; with row weights the key is ``-log(1 - u) / 
 
 The final pass labels each block through the fitted model, writes the labels, and
 measures the assignment (cost, sizes, simplified silhouette) and the per-cluster
-feature moments of the raw records, all from the one read.  No dask here.
+feature moments of the raw records, all from the one read; given the previous labels
+of the same rows, it also counts how many changed (``LabelCounts``).  No dask here.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from . import cluster_stats as S
 from . import kernels as K
 from . import linalg as L
 from . import reductions as R
+from .errors import InputError
+
+MAX_PREVIOUS_ID = 65_535  # bounds the previous x new count matrix (small, to the client)
 
 
 class Gathered(NamedTuple):
@@ -107,12 +111,50 @@ def finalize_gathered(g: Gathered, size: int) -> Gathered:
     return g._replace(sample=kept, sample_weight=design)
 
 
+class LabelCounts(NamedTuple):
+    """Records' new labels against their previous ones (integer counts: exact in any
+    order).  ``transitions[p, j]``: records with previous label ``p`` (a value, 0 ..
+    the largest seen) now in cluster position ``j``; ``changed`` compares IDs."""
+
+    changed: int
+    unlabelled: int
+    transitions: np.ndarray
+
+
+def label_counts_chunk(previous, labels, ids, k: int) -> LabelCounts:
+    """Counts of one block: ``previous`` labels (IDs; negative: unlabelled), ``labels``
+    the new cluster positions, ``ids`` their IDs (None: the positions are the IDs)."""
+    previous = np.asarray(B.to_host(previous)).astype(np.int64, copy=False)
+    new_ids = labels if ids is None else np.asarray(ids)[labels]
+    known = previous >= 0
+    width = int(previous.max()) + 1 if known.any() else 0
+    if width > MAX_PREVIOUS_ID + 1:  # the count matrix is as wide as the largest ID
+        raise InputError(
+            f"previous_labels hold the ID {width - 1}; cluster IDs of a labels array are "
+            f"at most {MAX_PREVIOUS_ID}: pass the labels an earlier run wrote."
+        )
+    flat = previous[known] * k + labels[known]
+    transitions = np.bincount(flat, minlength=width * k).reshape(width, k)
+    changed = int(np.count_nonzero(previous[known] != new_ids[known]))
+    return LabelCounts(changed, int(known.shape[0] - np.count_nonzero(known)), transitions)
+
+
+def combine_label_counts(parts: list[LabelCounts]) -> LabelCounts:
+    """Sum the counts; each block's matrix is as wide as its largest previous label."""
+    width = max(p.transitions.shape[0] for p in parts)
+    total = np.zeros((width, parts[0].transitions.shape[1]), dtype=np.int64)
+    for p in parts:
+        total[: p.transitions.shape[0]] += p.transitions
+    return LabelCounts(sum(p.changed for p in parts), sum(p.unlabelled for p in parts), total)
+
+
 def label_profile_chunk(X, sample_weight, transform, centers, center_set, shift,
-                        spherical: bool, ids, write, offset: int):  # fmt: skip
-    """``(Assignment, FeatureMoments)`` of one block of raw records.
+                        spherical: bool, ids, write, offset: int, previous=None):  # fmt: skip
+    """``(Assignment, FeatureMoments, LabelCounts or None)`` of one block of raw records.
 
     ``transform`` maps the block to the model's space (None: it is there already);
-    the labels (``ids[label]`` when ``ids`` is given) go to ``write(labels, offset)``.
+    the labels (``ids[label]`` when ``ids`` is given) go to ``write(labels, offset)``;
+    ``previous``, the same rows' previous labels, is counted against them.
     """
     K.finite_block(X)
     z = X if transform is None else transform(X)
@@ -123,13 +165,18 @@ def label_profile_chunk(X, sample_weight, transform, centers, center_set, shift,
     moments = S.feature_moments_chunk(X, sample_weight, centers.shape[0], labels)
     if write is not None:
         write(labels if ids is None else ids[labels].astype(np.int32), offset)
-    return assignment, moments
+    counts = None
+    if previous is not None:
+        counts = label_counts_chunk(previous, labels, ids, centers.shape[0])
+    return assignment, moments, counts
 
 
 def combine_label_profile(parts):
+    counts = [p[2] for p in parts]
     return (
         R.combine_assignment([p[0] for p in parts]),
         S.combine_feature_moments([p[1] for p in parts]),
+        None if counts[0] is None else combine_label_counts(counts),
     )
 
 

@@ -124,6 +124,8 @@ def _print_result(result) -> None:
     print(f"\nk: {km.cluster_centers_.shape[0]}   features after PCA: {result.n_features_out}   "
           f"iterations: {km.n_iter_}   inertia: {km.inertia_:.6g}")  # fmt: skip
     print("\narchetypes\n" + result.archetypes.to_markdown())
+    if result.changes is not None:
+        print(result.changes.short() + "\n")
     for label, path in (("labels", result.labels_path), ("model", result.model_path)):
         if path:
             print(f"{label}: {path}")
@@ -145,7 +147,8 @@ def _job_from_args(args, store: str):
         criterion=args.criterion, scale=not args.no_scale, pca=args.pca,
         random_state=args.random_state, labels_out=args.labels_out,
         write_labels=not args.no_labels, overwrite=args.overwrite, model_out=args.model_out,
-        align_to=args.align_to, score=args.score_weights or args.score,
+        align_to=args.align_to, align_max_distance=args.align_max_distance,
+        score=args.score_weights or args.score,
         profile_out=args.profile_out, plots=args.plots, cluster=args.cluster,
         fit_sample=args.fit_sample, checkpoint=args.checkpoint,
         resume=args.resume, feature_names=args.feature_names,
@@ -243,6 +246,7 @@ def _profile(args) -> int:
 
 def _select_k(args) -> int:
     args.no_labels, args.model_out, args.align_to, args.labels_out = True, None, None, None
+    args.align_max_distance = None
     args.k, args.profile_out, args.score, args.score_weights = "auto", None, None, None
     args.overwrite, args.checkpoint, args.resume = False, None, False
     return _fit(args)
@@ -419,7 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model-out", help="directory to save the model to")
     fit.add_argument("--labels-out", help="STORE[:NAME] (default: 'cluster' beside the records)")
     fit.add_argument("--no-labels", action="store_true", help="do not write labels")
-    fit.add_argument("--align-to", help="saved model whose cluster IDs to keep")
+    fit.add_argument("--align-to", help="saved model whose cluster IDs to keep (and report "
+                     "what changed since it)")  # fmt: skip
+    fit.add_argument("--align-max-distance", type=float, metavar="SD",
+                     help="with --align-to: largest centre move (reference standard "
+                          "deviations) still counted as the same archetype")  # fmt: skip
     fit.add_argument("--profile-out", help="folder for archetypes.csv and archetypes.md")
     fit.add_argument("--score", help="ranking expression over feature means")
     fit.add_argument("--score-weights", type=_weights, help="FEATURE=W,... over standardised means")

@@ -14,7 +14,7 @@ import numpy as np
 __all__ = ["make_blobs", "make_communities", "write_communities", "write_zarr"]
 
 
-from .._engine.errors import OutputExistsError
+from .._engine.errors import OutputExistsError, ParameterError
 
 
 def _blob_block(block_id, *, sizes, centers, cluster_std, dtype, entropy, with_labels):
@@ -139,14 +139,17 @@ def _to_units(z: np.ndarray, transform: str) -> np.ndarray:
     return 100.0 * np.clip(z, 0.0, 1.0)  # scale100
 
 
-def _community_block(block_id, *, sizes, means, shares, entropy, with_labels):
+def _community_block(block_id, *, sizes, means, shares, entropy, with_labels, emerging=None):
     i = block_id[0]
     rng = np.random.default_rng(np.random.SeedSequence([entropy, i]))
     n = sizes[i]
     labels = rng.choice(len(shares), size=n, p=shares)
     noise = rng.random(n) < _NOISE_SHARE
+    base = means.shape[0] - (0 if emerging is None else emerging.shape[0])
+    if emerging is not None:  # its own stream: the other rows keep what they had without it
+        labels = _emerge(labels, noise, emerging, base, np.random.SeedSequence([entropy, i, 1]))
     z = means[labels] + _LATENT_STD * rng.standard_normal((n, means.shape[1]))
-    lo, hi = means.min(axis=0), means.max(axis=0)
+    lo, hi = means[:base].min(axis=0), means[:base].max(axis=0)
     z[noise] = rng.uniform(lo, hi, size=(int(noise.sum()), means.shape[1]))
     if with_labels:
         return np.where(noise, -1, labels).astype(np.int8)
@@ -154,13 +157,65 @@ def _community_block(block_id, *, sizes, means, shares, entropy, with_labels):
     return np.stack(cols, axis=1).astype(np.float32)
 
 
-def make_communities(n_samples: int = 1_000_000, *, chunks: int = 125_000, random_state=0):
+def _emerge(labels, noise, emerging, base: int, seed) -> np.ndarray:
+    """Rows of the planted archetypes that turn into an emerging one: each takes its
+    share of every archetype's rows (drawn from ``seed``, apart from the other draws)."""
+    rng = np.random.default_rng(seed)
+    u = rng.random(labels.shape[0])
+    edges = np.cumsum(emerging[:, -1])
+    turned = (u < edges[-1]) & ~noise
+    out = labels.copy()
+    out[turned] = base + np.searchsorted(edges, u[turned], side="right")
+    return out
+
+
+def _planted(archetypes, emerging):
+    """``(latent means with each emerging archetype's share as a last column, shares of
+    the planted ones, names)``, checked."""
+    archetypes = COMMUNITY_ARCHETYPES if archetypes is None else dict(archetypes)
+    emerging = {} if emerging is None else dict(emerging)
+    d = len(COMMUNITY_FEATURES)
+    table = {**archetypes, **emerging}
+    bad = [n for n, (m, share) in table.items() if len(m) != d or not 0 < share < 1]
+    if bad or not archetypes or len(table) != len(archetypes) + len(emerging):
+        raise ParameterError(
+            f"archetypes and emerging map distinct names to ({d} latent means, a share in "
+            f"(0, 1)); check {bad or 'the names'}."
+        )
+    if sum(s for _, s in emerging.values()) >= 1:
+        raise ParameterError("The emerging archetypes' shares must sum to less than 1.")
+    means = np.array([m for m, _ in table.values()], dtype=np.float64)
+    shares = np.array([s for _, s in archetypes.values()])
+    grow = None if not emerging else np.array([[*m, s] for m, s in emerging.values()])
+    return means, shares / shares.sum(), grow, list(table)
+
+
+def make_communities(n_samples: int = 1_000_000, *, chunks: int = 125_000, random_state=0,
+                     archetypes=None, emerging=None):  # fmt: skip
     """Synthetic online communities: named features in their own units, planted archetypes.
 
     Ten features (posting frequency, member count, retention, vocabulary density,
     engagement, churn, moderation, cross-promotion fit, thread depth, account
     age) on very different scales, heavy-tailed where real ones are; five
     archetypes in unequal shares; 2% of rows from no archetype (label -1).
+
+    Parameters
+    ----------
+    n_samples : int, default=1_000_000
+    chunks : int, default=125_000
+        Rows per block (each block draws from its own seed).
+    random_state : int, default=0
+    archetypes : mapping of str to (sequence of 10 floats, float), optional
+        The planted archetypes: name -> (latent means in the order of
+        ``COMMUNITY_FEATURES``, share of the rows); default ``COMMUNITY_ARCHETYPES``.
+        With the same ``random_state`` and shares, every row keeps its archetype and
+        its noise draws, so moving one archetype's means makes that archetype drift
+        and leaves the others' rows as they were.
+    emerging : mapping of str to (sequence of 10 floats, float), optional
+        Archetypes that appear: each takes its share of the rows of the planted
+        archetypes (in proportion to theirs, noise rows excepted), drawn apart from
+        the other draws, so every other row keeps what it holds without them.
+        Labelled after the planted ones.
 
     Returns
     -------
@@ -171,11 +226,10 @@ def make_communities(n_samples: int = 1_000_000, *, chunks: int = 125_000, rando
     archetype_names : list of str
     """
     rng = np.random.default_rng(random_state)
-    means = np.array([m for m, _ in COMMUNITY_ARCHETYPES.values()], dtype=np.float64)
-    shares = np.array([s for _, s in COMMUNITY_ARCHETYPES.values()])
+    means, shares, grow, archetype_names = _planted(archetypes, emerging)
     entropy = int(rng.integers(2**63))
     row_chunks = da.core.normalize_chunks((chunks,), (n_samples,))[0]
-    kw = dict(sizes=row_chunks, means=means, shares=shares / shares.sum(), entropy=entropy)
+    kw = dict(sizes=row_chunks, means=means, shares=shares, entropy=entropy, emerging=grow)
     X = da.map_blocks(
         lambda block_id=None: _community_block(block_id, with_labels=False, **kw),
         chunks=(row_chunks, (len(COMMUNITY_FEATURES),)), dtype=np.float32,
@@ -187,12 +241,16 @@ def make_communities(n_samples: int = 1_000_000, *, chunks: int = 125_000, rando
     )  # fmt: skip
     names = [f[0] for f in COMMUNITY_FEATURES]
     units = [f[1] for f in COMMUNITY_FEATURES]
-    return X, y, names, units, list(COMMUNITY_ARCHETYPES)
+    return X, y, names, units, archetype_names
 
 
 def write_communities(path, n_samples: int = 1_000_000, *, chunks: int = 125_000,
-                      random_state=0, overwrite: bool = False) -> Path:  # fmt: skip
+                      random_state=0, overwrite: bool = False, archetypes=None,
+                      emerging=None) -> Path:  # fmt: skip
     """Write :func:`make_communities` as an xarray-style Zarr group, atomically.
+
+    ``archetypes`` and ``emerging`` plant drifting and appearing archetypes (see
+    :func:`make_communities`).
 
     The group holds ``features`` (community × feature, float32, with ``units``),
     ``archetype`` (the planted archetype of each row, -1 for noise) and the
@@ -201,13 +259,14 @@ def write_communities(path, n_samples: int = 1_000_000, *, chunks: int = 125_000
     import xarray as xr
 
     path = Path(path)
-    X, y, names, units, archetypes = make_communities(
-        n_samples, chunks=chunks, random_state=random_state
-    )
+    X, y, names, units, planted = make_communities(
+        n_samples, chunks=chunks, random_state=random_state, archetypes=archetypes,
+        emerging=emerging,
+    )  # fmt: skip
     ds = xr.Dataset(
         {
             "features": (("community", "feature"), X, {"units": units}),
-            "archetype": (("community",), y, {"names": archetypes, "noise": -1}),
+            "archetype": (("community",), y, {"names": planted, "noise": -1}),
         },
         coords={"feature": np.array(names, dtype=object)},
         attrs={"description": "synthetic online communities (dkmeans.datasets)"},

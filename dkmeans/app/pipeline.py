@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from .._engine.errors import (
 from .._engine.validation import unwrap
 from ..alignment import align_labels
 from ..archetypes import Archetypes
+from ..changes import ArchetypeChanges, compare_archetypes
 from ..cluster import KMeans
 from ..model_selection import CRITERIA, KSelection, select_k
 from ..persistence import data_fingerprint, load, model_exists, save
@@ -94,6 +96,13 @@ class Job:
         Directory to save the fitted model to (:func:`dkmeans.save`).
     align_to : str, optional
         A saved model whose cluster IDs this run keeps (:func:`dkmeans.align_labels`).
+        The run then reports what changed since it (``JobResult.changes``, and
+        ``changes.md`` / ``changes.csv`` in ``profile_out``), with the label churn
+        against the labels this run replaces, counted in the final pass.
+    align_max_distance : float, optional
+        Largest centre distance, in the reference's standard deviations, still
+        counted as the same archetype; a cluster farther from every reference
+        centre is new (see :func:`dkmeans.align_labels`).
     score : dict or str, optional
         Ranks the archetypes (see :func:`dkmeans.profile_clusters`).
     profile_out : str, optional
@@ -129,6 +138,7 @@ class Job:
     overwrite: bool = False
     model_out: str | None = None
     align_to: str | None = None
+    align_max_distance: float | None = None
     score: dict | str | None = None
     profile_out: str | None = None
     plots: str | None = None
@@ -150,6 +160,7 @@ class Job:
             raise ParameterError(f"k={self.k!r} must be 'auto' or a positive int.")
         if not (self.n_init == "auto" or (isinstance(self.n_init, int) and self.n_init >= 1)):
             raise ParameterError(f"n_init={self.n_init!r} must be 'auto' or a positive int.")
+        _check_max_distance(self.align_max_distance)
         lo, hi = [*list(self.k_range), None, None][:2]
         if not (isinstance(lo, int) and isinstance(hi, int) and 2 <= lo <= hi):
             raise ParameterError(
@@ -213,6 +224,8 @@ class JobResult:
     model : sklearn.pipeline.Pipeline (scaler, PCA, KMeans; the steps that ran)
     selection : KSelection or None
     archetypes : Archetypes
+    changes : ArchetypeChanges or None
+        What changed since the ``align_to`` model (None without one).
     labels_path, model_path, profile_paths, plot_paths : where outputs were written
     seconds : dict of step -> wall seconds
     n_features_out : int (features after PCA)
@@ -227,6 +240,7 @@ class JobResult:
     plot_paths: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
     n_features_out: int = 0
+    changes: ArchetypeChanges | None = None
 
     @property
     def kmeans(self) -> KMeans:
@@ -326,6 +340,7 @@ def run(job: Job) -> JobResult:
     reference = None
     if job.align_to:
         reference = load(job.align_to, storage_options=_remote_only(job.align_to, job))
+        _check_reference_features(reference, X)
     kept = _fits_in_memory(X, job.persist)
     if kept:
         with timer.step("read"):
@@ -387,8 +402,10 @@ def run(job: Job) -> JobResult:
         km.k_selection_ = selection
     steps.append(("kmeans", km))
     model = Pipeline(steps)
+    previous, notes = None, []
     if reference is not None:
-        align_labels(model, reference)
+        align_labels(model, reference, max_distance=job.align_max_distance)
+        previous, notes = _previous_labels(job, arr)  # opened before the writer replaces it
     result = JobResult(model, selection, None, n_features_out=int(data.shape[1]))
     with timer.step("labels and archetypes"):
         if job.write_labels:
@@ -397,22 +414,27 @@ def run(job: Job) -> JobResult:
             with io.labels_writer(arr, name, into=into, overwrite=job.overwrite,
                                   attrs=attrs) as writer:  # fmt: skip
                 final = label_and_profile(X, model, write=writer, score=job.score,
-                                          update_model=True)  # fmt: skip
+                                          update_model=True, previous_labels=previous)  # fmt: skip
             result.labels_path = writer.path
             options = job.storage_options if "://" in writer.path else None
             km.labels_ = io.from_zarr(writer.path, storage_options=options)
         else:
-            final = label_and_profile(X, model, score=job.score, update_model=True)
+            final = label_and_profile(X, model, score=job.score, update_model=True,
+                                      previous_labels=previous)  # fmt: skip
         result.archetypes = final.archetypes
+    if reference is not None:
+        result.changes = compare_archetypes(final.archetypes, reference, model=model,
+                                            churn=final.churn, notes=notes)  # fmt: skip
     if job.model_out:
         with timer.step("save"):
             result.model_path = str(save(
                 model, job.model_out, overwrite=job.overwrite,
-                fingerprint=data_fingerprint(arr), metadata={"job": job.public_dict()},
+                fingerprint=data_fingerprint(arr), metadata=_metadata(job, result),
                 storage_options=_remote_only(job.model_out, job),
             ))  # fmt: skip
     if job.profile_out:
-        result.profile_paths = _write_profiles(result.archetypes, Path(job.profile_out))
+        result.profile_paths = _write_profiles(result.archetypes, Path(job.profile_out),
+                                               result.changes)  # fmt: skip
     if job.plots:
         from .plot import save_plots
 
@@ -445,11 +467,90 @@ def _fits_in_memory(X, persist) -> bool:
     return unwrap(X).nbytes <= memory_budget(active_client())
 
 
-def _write_profiles(arch: Archetypes, folder: Path) -> list[str]:
+def _check_max_distance(value) -> None:
+    if value is not None and not (isinstance(value, int | float) and not isinstance(value, bool)
+                                  and value > 0):  # fmt: skip
+        raise ParameterError(
+            f"align_max_distance={value!r} must be a positive number of standard deviations, "
+            "or None."
+        )
+
+
+def _metadata(job: Job, result: JobResult) -> dict:
+    """The saved model's metadata: the job, and the archetype profile that the next run
+    aligned to this model compares with (sizes, means, global mean and std, score, rank)."""
+    return {"job": job.public_dict(), "archetypes": result.archetypes.to_dict()}
+
+
+def _check_reference_features(reference, X) -> None:
+    """Refuse, before any work, a reference whose saved profile has other features: the
+    changes report compares the two runs feature by feature."""
+    km = reference.steps[-1][1] if hasattr(reference, "steps") else reference
+    saved = (getattr(km, "metadata_", {}).get("archetypes") or {}).get("features")
+    coord = X.coords.get(X.dims[1])
+    names = None if coord is None else [str(n) for n in coord.values]
+    if saved is not None and names is not None and list(saved) != names:
+        raise InputError(
+            f"The align_to model was profiled on features {list(saved)}, these records have "
+            f"{names}; align to a model trained on the same features."
+        )
+
+
+def _previous_labels(job: Job, arr) -> tuple[object, list[str]]:
+    """The labels this run's write would replace (opened now, before the writer switches
+    to the new ones) when they label the same records, else None; and notes for the
+    changes report."""
+    into, name = _labels_target(job, arr)
+    found = io.existing_labels(arr, name, into=into)
+    where = f"{name!r}" if into is None else f"{io.public_url(into)}:{name}"
+    if found is None:
+        return None, [f"label churn not measured: no previous labels {where} to compare with"]
+    if found.shape != (arr.shape[0],):
+        return None, [
+            f"label churn not measured: the previous labels {where} have shape {found.shape}, "
+            f"the records {arr.shape[0]} rows"
+        ]
+    made_by = found.attrs.get("model")
+    if made_by is not None and not _same_place(made_by, job.align_to):
+        return found, [
+            f"the previous labels {where} were written with the model "
+            f"{io.public_url(made_by)}, not the reference {io.public_url(job.align_to)}"
+        ]
+    return found, []
+
+
+def _same_place(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _write_profiles(arch: Archetypes, folder: Path, changes: ArchetypeChanges | None = None,
+                    ) -> list[str]:  # fmt: skip
+    """``archetypes.csv/.md`` (and ``changes.csv/.md``) in ``folder``: every file is
+    written under a temporary name first, then all are moved into place, so a failure
+    leaves the previous files as they were."""
+    writers = {"archetypes.csv": arch.to_csv, "archetypes.md": _text(arch.to_markdown)}
+    if changes is not None:
+        writers |= {"changes.csv": changes.to_csv, "changes.md": _text(changes.to_markdown)}
     folder.mkdir(parents=True, exist_ok=True)
-    csv, md = folder / "archetypes.csv", folder / "archetypes.md"
-    arch.to_csv(csv)
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(arch.to_markdown())
-    os.replace(tmp, md)
-    return [str(csv), str(md)]
+    tag = uuid.uuid4().hex[:8]
+    written = []
+    try:
+        for name, write in writers.items():
+            tmp = folder / f".{name}.tmp-{tag}"
+            write(tmp)
+            written.append((tmp, folder / name))
+        for tmp, path in written:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+    return [str(path) for _, path in written]
+
+
+def _text(render):
+    def write(path: Path) -> None:
+        path.write_text(render())
+
+    return write
