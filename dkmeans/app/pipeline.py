@@ -448,7 +448,7 @@ def _check_confidence(confidence, on_low: str) -> None:
     if on_low == "error":
         raise LowConfidenceError(
             f"{confidence.warning}; stopping before writing anything "
-            "(on_low_confidence='error'). Fix k, narrow k_range, or pass "
+            "(on_low_confidence='error'). Choose k yourself (k=N), or pass "
             "on_low_confidence='warn'.",
             confidence,
         )
