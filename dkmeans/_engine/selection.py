@@ -88,7 +88,8 @@ class KSelection:
         return np.nan if self.confidence is None else self.confidence.stability
 
     def plot(self, axes=None):
-        """Elbow (inertia) and the quality criteria against k, with the chosen k marked.
+        """Elbow (inertia) and the quality criteria against k, with the chosen k marked
+        (and the elbow's, dotted).
 
         Returns
         -------
@@ -103,7 +104,10 @@ class KSelection:
             fig = axes[0].figure
         axes[0].plot(t["k"], t["inertia"], "o-")
         axes[0].set(xlabel="k", ylabel="inertia", title="Elbow")
-        for col in ("silhouette", "simplified_silhouette", "davies_bouldin"):
+        if "elbow" in self.preferred:
+            axes[0].axvline(self.preferred["elbow"], color="tab:orange", linestyle=":")
+        for col in ("silhouette", "stratified_silhouette", "simplified_silhouette",
+                    "davies_bouldin"):  # fmt: skip
             axes[1].plot(t["k"], t[col], "o-", label=col.replace("_", " "))
         axes[1].set(xlabel="k", ylabel="score", title=f"Criterion: {self.criterion}")
         axes[1].legend()
