@@ -127,8 +127,8 @@ class _BaseKMeans(
                              n_seeding_passes=n_seeding_passes, warn=False,
                              sample_size=sample_size)  # fmt: skip
         # a refit starts from positional labels, and drops what described the last model
-        for stale in ("cluster_ids_", "k_selection_", "k_table_", "fingerprint_", "metadata_",
-                      *_LABEL_PASS_ATTRIBUTES):  # fmt: skip
+        for stale in ("cluster_ids_", "k_selection_", "k_table_", "k_confidence_",
+                      "fingerprint_", "metadata_", *_LABEL_PASS_ATTRIBUTES):  # fmt: skip
             vars(self).pop(stale, None)
         self.persisted_ = persisted
         self.n_seeding_passes_ = n_seeding_passes
@@ -325,7 +325,9 @@ class KMeans(_BaseKMeans):
         Candidate numbers of clusters when ``n_clusters="auto"``; None is
         ``range(2, 16)``.
     k_criterion : str, default="silhouette"
-        Criterion of :func:`dkmeans.select_k` when ``n_clusters="auto"``.
+        Criterion of :func:`dkmeans.select_k` when ``n_clusters="auto"``: one of
+        ``"silhouette"``, ``"stratified_silhouette"``, ``"simplified_silhouette"``,
+        ``"davies_bouldin"``, ``"calinski_harabasz"`` or ``"elbow"``.
     metric : {"euclidean", "cosine"}, default="euclidean"
         ``"cosine"``: spherical k-means.  Rows are scaled to unit length (lazily; an
         all-zero row is an error), centres are scaled back to unit length after every
@@ -415,7 +417,8 @@ class KMeans(_BaseKMeans):
     n_clusters_ : int
         The number of clusters fitted (the chosen one for ``n_clusters="auto"``).
     k_selection_ : KSelection
-        Only for ``n_clusters="auto"``: the table of every k and the criterion.
+        Only for ``n_clusters="auto"``: the table of every k, the criterion, and how
+        confident the choice is (``k_selection_.confidence``).
     cluster_ids_ : ndarray of shape (n_clusters,)
         Only after :func:`dkmeans.align_labels`: the stable ID of each centre
         (ascending); ``labels_`` and ``predict`` then give these IDs.

@@ -1,9 +1,9 @@
 """The exceptions dkmeans raises for problems the caller can fix.
 
 Each subclasses the built-in exception (``ValueError``, ``TypeError``, ``KeyError``,
-``FileNotFoundError``, ``FileExistsError`` or ``OSError``) that scikit-learn-style code
-already catches, so ``except ValueError`` keeps working; ``except DKMeansError``
-catches all of them and nothing else.
+``FileNotFoundError``, ``FileExistsError``, ``OSError`` or ``RuntimeError``) that
+scikit-learn-style code already catches, so ``except ValueError`` keeps working;
+``except DKMeansError`` catches all of them and nothing else.
 
 ========================  =====================================================
 ``InputError``            X, weights or labels of the wrong shape or values
@@ -15,6 +15,7 @@ catches all of them and nothing else.
 ``StoreError``            a store, model, checkpoint or labels array unfit for the call
 ``NotFoundError``         a store, model, configuration or file that does not exist
 ``OutputExistsError``     an output already there (pass ``overwrite=True``)
+``LowConfidenceError``    an uncertain k choice that a job was told to stop on
 ``ConfigError``           a job file or dask config setting that is invalid
 ``ClusterConfigError``    an invalid cluster configuration
 ``ChunkReadError``        a chunk unreadable after the retries
@@ -29,6 +30,7 @@ from ._engine.errors import (
     DKMeansError,
     InputError,
     InputTypeError,
+    LowConfidenceError,
     NotEnoughDataError,
     NotFittedError,
     NotFoundError,
@@ -46,6 +48,7 @@ __all__ = [
     "DKMeansError",
     "InputError",
     "InputTypeError",
+    "LowConfidenceError",
     "NotEnoughDataError",
     "NotFittedError",
     "NotFoundError",

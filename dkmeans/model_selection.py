@@ -1,12 +1,14 @@
-"""Choosing k with no human in the loop: :func:`select_k` and :class:`KSelection`."""
+"""Choosing k with no human in the loop: :func:`select_k`, :class:`KSelection`, and how
+sure the choice is, :class:`KConfidence`."""
 
 from __future__ import annotations
 
+from ._engine.confidence import STABILITY_THRESHOLD, KConfidence, kneedle
 from ._engine.selection import CRITERIA, KSelection, select_into
 from ._engine.validation import as_input
 from .cluster import KMeans
 
-__all__ = ["CRITERIA", "KSelection", "select_k"]
+__all__ = ["CRITERIA", "STABILITY_THRESHOLD", "KConfidence", "KSelection", "kneedle", "select_k"]
 
 
 def select_k(
@@ -33,6 +35,13 @@ def select_k(
     the squared-Euclidean silhouette); the chosen model's label pass is that of its
     own fit.
 
+    Every selection also says how sure it is (``KSelection.confidence``): the k each
+    criterion prefers (``preferred``, the elbow included), the stability of the chosen
+    k (``stability``: the adjusted Rand index between two fits of it on disjoint
+    halves of the silhouette sample, both labelling the whole sample; in memory, no
+    extra pass), and a level, ``"low"`` when the elbow or most other criteria prefer
+    another k or the stability is below 0.8 (see :class:`KConfidence`).
+
     Data streamed from its store (not kept in memory) is swept on a row sample
     instead (``fit_sample``, see :class:`KMeans`): one pass draws the sample with the
     data's moments, the sweep, its scores and the choice of k run on the sample in
@@ -46,11 +55,17 @@ def select_k(
 (n_samples, n_features)
     k_range : iterable of int, default=range(2, 16)
         Candidate numbers of clusters (each at least 2).
-    criterion : {"silhouette", "davies_bouldin", "calinski_harabasz", \
-"simplified_silhouette"}, default="silhouette"
+    criterion : {"silhouette", "stratified_silhouette", "davies_bouldin", \
+"calinski_harabasz", "simplified_silhouette", "elbow"}, default="silhouette"
         ``"silhouette"`` is the exact Euclidean silhouette of a uniform row sample of
         ``sample_size`` rows (the same rows for every k); larger is better, as for
         Calinski-Harabasz and the simplified silhouette; smaller Davies-Bouldin is better.
+        ``"stratified_silhouette"``: each cluster weighs the same (a uniform sample
+        under-weights small clusters): per cluster, up to ``sample_size // k`` of the
+        silhouette sample's rows (a uniform draw within the cluster), their silhouette
+        against those rows, averaged per cluster and then over the clusters; larger is
+        better.  ``"elbow"``: the knee of inertia against k by Kneedle
+        (:func:`kneedle`; needs at least 3 ks).
     sample_size : int, default=10000
         Rows in the silhouette sample (all rows if fewer).
     sweep_sample_size : int, optional

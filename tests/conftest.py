@@ -30,6 +30,20 @@ def blobs(n=3000, d=5, k=4, std=0.6, seed=0, dtype=np.float64):
     return X.astype(dtype), y, centers
 
 
+def close_pair(seed=1):
+    """Issue 16's blobs: six planted centres in 2-D, two of them (300 rows each) 4.5
+    apart, four small ones (40 rows) 12 away; unit spread.  The silhouette prefers 5
+    (the pair merged), the elbow 6 (inertia drops about 3× from 5 to 6, then flat)."""
+    from sklearn.datasets import make_blobs
+
+    gap, far = 4.5, 12.0
+    centers = np.array([[0, 0], [gap, 0], [gap / 2, far], [gap / 2, -far], [-far, 0],
+                        [gap + far, 0]])  # fmt: skip
+    X, y = make_blobs([300, 300, 40, 40, 40, 40], centers=centers, cluster_std=1.0,
+                      random_state=seed)  # fmt: skip
+    return X, y
+
+
 class CountingStore(WrapperStore):
     """Counts chunk reads of a Zarr store, independently of the code under test."""
 

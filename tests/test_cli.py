@@ -130,6 +130,24 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, communities, args,
     assert not (communities / "cluster").exists()
 
 
+def test_low_confidence_stops_fit_or_is_printed(tmp_path):
+    from .conftest import close_pair
+
+    store = tmp_path / "pair.zarr"
+    zarr.open_group(str(store), mode="w").create_array("features", data=close_pair()[0])
+    args = (str(store), "--k-range", "2:10", "--no-scale", "--pca", "none", "-q")
+    proc = _run("fit", *args, "--on-low-confidence", "error", "--model-out", str(tmp_path / "m"))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("dkmeans: error: k choice is uncertain: silhouette")
+    assert not (store / "cluster").exists() and not (tmp_path / "m").exists()
+    proc = _run("select-k", *args)
+    assert proc.returncode == 0, proc.stderr
+    table, line = proc.stdout.split("k confidence: ")
+    assert "stratified_silhouette" in table
+    assert line.startswith("low — silhouette") and "elbow prefer" in line.splitlines()[0]
+
+
 def test_predict_refuses_a_store_with_other_features(tmp_path, communities):
     model = tmp_path / "model"
     assert _run("fit", str(communities), "--k", "3", "--model-out", str(model), "--no-labels",

@@ -12,6 +12,9 @@ from dkmeans.pipeline import Job, run
 from sklearn.metrics import adjusted_rand_score
 
 from dkmeans import load
+from dkmeans.exceptions import DKMeansError, LowConfidenceError
+
+from .conftest import close_pair, write_store
 
 
 @pytest.fixture
@@ -80,9 +83,11 @@ def test_align_to_keeps_cluster_ids_across_retrains(tmp_path, store):
 
 def test_job_from_yaml(tmp_path, store):
     path = tmp_path / "job.yaml"
-    path.write_text(f"store: {store}\nk: 3\nk_range: [2, 5]\npca: 0.9\nscore: churn_rate\n")
+    path.write_text(f"store: {store}\nk: 3\nk_range: [2, 5]\npca: 0.9\nscore: churn_rate\n"
+                    "on_low_confidence: error\n")  # fmt: skip
     job = Job.from_yaml(path)
     assert job.k == 3 and job.pca == 0.9 and job.score == "churn_rate"
+    assert job.on_low_confidence == "error"
     path.write_text(f"store: {store}\nkk: 3\n")
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['kk'\]"):
         Job.from_yaml(path)
@@ -96,6 +101,7 @@ def test_job_from_yaml(tmp_path, store):
         ({"pca": 1.5}, "variance share"),
         ({"criterion": "gap"}, "not one of"),
         ({"fit_sample": 10, "k_range": [2, 12]}, "above the largest k"),
+        ({"on_low_confidence": "ignore"}, "on_low_confidence='ignore' is not one of"),
     ],
 )
 def test_bad_jobs(kwargs, match):
@@ -250,3 +256,42 @@ def test_align_to_a_model_of_other_features_is_refused_before_any_work(tmp_path,
         run(Job(store=str(store), k=3, pca=None, feature_names=names,
                 align_to=str(tmp_path / "m1")))  # fmt: skip
     assert not (store / "cluster").exists()
+
+
+@pytest.fixture
+def close_pair_store(tmp_path):
+    """Issue 16's blobs (the silhouette says 5, the elbow 6) in a small Zarr store."""
+    return write_store(tmp_path / "pair.zarr", close_pair()[0], 340)
+
+
+def _pair_job(store, tmp_path, **kwargs) -> Job:
+    return Job(store=str(store), k_range=[2, 10], scale=False, pca=None,
+               model_out=str(tmp_path / "model"), profile_out=str(tmp_path / "profiles"),
+               labels_out=f"{tmp_path / 'labels.zarr'}:cluster", **kwargs)  # fmt: skip
+
+
+def test_low_confidence_error_stops_before_writing_anything(tmp_path, close_pair_store):
+    job = _pair_job(close_pair_store, tmp_path, on_low_confidence="error")
+    with pytest.raises(LowConfidenceError, match=r"silhouette.* prefer.* 5.*elbow prefer.* 6") as e:
+        run(job)
+    assert isinstance(e.value, DKMeansError) and e.value.confidence.low
+    assert not (tmp_path / "labels.zarr").exists()
+    assert not (tmp_path / "model").exists() and not (tmp_path / "profiles").exists()
+    assert not list(tmp_path.glob(".model*"))  # no half-written model either
+
+
+def test_low_confidence_warns_once_and_the_model_keeps_it(tmp_path, close_pair_store, caplog):
+    with caplog.at_level(logging.WARNING, logger="dkmeans"):
+        result = run(_pair_job(close_pair_store, tmp_path))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [result.selection.confidence.warning]
+    assert warnings[0].name == "dkmeans.app.pipeline"
+    assert "k choice is uncertain" in warnings[0].getMessage()
+    km = load(tmp_path / "model")[-1]
+    saved = km.metadata_["k_confidence"]
+    assert saved["level"] == "low" and saved["warning"] == result.selection.confidence.warning
+    assert saved["preferred"] == result.selection.preferred
+    assert saved["preferred"]["silhouette"] == 5 and saved["preferred"]["elbow"] == 6
+    assert saved["stability"] == pytest.approx(result.selection.stability)
+    assert km.k_confidence_ == result.selection.confidence
+    assert km.metadata_["job"]["on_low_confidence"] == "warn"

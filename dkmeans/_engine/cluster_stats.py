@@ -291,15 +291,23 @@ def pairwise_cluster_sums(xa, xb, labels_b, k, self_offset: int | None = None) -
     return _distances(xa, xb, self_offset) @ _onehot(np.asarray(labels_b), k)
 
 
-def silhouette_values(X, labelings, n_clusters, block_rows: int = 1024) -> list[np.ndarray]:
+def silhouette_values(X, labelings, n_clusters, block_rows: int = 1024,
+                      members=None) -> list[np.ndarray]:  # fmt: skip
     """Exact Euclidean silhouette of every row of an in-memory X, under each labeling.
 
     Row block by row block (memory ``block_rows × n``, scikit-learn's chunked
     approach); each block's distances are computed once and reused for every labeling.
+    ``members``: per labeling, None or a boolean mask of the rows that make up the
+    data set for it (the others are neither scored, NaN, nor counted in the
+    clusters' mean distances): the silhouette of the subset ``X[mask]`` alone.
     """
     n = X.shape[0]
+    members = [None] * len(labelings) if members is None else members
     labelings = [np.asarray(lab, dtype=np.int64) for lab in labelings]
     onehots = [_onehot(lab, k) for lab, k in zip(labelings, n_clusters, strict=True)]
+    for oh, mask in zip(onehots, members, strict=True):
+        if mask is not None:
+            oh[~mask] = 0.0
     sizes = [oh.sum(axis=0) for oh in onehots]
     out = [np.empty(n) for _ in labelings]
     for s in range(0, n, block_rows):
@@ -307,7 +315,37 @@ def silhouette_values(X, labelings, n_clusters, block_rows: int = 1024) -> list[
         dist = _distances(X[s:e], X, self_offset=s)
         for values, lab, oh, sz in zip(out, labelings, onehots, sizes, strict=True):
             values[s:e] = silhouette_from_sums(dist @ oh, lab[s:e], sz)
+    for values, mask in zip(out, members, strict=True):
+        if mask is not None:  # scored with the rest (one product is cheaper than a gather)
+            values[~mask] = np.nan
     return out
+
+
+def stratified_members(labels, keys, per_cluster: int) -> np.ndarray:
+    """Boolean mask of a stratified subsample: in each cluster, its ``per_cluster`` rows
+    of smallest key (all of them if it has fewer).
+
+    With the uniform random keys of a row sample this is a uniform draw within each
+    cluster, so each cluster's mean distances (the silhouette's a and b) are estimated
+    without bias; only the clusters' weights change.
+    """
+    labels = np.asarray(labels)
+    mask = np.zeros(labels.shape[0], dtype=bool)
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        mask[rows[_smallest(keys[rows], per_cluster)]] = True
+    return mask
+
+
+def macro_mean(values, labels) -> float:
+    """The mean over clusters of each cluster's mean of the finite ``values`` (NaN
+    when fewer than two clusters have any)."""
+    values, labels = np.asarray(values), np.asarray(labels)
+    finite = np.isfinite(values)
+    clusters = np.unique(labels[finite])
+    if clusters.shape[0] < 2:
+        return np.nan
+    return float(np.mean([values[finite & (labels == c)].mean() for c in clusters]))
 
 
 def sq_silhouette_chunk(X, labels, moments: ClusterMoments, shift) -> np.ndarray:

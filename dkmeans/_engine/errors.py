@@ -15,6 +15,7 @@ __all__ = [
     "DKMeansError",
     "InputError",
     "InputTypeError",
+    "LowConfidenceError",
     "NotEnoughDataError",
     "NotFittedError",
     "NotFoundError",
@@ -84,3 +85,13 @@ class ChunkReadError(DKMeansError, OSError):
 
 class StoreWriteError(DKMeansError, OSError):
     """Output that could not be written completely (nothing was switched to it)."""
+
+
+class LowConfidenceError(DKMeansError, RuntimeError):
+    """The k choice is uncertain and the job was told to stop rather than publish
+    (``Job(on_low_confidence="error")``); ``confidence`` is the
+    :class:`~dkmeans.model_selection.KConfidence`.  Nothing was written."""
+
+    def __init__(self, message: str, confidence=None):
+        super().__init__(message)
+        self.confidence = confidence

@@ -6,8 +6,9 @@ module (above the estimators, which register here by subclassing ``SaveMixin``).
 Layout of a model directory::
 
     model.json        format and version, library versions, every step's class,
-                      parameters and scalar attributes, the k table, the training
-                      data's fingerprint, free-form metadata
+                      parameters and scalar attributes, the k table and the k
+                      choice's confidence, the training data's fingerprint,
+                      free-form metadata
     arrays/*.npy      every array attribute (loaded with ``allow_pickle=False``)
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend as B
+from .confidence import KConfidence
 from .errors import InputTypeError, NotFittedError, NotFoundError, OutputExistsError, StoreError
 
 __all__ = ["FORMAT_VERSION", "SaveMixin", "data_fingerprint", "load", "save"]
@@ -255,6 +257,7 @@ def _write_local(model, folder: Path, fingerprint, metadata, *, arrays: str = "a
     km = _steps(model)[-1][1]
     selection = getattr(km, "k_selection_", None)
     k_table = None if selection is None else json.loads(selection.table.to_json(orient="records"))
+    confidence = getattr(selection, "confidence", None)
     versions = {"dkmeans": __version__, "numpy": np.__version__,
                 "scikit-learn": sklearn.__version__, "dask": dask.__version__,
                 "zarr": zarr.__version__}  # fmt: skip
@@ -267,6 +270,7 @@ def _write_local(model, folder: Path, fingerprint, metadata, *, arrays: str = "a
         "steps": steps,
         "k_table": k_table,
         "k_criterion": None if selection is None else selection.criterion,
+        "k_confidence": None if confidence is None else confidence.to_dict(),
         "fingerprint": fingerprint,
         "metadata": metadata or {},
         "arrays": arrays,
@@ -329,8 +333,10 @@ def load(path, *, storage_options: dict | None = None):
     """Load a model saved by :func:`save` (a directory or a URL): the estimator, or the
     Pipeline.
 
-    The loaded KMeans carries ``k_table_`` (a DataFrame) when the model chose its
-    k, and every loaded estimator carries ``fingerprint_`` and ``metadata_``.
+    The loaded KMeans carries ``k_table_`` (a DataFrame) and ``k_confidence_`` (a
+    :class:`~dkmeans.model_selection.KConfidence`: the k each criterion preferred, the
+    stability, the level) when the model chose its k, and every loaded estimator
+    carries ``fingerprint_`` and ``metadata_``.
     """
     import io
 
@@ -366,6 +372,8 @@ def load(path, *, storage_options: dict | None = None):
         estimators.append((step["name"], est))
     if doc.get("k_table") is not None:
         estimators[-1][1].k_table_ = pd.DataFrame.from_records(doc["k_table"])
+    if doc.get("k_confidence") is not None:  # absent from models saved before it existed
+        estimators[-1][1].k_confidence_ = KConfidence.from_dict(doc["k_confidence"])
     if doc.get("pipeline"):
         return Pipeline(estimators)
     return estimators[0][1]

@@ -18,6 +18,7 @@ import numpy as np
 from . import cluster_stats as S
 from . import driver as D
 from . import kernels as K
+from .confidence import KConfidence, assess, kneedle
 from .errors import ParameterError
 from .lloyd import Run
 from .log import report, verbosity
@@ -26,14 +27,20 @@ from .validation import as_generator, as_input
 
 logger = logging.getLogger(__name__)
 
-# criterion -> (table column, True when larger is better)
+# criterion -> (table column, True when larger is better; None: the knee of the
+# column against k, by Kneedle)
 CRITERIA = {
     "silhouette": ("silhouette", True),
     "davies_bouldin": ("davies_bouldin", False),
     "calinski_harabasz": ("calinski_harabasz", True),
     "simplified_silhouette": ("simplified_silhouette", True),
+    "stratified_silhouette": ("stratified_silhouette", True),
+    "elbow": ("inertia", None),
 }
 _STAGE_SWEEP_SAMPLE = 11
+# the stability fits run in memory on the sample: no fit sample, checkpoint or labels
+_IN_MEMORY = {"fit_sample": None, "checkpoint": None, "resume": False, "compute_labels": False,
+              "verbose": 0}  # fmt: skip
 
 
 @dataclass
@@ -46,14 +53,18 @@ class KSelection:
     best_model : KMeans
         Fitted with ``best_k`` clusters (labels, inertia, centres: no refit needed).
     table : pandas.DataFrame
-        One row per k: ``k, inertia, silhouette, simplified_silhouette,
-        sqeuclidean_silhouette, davies_bouldin, calinski_harabasz, iterations,
-        converged, seconds`` (seconds: wall time of the passes the k took part in).
+        One row per k: ``k, inertia, silhouette, stratified_silhouette,
+        simplified_silhouette, sqeuclidean_silhouette, davies_bouldin,
+        calinski_harabasz, iterations, converged, seconds`` (seconds: wall time of
+        the passes the k took part in).
     criterion : str
     n_passes : int
         Data passes of the whole selection.
     centers : dict of int to ndarray of shape (k, n_features)
         The fitted centres of every k of the sweep.
+    confidence : KConfidence
+        How sure the choice is: the k each criterion prefers, the stability, and
+        ``level`` "high" or "low" (the rule: :class:`KConfidence`).
     """
 
     best_k: int
@@ -62,9 +73,23 @@ class KSelection:
     criterion: str
     n_passes: int
     centers: dict = field(default_factory=dict)
+    confidence: KConfidence | None = None
+
+    @property
+    def preferred(self) -> dict:
+        """The k each criterion of :data:`CRITERIA` prefers (the elbow included); a
+        criterion that cannot say (all NaN, or the elbow of fewer than 3 ks) is left out."""
+        return {} if self.confidence is None else dict(self.confidence.preferred)
+
+    @property
+    def stability(self) -> float:
+        """Adjusted Rand index between the chosen k's fits on two disjoint halves of the
+        silhouette sample, both labelling the whole sample; NaN if not measured."""
+        return np.nan if self.confidence is None else self.confidence.stability
 
     def plot(self, axes=None):
-        """Elbow (inertia) and the quality criteria against k, with the chosen k marked.
+        """Elbow (inertia) and the quality criteria against k, with the chosen k marked
+        (and the elbow's, dotted).
 
         Returns
         -------
@@ -79,7 +104,10 @@ class KSelection:
             fig = axes[0].figure
         axes[0].plot(t["k"], t["inertia"], "o-")
         axes[0].set(xlabel="k", ylabel="inertia", title="Elbow")
-        for col in ("silhouette", "simplified_silhouette", "davies_bouldin"):
+        if "elbow" in self.preferred:
+            axes[0].axvline(self.preferred["elbow"], color="tab:orange", linestyle=":")
+        for col in ("silhouette", "stratified_silhouette", "simplified_silhouette",
+                    "davies_bouldin"):  # fmt: skip
             axes[1].plot(t["k"], t[col], "o-", label=col.replace("_", " "))
         axes[1].set(xlabel="k", ylabel="score", title=f"Criterion: {self.criterion}")
         axes[1].legend()
@@ -127,6 +155,10 @@ def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sampl
             f"criterion={criterion!r} is not valid: expected one of {list(CRITERIA)}."
         )
     ks = _check_k_range(k_range, inp.n_samples)
+    if criterion == "elbow" and len(ks) < 3:
+        raise ParameterError(
+            f"criterion='elbow' needs at least 3 ks to find a knee; k_range gives {ks}."
+        )
     for name in ("n_clusters", "k_range"):
         if name in kmeans_params:
             raise ParameterError(f"select_k sets {name} itself; do not pass it.")
@@ -154,23 +186,67 @@ def select_into(model, inp, k_range, *, estimator, criterion="silhouette", sampl
         if checkpoint is not None:
             checkpoint.key["k_range"] = ks
         fitted = D.fit(rows, spec, ks, _per_k_generators(random_state, len(ks)), checkpoint)
-        table = _score(rows, ks, fitted, rng, min(sample_size, inp.n_samples), template._inertia)
+        table, sample = _score(rows, ks, fitted, rng, min(sample_size, inp.n_samples),
+                               template._inertia)  # fmt: skip
         best_k = _choose(table, ks, criterion)
         best_model = estimator(best_k, n_init=n_init, random_state=random_state, **kmeans_params)
         run = fitted.best[ks.index(best_k)]
         _label_into(best_model, model, inp, rows, run, fitted, persisted, None, depth)
+        # on the silhouette sample, in memory: no pass over the data
+        params = {**kmeans_params, **_IN_MEMORY, "n_init": n_init}
+        stability = _stability(sample, best_k, rng, partial(estimator, best_k, **params))
+        confidence = assess(best_k, criterion, _preferred(table, ks), stability)
     report(
-        logger, "select_k: best k=%d by %s, %d data passes, %.3fs", best_k, criterion,
-        rows.n_passes, time.perf_counter() - t0,
+        logger, "select_k: best k=%d by %s, %d data passes, %.3fs; %s", best_k, criterion,
+        rows.n_passes, time.perf_counter() - t0, confidence.summary(),
     )  # fmt: skip
     centers = {k: r.centers for k, r in zip(ks, fitted.best, strict=True)}
-    return KSelection(best_k, best_model, table, criterion, rows.n_passes, centers)
+    return KSelection(best_k, best_model, table, criterion, rows.n_passes, centers, confidence)
 
 
 def _choose(table, ks: list[int], criterion: str) -> int:
     column, larger = CRITERIA[criterion]
     values = table[column].to_numpy()
+    if larger is None:  # the elbow; a flat curve has none: every k fits alike, take the least
+        knee = kneedle(ks, values)
+        return ks[0] if knee is None else knee
     return ks[int(np.nanargmax(values) if larger else np.nanargmin(values))]
+
+
+def _preferred(table, ks: list[int]) -> dict[str, int]:
+    """The k each criterion prefers, leaving out those that cannot say."""
+    out = {}
+    for name, (column, larger) in CRITERIA.items():
+        values = table[column].to_numpy(dtype=np.float64)
+        if larger is None:
+            knee = kneedle(ks, values)
+            if knee is not None:
+                out[name] = knee
+        elif np.isfinite(values).any():
+            out[name] = _choose(table, ks, name)
+    return out
+
+
+def _stability(sample: S.RowSample, k: int, rng: np.random.Generator, make) -> float:
+    """Adjusted Rand index between the labelings of the sample's rows by two fits of k
+    clusters, ``make(random_state=seed).fit`` on two disjoint random halves of it.
+
+    Unweighted, as the silhouette sample; NaN when a half would not have more rows
+    than clusters.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    rows = sample.rows
+    half = rows.shape[0] // 2
+    if half <= k:
+        return np.nan
+    order = rng.permutation(rows.shape[0])
+    seeds = rng.integers(2**31 - 1, size=2)
+    labelings = [
+        np.asarray(make(random_state=int(seed)).fit(rows[np.sort(idx)]).predict(rows))
+        for idx, seed in zip((order[:half], order[half : 2 * half]), seeds, strict=True)
+    ]
+    return float(adjusted_rand_score(*labelings))
 
 
 def _label_into(best_model, model, inp, rows, run, fitted, persisted, sample_size, depth):
@@ -196,9 +272,9 @@ def _per_k_generators(random_state, n_k: int) -> list[np.random.Generator]:
 
 
 def _score(rows: RowBlocks, ks: list[int], fitted: D.FitResult, rng, sample_size: int,
-           inertia) -> object:  # fmt: skip
-    """Two passes scoring every k's kept run; returns the table (``inertia``: the
-    estimator's cost-to-inertia rule)."""
+           inertia) -> tuple[object, S.RowSample]:  # fmt: skip
+    """Two passes scoring every k's kept run; returns the table and the silhouette
+    sample (``inertia``: the estimator's cost-to-inertia rule)."""
     import pandas as pd
 
     dtype, shift = rows.dtype, fitted.shift
@@ -222,12 +298,7 @@ def _score(rows: RowBlocks, ks: list[int], fitted: D.FitResult, rng, sample_size
     )  # fmt: skip
     sample_rows = sample.rows  # NumPy, or CSR for sparse data
     sample_labels = [K.assign_labels(sample_rows, cs, shift)[0] for cs in sets]
-    silhouettes = [
-        float(v.mean()) if np.unique(lab).shape[0] > 1 else np.nan
-        for v, lab in zip(
-            S.silhouette_values(sample_rows, sample_labels, ks), sample_labels, strict=True
-        )
-    ]
+    silhouettes, stratified = _silhouettes(sample, sample_labels, ks)
     records = []
     for i, k in enumerate(ks):
         mom = moments[i]
@@ -242,6 +313,7 @@ def _score(rows: RowBlocks, ks: list[int], fitted: D.FitResult, rng, sample_size
                 "k": k,
                 "inertia": cost,
                 "silhouette": silhouettes[i],
+                "stratified_silhouette": stratified[i],
                 "simplified_silhouette": evals[i][1] / total,
                 "sqeuclidean_silhouette": spreads[i][1] / total,
                 "davies_bouldin": S.davies_bouldin(mom.means[filled], spread[filled]),
@@ -251,7 +323,29 @@ def _score(rows: RowBlocks, ks: list[int], fitted: D.FitResult, rng, sample_size
                 "seconds": float(sum(h[2] for h in run.history)),
             }
         )
-    return pd.DataFrame.from_records(records)
+    return pd.DataFrame.from_records(records), sample
+
+
+def _silhouettes(sample: S.RowSample, labelings, ks) -> tuple[list[float], list[float]]:
+    """Per k: the mean silhouette of the uniform sample, and the stratified one.
+
+    The stratified silhouette draws from the same in-memory sample, so it costs no
+    pass: per cluster, up to ``len(sample) // k`` rows of smallest key (at least 2),
+    a uniform draw within each cluster; it is the silhouette of those rows against
+    themselves, averaged per cluster, then over the clusters (each cluster weighs
+    the same, where the uniform mean weighs each by its size).  A cluster with few
+    rows in the uniform sample keeps all of them.
+    """
+    n = sample.rows.shape[0]
+    masks = [S.stratified_members(lab, sample.keys, max(n // k, 2))
+             for lab, k in zip(labelings, ks, strict=True)]  # fmt: skip
+    values = S.silhouette_values(sample.rows, [*labelings, *labelings], [*ks, *ks],
+                                 members=[None] * len(ks) + masks)  # fmt: skip
+    uniform, strata = values[: len(ks)], values[len(ks) :]
+    silhouettes = [float(v.mean()) if np.unique(lab).shape[0] > 1 else np.nan
+                   for v, lab in zip(uniform, labelings, strict=True)]  # fmt: skip
+    stratified = [S.macro_mean(v, lab) for v, lab in zip(strata, labelings, strict=True)]
+    return silhouettes, stratified
 
 
 def _select_on_sample(model, estimator, inp, rows, persisted, ks, template, rng, criterion,
@@ -290,4 +384,5 @@ def _select_on_sample(model, estimator, inp, rows, persisted, ks, template, rng,
         logger, "select_k: best k=%d by %s on a sample of %d rows, %d data passes, %.3fs", best_k,
         criterion, sample.shape[0], rows.n_passes, time.perf_counter() - t0,
     )  # fmt: skip
-    return KSelection(best_k, best_model, sub.table, criterion, rows.n_passes, sub.centers)
+    return KSelection(best_k, best_model, sub.table, criterion, rows.n_passes, sub.centers,
+                      sub.confidence)  # fmt: skip

@@ -15,6 +15,7 @@ import zarr
 
 from .._engine.errors import DKMeansError
 from .._engine.validation import unwrap
+from ..model_selection import CRITERIA
 
 __all__ = ["main"]
 
@@ -119,8 +120,9 @@ def _print_result(result) -> None:
     km = result.kmeans
     if result.selection is not None:
         print(f"\nk selection (criterion: {result.selection.criterion})")
-        _print_table(result.selection.table, ["k", "inertia", "silhouette",
+        _print_table(result.selection.table, ["k", "inertia", "silhouette", "stratified_silhouette",
                      "davies_bouldin", "calinski_harabasz", "iterations", "seconds"])  # fmt: skip
+        print(result.selection.confidence.summary())
     print(f"\nk: {km.cluster_centers_.shape[0]}   features after PCA: {result.n_features_out}   "
           f"iterations: {km.n_iter_}   inertia: {km.inertia_:.6g}")  # fmt: skip
     print("\narchetypes\n" + result.archetypes.to_markdown())
@@ -144,7 +146,8 @@ def _job_from_args(args, store: str):
     return Job(
         store=store, storage_options=storage_options(args.storage), variable=args.variable,
         k=args.k, k_range=args.k_range,
-        criterion=args.criterion, scale=not args.no_scale, pca=args.pca,
+        criterion=args.criterion, on_low_confidence=args.on_low_confidence,
+        scale=not args.no_scale, pca=args.pca,
         random_state=args.random_state, labels_out=args.labels_out,
         write_labels=not args.no_labels, overwrite=args.overwrite, model_out=args.model_out,
         align_to=args.align_to, align_max_distance=args.align_max_distance,
@@ -249,6 +252,7 @@ def _select_k(args) -> int:
     args.align_max_distance = None
     args.k, args.profile_out, args.score, args.score_weights = "auto", None, None, None
     args.overwrite, args.checkpoint, args.resume = False, None, False
+    args.on_low_confidence = "warn"  # it writes nothing, so prints the table whatever it says
     return _fit(args)
 
 
@@ -371,9 +375,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variable", help="the records' array in the store's group")
     p.add_argument("--k", type=_k, default="auto", help="'auto' (default) or a number")
     p.add_argument("--k-range", type=_k_range, default=[2, 16], help="LOW:HIGH, both included")
-    p.add_argument("--criterion", default="silhouette",
-                   choices=["silhouette", "davies_bouldin", "calinski_harabasz",
-                            "simplified_silhouette"])  # fmt: skip
+    p.add_argument("--criterion", default="silhouette", choices=list(CRITERIA))
     p.add_argument("--no-scale", action="store_true", help="skip standard scaling")
     p.add_argument("--pca", type=_pca, default=0.95, help="0.95 (variance), N, or none")
     p.add_argument(
@@ -434,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     fit.add_argument("--checkpoint", help="folder for the fit's state after every iteration")
     fit.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    fit.add_argument("--on-low-confidence", choices=["warn", "error"], default="warn",
+                     help="with --k auto, when the criteria disagree on k or it is unstable: "
+                          "log a warning (default) or stop before writing anything")  # fmt: skip
     fit.set_defaults(func=_fit)
 
     run = sub.add_parser("run", help="run a job described in a YAML file")

@@ -23,6 +23,7 @@ from .. import io
 from .._engine.errors import (
     ConfigError,
     InputError,
+    LowConfidenceError,
     NotFoundError,
     OutputExistsError,
     ParameterError,
@@ -39,6 +40,8 @@ from ..streaming import label_and_profile, summarize
 __all__ = ["Job", "JobResult", "run"]
 
 logger = logging.getLogger(__name__)
+
+_ON_LOW_CONFIDENCE = ("warn", "error")
 
 
 @dataclass
@@ -62,6 +65,13 @@ class Job:
         Smallest and largest k tried (both included).
     criterion : str, default="silhouette"
         See :func:`dkmeans.select_k`.
+    on_low_confidence : {"warn", "error"}, default="warn"
+        With ``k="auto"``, when the k choice's confidence is low (the criteria
+        disagree, or the chosen k is unstable: :class:`dkmeans.model_selection.KConfidence`):
+        ``"warn"`` logs one warning naming the candidate ks and goes on; ``"error"``
+        raises :class:`~dkmeans.exceptions.LowConfidenceError` before anything is
+        written (labels, model, profiles, plots).  Either way the saved model's
+        metadata carries the confidence (``metadata_["k_confidence"]``).
     scale : bool, default=True
         Standard-scale the features first (they come in different units).
     pca : float, int or None, default=0.95
@@ -125,6 +135,7 @@ class Job:
     k: int | str = "auto"
     k_range: list = field(default_factory=lambda: [2, 16])
     criterion: str = "silhouette"
+    on_low_confidence: str = "warn"
     scale: bool = True
     pca: float | int | None = 0.95
     feature_names: list | None = None
@@ -176,6 +187,11 @@ class Job:
             )
         if self.criterion not in CRITERIA:
             raise ParameterError(f"criterion={self.criterion!r} is not one of {list(CRITERIA)}.")
+        if self.on_low_confidence not in _ON_LOW_CONFIDENCE:
+            raise ParameterError(
+                f"on_low_confidence={self.on_low_confidence!r} is not one of "
+                f"{list(_ON_LOW_CONFIDENCE)}."
+            )
         if self.pca is not None and not (
             (isinstance(self.pca, float) and 0 < self.pca < 1)
             or (isinstance(self.pca, int) and self.pca >= 1)
@@ -380,6 +396,7 @@ def run(job: Job) -> JobResult:
         if job.k == "auto":
             selection = select_k(fit_on, ks, criterion=job.criterion,
                                  sample_size=job.sample_size, **fit_params)  # fmt: skip
+            _check_confidence(selection.confidence, job.on_low_confidence)
             km = selection.best_model
         else:
             km = KMeans(job.k, **fit_params).fit(fit_on)
@@ -445,6 +462,21 @@ def run(job: Job) -> JobResult:
     return result
 
 
+def _check_confidence(confidence, on_low: str) -> None:
+    """Stop (``"error"``) or log one warning (``"warn"``) when the k choice is uncertain;
+    runs before anything is written."""
+    if not confidence.low:
+        return
+    if on_low == "error":
+        raise LowConfidenceError(
+            f"{confidence.warning}; stopping before writing anything "
+            "(on_low_confidence='error'). Choose k yourself (k=N), or pass "
+            "on_low_confidence='warn'.",
+            confidence,
+        )
+    logger.warning("%s", confidence.warning)
+
+
 def _remote_only(path: str, job: Job):
     """The job's storage options for a URL (they are the records' store's), else None."""
     return job.storage_options if "://" in path else None
@@ -477,9 +509,13 @@ def _check_max_distance(value) -> None:
 
 
 def _metadata(job: Job, result: JobResult) -> dict:
-    """The saved model's metadata: the job, and the archetype profile that the next run
-    aligned to this model compares with (sizes, means, global mean and std, score, rank)."""
-    return {"job": job.public_dict(), "archetypes": result.archetypes.to_dict()}
+    """The saved model's metadata: the job, how sure its k choice was, and the archetype
+    profile that the next run aligned to this model compares with (sizes, means, global
+    mean and std, score, rank)."""
+    out = {"job": job.public_dict(), "archetypes": result.archetypes.to_dict()}
+    if result.selection is not None:
+        out["k_confidence"] = result.selection.confidence.to_dict()
+    return out
 
 
 def _check_reference_features(reference, X) -> None:
