@@ -282,3 +282,13 @@ def test_cosine_and_a_fit_sample_are_pruned_too(kw):
     lloyd = KMeans(4, init=init, **kw).fit(X)
     elkan = KMeans(4, init=init, algorithm="elkan", **kw).fit(X)
     _same(lloyd, elkan, np.float32)
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, width=64))
+def test_float32_bounds_round_outwards_within_a_few_ulps(v):
+    """Bounds stored in float32 never cross their float64 value, and stay close to it."""
+    up, down = P._up(v), P._down(v)
+    assert np.float64(up) >= v and np.float64(down) <= v
+    if abs(v) < 1e38:  # below float32's largest value: at most 5 ulps away
+        for r in (up, down):
+            assert abs(np.float64(r) - v) <= 5 * np.spacing(np.float32(abs(v)) + np.float32(1e-45))
