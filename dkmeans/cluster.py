@@ -374,10 +374,8 @@ class KMeans(_BaseKMeans):
         that would not fit in a quarter of the memory budget, run plain passes.  The
         per-iteration inertia of the ``verbose`` lines comes from the cluster sums,
         and an iteration that empties a cluster is made again with every distance, so
-        that its relocation is scikit-learn's.  ``"auto"`` (default) is ``"elkan"``
-        on the local schedulers, where it measured faster, and ``"lloyd"`` on a
-        distributed cluster, where a pruned pass measured no faster than a plain one
-        (its extra tasks cost what the skipped distances save on 2 workers).
+        that its relocation is scikit-learn's.  ``"auto"`` (default) is ``"elkan"``,
+        which measured faster on the local schedulers and on a distributed cluster.
 
     Attributes
     ----------

@@ -91,12 +91,13 @@ def test_select_k_resumes_too(tmp_path, store):
         np.testing.assert_array_equal(resumed.centers[k], straight.centers[k])
 
 
-@pytest.mark.parametrize("persist", [False, True])
-def test_a_worker_killed_mid_fit_changes_nothing(store, persist):
+@pytest.mark.parametrize("persist, algorithm", [(False, "auto"), (True, "auto"), (True, "elkan")])
+def test_a_worker_killed_mid_fit_changes_nothing(store, persist, algorithm):
     from distributed import Client, LocalCluster
 
     # streamed, the fit samples, fits the sample and polishes on all rows (fit_sample)
-    params = {"n_clusters": 12, "random_state": 5, "tol": 0.0, "max_iter": 40, "persist": persist}
+    params = {"n_clusters": 12, "random_state": 5, "tol": 0.0, "max_iter": 40, "persist": persist,
+              "algorithm": algorithm}  # fmt: skip
     undisturbed = KMeans(**params).fit(str(store))
     with (
         LocalCluster(

@@ -204,10 +204,12 @@ def test_threaded_equals_local_cluster():
                       dashboard_address=None) as cluster, Client(cluster):  # fmt: skip
         got = KMeans(6, init=init, algorithm="elkan").fit(data)
         labels = np.asarray(got.labels_)
-        auto = KMeans(6, init=init).fit(data)  # "auto": plain passes on a cluster
-    assert np.all(auto.skip_rate_ == 0)
-    np.testing.assert_allclose(auto.cluster_centers_, threaded.cluster_centers_, rtol=1e-5)
-    assert KMeans(6, init=init).fit(data).skip_rate_.max() > 0  # and pruned threaded
+        auto = KMeans(6, init=init).fit(data)  # "auto" prunes on a cluster too
+        plain = KMeans(6, init=init, algorithm="lloyd").fit(data)
+    np.testing.assert_array_equal(auto.cluster_centers_, threaded.cluster_centers_)
+    np.testing.assert_array_equal(auto.skip_rate_, threaded.skip_rate_)
+    assert np.all(plain.skip_rate_ == 0)
+    np.testing.assert_allclose(plain.cluster_centers_, threaded.cluster_centers_, rtol=1e-5)
     assert got.persisted_ and threaded.persisted_
     np.testing.assert_array_equal(got.cluster_centers_, threaded.cluster_centers_)
     np.testing.assert_array_equal(labels, np.asarray(threaded.labels_))

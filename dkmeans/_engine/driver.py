@@ -46,7 +46,7 @@ class FitSpec:
     init : a name of ``seeding.INITIALIZERS``, a ``seeding.CallableInit``, or explicit
         centres (then ``n_init`` is 1).
     prune : bound-pruned Lloyd passes, the bounds in memory beside the blocks:
-        False, "elkan", or "auto" (local schedulers only); the same iterations.
+        False, "elkan" or "auto" (the same: prune where it applies); the same iterations.
     """
 
     init: str | np.ndarray | CallableInit
