@@ -369,7 +369,7 @@ class KMeans(_BaseKMeans):
         the rows that moved.  The same iterations as ``"lloyd"`` (the same labels and
         ``n_iter_``, centres to float rounding; ``skip_rate_`` says how much was
         skipped); late passes cost a fraction of a GEMM pass (on a 4M x 32 fit from
-        one init: median iteration 0.69x oneDAL's, against 1.0x for ``"lloyd"``; a
+        one init: median iteration 0.49x oneDAL's, against 1.0x for ``"lloyd"``; a
         streamed pass close to its read).  Blocks that are not NumPy (CuPy), or bounds
         that would not fit in a quarter of the memory budget, run plain passes.  The
         per-iteration inertia of the ``verbose`` lines comes from the cluster sums,
