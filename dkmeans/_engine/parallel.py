@@ -213,9 +213,13 @@ def _seeding_group(combine, levels, split_every, with_moments, jobs, blocks, wei
     return combine_levels(parts, combine, levels, split_every), new
 
 
-def _pruned_group(combine, levels, split_every, n_far, steps, blocks, weights, states):
+def _pruned_group(combine, levels, split_every, n_far, steps, blocks, weights, kept, slots):
     """Pruned Lloyd steps over consecutive blocks: ``(subtree, new states)``, the new
-    states one list per run (one entry per block)."""
+    states one list per run (one entry per block).  ``kept[j]`` is what this group's
+    task returned in run j's last pass (None for a first step), whose states are run
+    j's at ``slots[j]``."""
+    states = [None if out is None else out[1][slot] for out, slot in zip(kept, slots,
+                                                                          strict=True)]  # fmt: skip
     parts, new = [], [[] for _ in steps]
     for i, x in enumerate(blocks):
         state = [None if s is None else s[i] for s in states]
@@ -523,33 +527,33 @@ class RowBlocks:
         beside the blocks (on the workers, or in this process), as seeding's costs.
         Returns ``(partials, skipped, states)``: per run a LloydPartial (later passes
         carry no far rows), the rows that skipped their distances, the new handles.
+
+        A handle is ``(the group task's output, the run's slot in it)``: the group
+        tasks themselves are kept, not one extraction task per group and run (on a
+        2-worker LocalCluster those were a third of a pruned pass's tasks).
         """
-        held_keys = [[h.key for h in s if G.is_future(h)] for s in states if s is not None]
+        held_keys = [[h[0].key for h in s if G.is_future(h[0])] for s in states if s is not None]
         key = self._key(name, steps, held_keys)
         b = self._builder(True, name)
         shipped = b.data(f"{key}-steps", tuple(steps))
         combine = partial(R.combine_pruned_lloyd, n_far=n_far)
+        slots = tuple(0 if s is None else s[0][1] for s in states)
         refs = []
         for g, (lo, hi) in enumerate(self.groups):
             blocks, weights = self._inputs(lo, hi, True)
             kept = [
-                None if s is None else b.kept((f"{key}-state-in{j}", g), s[g])
+                None if s is None else b.kept((f"{key}-state-in{j}", g), s[g][0])
                 for j, s in enumerate(states)
             ]
             refs.append(b.add(
                 (key, g), _pruned_group, combine, self._in_group, self.split_every, n_far,
-                shipped, blocks, weights, G.List(*kept),
+                shipped, blocks, weights, G.List(*kept), slots,
             ))  # fmt: skip
-        state_keys = [
-            b.add((f"{key}-state{j}", g), _kept, ref, j).key
-            for j in range(len(steps)) for g, ref in enumerate(refs)
-        ]  # fmt: skip
         root = self._tree(b, key, refs, combine, kept=True)
-        (root_value,), handles = b.run([root.key], state_keys)
+        (root_value,), handles = b.run([root.key], [r.key for r in refs])
         self.n_passes += 1
         parts, skipped = root_value
-        n = len(self.groups)
-        new = [handles[j * n : (j + 1) * n] for j in range(len(steps))]
+        new = [[(h, j) for h in handles] for j in range(len(steps))]
         return list(parts), list(skipped), new
 
     def seeding_pass(self, requests, *, with_moments: bool, name: str, label: str | None = None):
