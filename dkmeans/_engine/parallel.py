@@ -16,9 +16,11 @@ them by the stage's letter-only words (``dkmeans-lloyd``,
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import sys
+import uuid
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -268,7 +270,10 @@ class RowBlocks:
         self._w = None if sample_weight is None else G.ArrayBlocks(sample_weight)
         self.offsets = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
         self.n_passes = 0
-        self._token = tokenize(X.name, None if sample_weight is None else sample_weight.name)
+        # keys only need to be unique (this object's passes, other fits, other clients
+        # of the cluster); tokenizing every run's centres cost ~7 ms a pass
+        self._token = uuid.uuid4().hex[:8]
+        self._count = itertools.count()
         self.split_every = config.get("split-every")
         n = self.n_blocks
         size = group_size(n, X.nbytes / max(n, 1), G.n_threads(client))
@@ -299,8 +304,10 @@ class RowBlocks:
         return self.X.dtype
 
     # ------------------------------------------------------------------ plumbing
-    def _key(self, stage: str, *args) -> str:
-        return f"dkmeans-{stage}-{tokenize(self._token, stage, *args)[:8]}"
+    def _key(self, stage: str) -> str:
+        """A task-name prefix unique to one pass: ``dkmeans-{stage}-...`` (what the
+        dashboard shows is ``dkmeans-{stage}``)."""
+        return f"dkmeans-{stage}-{self._token}-{next(self._count)}"
 
     def _builder(self, reads: bool = True, label: str = "dask") -> G.Builder:
         b = G.Builder(self.client, label)
@@ -354,7 +361,7 @@ class RowBlocks:
 
     def _groups_pass(self, chunk, combine, name, shared, per_block, *, reads=True, keep=False):
         """Group tasks of one pass: ``(builder, key, group refs)``."""
-        key = self._key(name, *shared)
+        key = self._key(name)
         b = self._builder(reads, name)
         shipped = b.data(f"{key}-shared", tuple(shared))
         refs = []
@@ -410,7 +417,7 @@ class RowBlocks:
         run); counted as n_blocks passes.
         Returns the finalized values as a lazy 1-D dask array chunked like X's rows.
         """
-        key = self._key(name, *shared)
+        key = self._key(name)
         b = self._builder()
         shipped = b.data(f"{key}-shared", tuple(shared))
         extras, _ = self._extras(b, per_block, 0, self.n_blocks)
@@ -443,7 +450,7 @@ class RowBlocks:
         b = min(int(np.searchsorted(cum, target, side="right")), sums.shape[0] - 1)
         builder = G.Builder(self.client)
         builder.include(self._w.needed([b]))
-        ref = builder.add((self._key("weights", b), b), _identity, self._w.refs[b])
+        ref = builder.add((self._key("weights"), b), _identity, self._w.refs[b])
         w = np.asarray(B.to_host(builder.run([ref.key])[0][0]), dtype=np.float64)
         within = target - (cum[b - 1] if b else 0.0)
         i = int(np.searchsorted(np.cumsum(w), within, side="right"))
@@ -456,7 +463,7 @@ class RowBlocks:
         b.include(self._x.needed(indices))
         if self._w is not None:
             b.include(self._w.needed(indices))
-        key = self._key("fetch", indices)
+        key = self._key("fetch")
         refs = [
             b.add((key, i), _block_and_weight, self._x.refs[i],
                   None if self._w is None else self._w.refs[i])
@@ -471,7 +478,7 @@ class RowBlocks:
         held = [int(h) for h in np.unique(block)]
         b = G.Builder(self.client)
         b.include(self._x.needed(held))
-        key = self._key("fetch-rows", index)
+        key = self._key("fetch-rows")
         refs = [
             b.add((key, h), K.take_rows, self._x.refs[h], index[block == h] - self.offsets[h])
             for h in held
@@ -532,8 +539,7 @@ class RowBlocks:
         tasks themselves are kept, not one extraction task per group and run (on a
         2-worker LocalCluster those were a third of a pruned pass's tasks).
         """
-        held_keys = [[h[0].key for h in s if G.is_future(h[0])] for s in states if s is not None]
-        key = self._key(name, steps, held_keys)
+        key = self._key(name)
         b = self._builder(True, name)
         shipped = b.data(f"{key}-steps", tuple(steps))
         combine = partial(R.combine_pruned_lloyd, n_far=n_far)
@@ -568,7 +574,7 @@ class RowBlocks:
         """
         jobs = tuple(r[0] for r in requests)
         reads = with_moments or any(job.reads_data for job in jobs)
-        key = self._key(name, jobs, [r[2:] for r in requests])
+        key = self._key(name)
         b = self._builder(reads, label or name)
         shipped = b.data(f"{key}-jobs", jobs)
         combine = partial(R.combine_seeding_jobs, jobs=jobs)
