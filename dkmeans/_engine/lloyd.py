@@ -56,9 +56,9 @@ def tolerance(tol: float, moments: R.Moments) -> float:
 
 
 def keeps_bounds(rows: RowBlocks, n_runs: int) -> bool:
-    """Whether the blocks may keep pruning bounds for ``n_runs`` runs: 12 bytes a row
-    per run, held twice while a pass runs, under a quarter of the memory budget (as
-    ``seeding.keeps_seeding_state``)."""
+    """Whether the blocks may keep pruning bounds for ``n_runs`` runs
+    (``pruning.bytes_per_row`` a row per run, held twice: the state and its spare) under
+    a quarter of the memory budget (as ``seeding.keeps_seeding_state``)."""
     return rows.keeps_row_state(P.bytes_per_row() * n_runs)
 
 

@@ -122,8 +122,9 @@ FULL_SHARE = 0.2
 
 
 def bytes_per_row() -> int:
-    """Bytes a row's bounds take (label, upper, lower) per run, plus its share of the
-    pass's scratch (status and index); the bounds are held twice (``spare``)."""
+    """Bytes a row's bounds take (label, upper, lower) per run, plus 3 toward the pass's
+    scratch (the int32 index of the rows it recomputes: per thread, not per run); the
+    bounds are held twice (``spare``)."""
     return 4 + 4 + 4 + 3
 
 
