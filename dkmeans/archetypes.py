@@ -82,9 +82,7 @@ class Archetypes:
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """Write the table as CSV (written to a temporary name, then moved into place)."""
-        tmp = f"{os.fspath(path)}.tmp"
-        self.table.to_csv(tmp)
-        os.replace(tmp, path)
+        replace_csv(self.table, path)
 
     def to_dict(self) -> dict:
         """The profile as plain lists (JSON-serialisable), for a saved model's metadata:
@@ -137,6 +135,14 @@ class Archetypes:
 
 def _floats(values) -> list[float]:
     return [float(v) for v in np.asarray(values, dtype=np.float64)]
+
+
+def replace_csv(frame, path: str | os.PathLike) -> None:
+    """``frame.to_csv`` under a temporary name beside ``path``, then moved into place,
+    so a reader never sees a half-written file."""
+    tmp = f"{os.fspath(path)}.tmp"
+    frame.to_csv(tmp)
+    os.replace(tmp, path)
 
 
 def _fmt(value, digits: int) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ._engine.errors import InputError, InputTypeError
 from .alignment import centers_in_feature_space, split_model
-from .archetypes import Archetypes
+from .archetypes import Archetypes, replace_csv
 
 __all__ = ["ArchetypeChanges", "LabelChurn", "compare_archetypes"]
 
@@ -229,10 +229,7 @@ class ArchetypeChanges:
         ``<feature>_shift_sd`` as CSV (written to a temporary name, then moved into
         place)."""
         wide = self.table.join(self.shift.add_suffix("_shift"))
-        wide = wide.join(self.shift_sd.add_suffix("_shift_sd"))
-        tmp = f"{os.fspath(path)}.tmp"
-        wide.to_csv(tmp)
-        os.replace(tmp, path)
+        replace_csv(wide.join(self.shift_sd.add_suffix("_shift_sd")), path)
 
 
 def compare_archetypes(current: Archetypes, reference, *, model=None,
