@@ -40,6 +40,9 @@ SYSTEMS = (
     # second (warm) fit of its process timed, tol=0 and --iter-iters iterations
     "iter-sklearn", "iter-onedal", "iter-dkmeans-threaded", "iter-dkmeans-localcluster",
     "iter-dkmeans-streamed", "iter-dkmeans-elkan",
+    # dask's own trivial reduction (x.sum(axis=0)) over the same persisted array: the
+    # orchestration floor of one pass, threaded and on the same LocalCluster
+    "iter-dask-sum-threaded", "iter-dask-sum-localcluster",
 )  # fmt: skip
 SEEDED = ("sklearn", "onedal", "dkmeans-threaded")  # the end-to-end systems --fit-seeds repeats
 
@@ -83,12 +86,47 @@ def _warm_fits(fit, repeats: int = 2):
     return model, seconds
 
 
+def _cluster():
+    """The benchmark's LocalCluster: 2 workers of 1 thread, no dashboard."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+
+
+def run_dask_sum(system: str, args, path: Path) -> dict:
+    """Median seconds of ``x.sum(axis=0).compute()`` over the persisted store (after two
+    warm-up passes): what dask itself pays a pass for a map and a tree reduce."""
+    import dask
+    import dask.array as da
+
+    def passes(X):
+        X = X.persist()
+        seconds = []
+        for _ in range(args.iter_iters + 2):
+            t = time.perf_counter()
+            X.sum(axis=0).compute()
+            seconds.append(time.perf_counter() - t)
+        return float(np.median(seconds[2:]))
+
+    if system == "iter-dask-sum-localcluster":
+        from distributed import Client
+
+        with _cluster() as c, Client(c):
+            per_pass = passes(da.from_zarr(str(path)))
+    else:
+        with dask.config.set(scheduler="threads"):
+            per_pass = passes(da.from_zarr(str(path)))
+    return {"system": system, "passes": args.iter_iters, "seconds_per_pass": per_pass}
+
+
 def run_iteration(system: str, args, path: Path) -> dict:
     """Seconds per Lloyd iteration from one fixed init, warm, in memory or streamed."""
     import dask
     import dask.array as da
     import zarr
 
+    if system.startswith("iter-dask-sum"):
+        return run_dask_sum(system, args, path)
     init = fixed_init(path, args.k, args.seed)
     iters = args.iter_iters
     out = {"system": system, "iterations_asked": iters}
@@ -118,10 +156,9 @@ def run_iteration(system: str, args, path: Path) -> dict:
         return KMeans(args.k, **kw).fit(X)
 
     if system == "iter-dkmeans-localcluster":
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as c, \
-                Client(c):  # fmt: skip
+        with _cluster() as c, Client(c):
             X = da.from_zarr(str(path)).persist()
             km, seconds = _warm_fits(lambda: fit(X))
     else:
@@ -270,10 +307,9 @@ def run_system(system: str, args) -> dict:
             return km, time.perf_counter() - t
 
         if system == "dkmeans-localcluster":
-            from distributed import Client, LocalCluster
+            from distributed import Client
 
-            with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as c, \
-                    Client(c):  # fmt: skip
+            with _cluster() as c, Client(c):
                 km, seconds = fit()
                 labels = np.asarray(km.labels_)
         else:
@@ -434,6 +470,15 @@ def summary(r: dict, seed: int = 0) -> dict:
     out["localcluster_vs_threaded_iteration"] = ratio(
         it["dkmeans-localcluster"], it["dkmeans-threaded"]
     )
+    # dask's own map + tree reduce over the same persisted array: what a LocalCluster
+    # adds to a pass for dask itself, and how much more dkmeans' pass adds
+    sums = {n: get(f"iter-dask-sum-{n}", "seconds_per_pass") for n in ("threaded", "localcluster")}
+    out["dask_sum_localcluster_vs_threaded"] = ratio(sums["localcluster"], sums["threaded"])
+    if None not in (*sums.values(), it["dkmeans-localcluster"], it["dkmeans-threaded"]):
+        out["cluster_added_seconds"] = {
+            "dask_sum": sums["localcluster"] - sums["threaded"],
+            "dkmeans": it["dkmeans-localcluster"] - it["dkmeans-threaded"],
+        }
     out["streamed_fixed_init_iteration_vs_read_floor"] = ratio(
         it["dkmeans-streamed"], get("floor-read", "seconds")
     )

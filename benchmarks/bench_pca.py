@@ -36,7 +36,6 @@ def _block(block_id, *, sizes, basis, seed, d):
 
 def make_store(args) -> Path:
     import dask.array as da
-
     from dkmeans.datasets import write_zarr
 
     path = Path(args.store)

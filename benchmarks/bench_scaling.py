@@ -32,9 +32,9 @@ def main(argv=None) -> int:
 
     import dask
     from distributed import Client, LocalCluster
+    from dkmeans.datasets import make_blobs, write_zarr
 
     from dkmeans import KMeans
-    from dkmeans.datasets import make_blobs, write_zarr
 
     sizes = [int(r) for r in args.rows.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
