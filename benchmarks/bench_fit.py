@@ -108,14 +108,15 @@ def run_dask_sum(system: str, args, path: Path) -> dict:
             seconds.append(time.perf_counter() - t)
         return float(np.median(seconds[2:]))
 
+    X = da.from_zarr(str(path))
     if system == "iter-dask-sum-localcluster":
         from distributed import Client
 
         with _cluster() as c, Client(c):
-            per_pass = passes(da.from_zarr(str(path)))
+            per_pass = passes(X)
     else:
         with dask.config.set(scheduler="threads"):
-            per_pass = passes(da.from_zarr(str(path)))
+            per_pass = passes(X)
     return {"system": system, "passes": args.iter_iters, "seconds_per_pass": per_pass}
 
 
@@ -125,8 +126,6 @@ def run_iteration(system: str, args, path: Path) -> dict:
     import dask.array as da
     import zarr
 
-    if system.startswith("iter-dask-sum"):
-        return run_dask_sum(system, args, path)
     init = fixed_init(path, args.k, args.seed)
     iters = args.iter_iters
     out = {"system": system, "iterations_asked": iters}
@@ -257,7 +256,8 @@ def run_system(system: str, args) -> dict:
         args.seed = int(seed)
         return run_system(name, args) | {"system": system, "seed": int(seed)}
     if system.startswith("iter-"):
-        return run_iteration(system, args, path) | {"peak_rss_mb": peak_rss_mb()}
+        run = run_dask_sum if system.startswith("iter-dask-sum") else run_iteration
+        return run(system, args, path) | {"peak_rss_mb": peak_rss_mb()}
     out = {"system": system}
     if system == "pruning":
         return run_pruning(args, path)
@@ -474,11 +474,12 @@ def summary(r: dict, seed: int = 0) -> dict:
     # adds to a pass for dask itself, and how much more dkmeans' pass adds
     sums = {n: get(f"iter-dask-sum-{n}", "seconds_per_pass") for n in ("threaded", "localcluster")}
     out["dask_sum_localcluster_vs_threaded"] = ratio(sums["localcluster"], sums["threaded"])
-    if None not in (*sums.values(), it["dkmeans-localcluster"], it["dkmeans-threaded"]):
-        out["cluster_added_seconds"] = {
-            "dask_sum": sums["localcluster"] - sums["threaded"],
-            "dkmeans": it["dkmeans-localcluster"] - it["dkmeans-threaded"],
-        }
+    out["cluster_added_seconds"] = (
+        {"dask_sum": sums["localcluster"] - sums["threaded"],
+         "dkmeans": it["dkmeans-localcluster"] - it["dkmeans-threaded"]}
+        if None not in (*sums.values(), it["dkmeans-localcluster"], it["dkmeans-threaded"])
+        else None
+    )  # fmt: skip
     out["streamed_fixed_init_iteration_vs_read_floor"] = ratio(
         it["dkmeans-streamed"], get("floor-read", "seconds")
     )
