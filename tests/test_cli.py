@@ -182,7 +182,8 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
         "--streamed-iters", "3", "--prune-iters", "6", "--late", "2", "--iter-iters", "3",
         "--systems",
         "floor-read,floor-gemm,sklearn,dkmeans-threaded,dkmeans-threaded-streamed,pruning,"
-        "iter-sklearn,iter-onedal,iter-dkmeans-threaded,iter-dkmeans-streamed",
+        "iter-sklearn,iter-onedal,iter-dkmeans-threaded,iter-dkmeans-streamed,"
+        "iter-dask-sum-threaded",
         "--store", str(tmp_path / "b.zarr"),
     ))  # fmt: skip
     assert {"system", "sklearn", "dkmeans-threaded", "summary"} <= set(by)
@@ -193,6 +194,7 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
     for name in ("iter-sklearn", "iter-dkmeans-threaded", "iter-dkmeans-streamed"):
         assert by[name]["iterations"] == 3, by[name]  # the fixed-init section, tol=0
     assert "error" not in by["iter-onedal"]  # timed, or skipped without sklearnex
+    assert by["iter-dask-sum-threaded"]["seconds_per_pass"] > 0, by["iter-dask-sum-threaded"]
     assert by["dkmeans-threaded"]["inertia_vs_sklearn"] < 1.05
 
 
