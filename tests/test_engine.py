@@ -5,7 +5,7 @@ import dask.array as da
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dkmeans import KMeans
@@ -82,19 +82,75 @@ def test_fit_is_bit_identical_whatever_the_grouping_and_the_workers(tmp_path):
         _assert_identical(alone, _fits(Xd, **{"task-bytes": 20_000}))
 
 
-def test_blocks_persisted_on_a_cluster_are_not_grouped():
-    X = da.zeros((6400, 2), chunks=(100, 2))
+def _held_array(client, workers: list, n_blocks: int, rows: int) -> da.Array:
+    """A dask array whose block i a cluster holds on ``workers[i % len(workers)]``."""
+    futures = [
+        client.submit(np.full, (rows, 2), float(i), workers=[workers[i % len(workers)]],
+                      pure=False)
+        for i in range(n_blocks)
+    ]  # fmt: skip
+    dsk = {("held", i, 0): f for i, f in enumerate(futures)}
+    return da.Array(dsk, "held", ((rows,) * n_blocks, (2,)), dtype=np.float64)
+
+
+def test_blocks_persisted_on_a_cluster_are_grouped_by_the_worker_holding_them():
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+        LocalCluster(n_workers=2, threads_per_worker=2, processes=False,
                      dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):  # fmt: skip
-        assert len(RowBlocks(X, client=client).groups) < 64  # read by the tasks: grouped
-        rows = RowBlocks(X.persist(), client=client)
-        assert len(rows.groups) == 64  # each task runs where its block lives
-        assert rows.reduce(_block_name, _nest, "tree", per_block=lambda i: (i,)) == _naive_tree(
-            [str(i) for i in range(64)], 8
-        )
+        X = da.zeros((6400, 2), chunks=(100, 2))
+        rows = RowBlocks(X, client=client)
+        assert not rows.scattered and len(rows.groups) < 64  # read by the tasks: grouped
+        # each worker holds every other block: its groups are scattered over the order
+        workers = sorted(client.nthreads())
+        held = _held_array(client, workers, 64, 100)
+        rows = RowBlocks(held, client=client)
+        assert rows.scattered and len(rows.groups) == 4  # one task a worker thread
+        assert sorted(i for g in rows.groups for i in g) == list(range(64))
+        for group in rows.groups:
+            assert len({i % 2 for i in group}) == 1  # one worker's blocks
+        expected = _naive_tree([str(i) for i in range(64)], 8)
+        assert rows.reduce(_block_name, _nest, "tree", per_block=lambda i: (i,)) == expected
+        names = rows.map_blocks(_block_name, "names", per_block=lambda i: (i,))
+        assert names == [str(i) for i in range(64)]  # block order, whatever the groups
+        with dask.config.set({"dkmeans.split-every": 2}):  # 4 groups: folded by tasks first
+            rows = RowBlocks(held, client=client)
+            got = rows.reduce(_block_name, _nest, "tree", per_block=lambda i: (i,))
+        assert got == _naive_tree([str(i) for i in range(64)], 2)
+
+
+def _maximal_subtrees(group: set, n: int, split: int) -> int:
+    """Naive count of the fixed tree's nodes whose leaves all lie in ``group`` and
+    whose parent's do not."""
+
+    def leaves(level, j):
+        return set(range(j * split**level, min((j + 1) * split**level, n)))
+
+    depth, count = tree_depth(n, split), 0
+    for level in range(depth + 1):
+        for j in range(-(-n // split**level)):
+            inside = leaves(level, j) <= group
+            parent_inside = level < depth and leaves(level + 1, j // split) <= group
+            count += inside and not parent_inside
+    return count
+
+
+@given(
+    n=st.integers(1, 70),
+    split=st.integers(2, 5),
+    owner=st.lists(st.integers(0, 3), min_size=70, max_size=70),
+)
+@settings(max_examples=60, deadline=None)
+def test_scattered_groups_fold_into_the_one_fixed_tree(n, split, owner):
+    from dkmeans._engine.parallel import finish_tree, fold_scattered
+
+    leaves = [str(i) for i in range(n)]
+    groups = [g for g in (tuple(i for i in range(n) if owner[i] == o) for o in range(4)) if g]
+    nodes = [fold_scattered([leaves[i] for i in g], g, _nest, n, split) for g in groups]
+    for g, folded in zip(groups, nodes, strict=True):  # every whole subtree, no more
+        assert len(folded) == _maximal_subtrees(set(g), n, split)
+    assert finish_tree(nodes, _nest, n, split) == _naive_tree(leaves, split)
 
 
 def test_a_pass_builds_a_graph_linear_in_blocks_with_few_tasks(monkeypatch, tmp_path):

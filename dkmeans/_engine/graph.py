@@ -178,6 +178,11 @@ def local_get():
     return dask.base.get_scheduler() or dask.threaded.get
 
 
+def inline(value) -> DataNode:
+    """``value`` as a task's own argument (no key: it travels inside each task using it)."""
+    return DataNode(None, value)
+
+
 def nested(items) -> GraphNode | tuple:
     """A tuple argument whose items may be task references (resolved before the call)."""
     if any(isinstance(v, GraphNode | TaskRef) for v in items):

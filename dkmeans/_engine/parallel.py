@@ -172,6 +172,32 @@ def group_size(n_blocks: int, block_bytes: float, threads: int) -> int:
     return size
 
 
+def worker_groups(refs: list, client) -> list[tuple[int, ...]] | None:
+    """Groups of the blocks a cluster holds (``refs``, futures): per worker, its blocks
+    in order cut into one group per worker thread; None unless every block is held.
+
+    Who holds what is read once, when the blocks are ready (a persist still running
+    is waited for: the first pass would wait as long): a block that moves later only
+    travels to its group's worker, and every result stays the same.
+    """
+    if client is None or not refs or not all(G.is_future(r) for r in refs):
+        return None
+    from distributed import wait
+
+    wait(refs)
+    holders = client.who_has(refs)
+    threads = client.nthreads()
+    by_worker: dict = {}
+    for i, ref in enumerate(refs):
+        held_by = holders.get(ref.key) or (None,)
+        by_worker.setdefault(held_by[0], []).append(i)
+    groups = []
+    for worker, blocks in by_worker.items():
+        n = max(1, min(len(blocks), threads.get(worker, 1))) if worker is not None else len(blocks)
+        groups.extend(tuple(int(i) for i in part) for part in np.array_split(blocks, n))
+    return sorted(groups)
+
+
 def combine_levels(parts: list, combine: Callable, levels: int, split_every: int):
     """``levels`` levels of the fixed tree: groups of ``split_every`` in order."""
     for _ in range(levels):
@@ -181,11 +207,51 @@ def combine_levels(parts: list, combine: Callable, levels: int, split_every: int
     return parts[0]
 
 
-def _group_task(chunk, combine, levels, split_every, keep, shared, blocks, weights, extras):
-    """One task over consecutive blocks: ``chunk`` on each, then the group's subtree.
+def tree_nodes(nodes, combine: Callable, n: int, split_every: int) -> list:
+    """Fold ``(level, index, value)`` nodes of the fixed tree over ``n`` leaves.
 
-    ``combine=None``: the list of chunk outputs.  ``keep``: ``chunk`` returns
-    ``(partial, kept)`` and the task ``(subtree, [kept per block])``.
+    Every node whose children are all present is made (``combine`` of the children
+    in order), level by level; the nodes left are returned.  Nodes of a group of
+    blocks anywhere in the order thus fold into the group's whole subtrees, and the
+    nodes of all groups (a disjoint cover of the leaves) into ``[(depth, 0, root)]``:
+    the same tree, so the same result, as ``combine_levels`` over all leaves.
+    """
+    depth = tree_depth(n, split_every)
+    levels = [{} for _ in range(depth + 1)]
+    for level, i, value in nodes:
+        levels[level][i] = value
+    left, width = [], n
+    for level in range(depth):
+        here = levels[level]
+        for parent, kids in itertools.groupby(sorted(here), key=lambda i: i // split_every):
+            kids = list(kids)
+            if len(kids) == min(split_every, width - parent * split_every):
+                levels[level + 1][parent] = combine([here[i] for i in kids])
+            else:
+                left.extend((level, i, here[i]) for i in kids)
+        width = -(-width // split_every)
+    return left + [(depth, i, v) for i, v in levels[depth].items()]
+
+
+def fold_scattered(parts: list, leaves: tuple, combine: Callable, n: int, split_every: int):
+    """A group's block partials (blocks ``leaves``, ascending) as its whole subtrees."""
+    return tree_nodes(zip(itertools.repeat(0), leaves, parts), combine, n, split_every)
+
+
+def finish_tree(node_lists: list, combine: Callable, n: int, split_every: int):
+    """The root of the fixed tree from every group's nodes (``fold_scattered``)."""
+    nodes = tree_nodes(itertools.chain.from_iterable(node_lists), combine, n, split_every)
+    if len(nodes) != 1 or nodes[0][0] != tree_depth(n, split_every):
+        raise RuntimeError(f"combine tree left {len(nodes)} partials")
+    return nodes[0][2]
+
+
+def _group_task(chunk, fold, keep, shared, blocks, weights, extras):
+    """One task over a group of blocks: ``chunk`` on each, then ``fold`` their outputs
+    (the group's subtree, or subtrees: ``RowBlocks._fold``).
+
+    ``fold=None``: the list of chunk outputs.  ``keep``: ``chunk`` returns
+    ``(partial, kept)`` and the task ``(folded, [kept per block])``.
     """
     parts, kept = [], []
     for i, x in enumerate(blocks):
@@ -194,15 +260,14 @@ def _group_task(chunk, combine, levels, split_every, keep, shared, blocks, weigh
             out, k = out
             kept.append(k)
         parts.append(out)
-    if combine is None:
+    if fold is None:
         return parts
-    node = combine_levels(parts, combine, levels, split_every)
+    node = fold(parts)
     return (node, kept) if keep else node
 
 
-def _seeding_group(combine, levels, split_every, with_moments, jobs, blocks, weights, states,
-                   seeds, offsets):  # fmt: skip
-    """k-means|| / k-means++ jobs over consecutive blocks: ``(subtree, new states)``,
+def _seeding_group(fold, with_moments, jobs, blocks, weights, states, seeds, offsets):
+    """k-means|| / k-means++ jobs over a group of blocks: ``(folded, new states)``,
     the new states one list per job (one entry per block), None where a job keeps none."""
     parts, new = [], [[] for _ in jobs]
     for i, x in enumerate(blocks):
@@ -212,11 +277,11 @@ def _seeding_group(combine, levels, split_every, with_moments, jobs, blocks, wei
         parts.append(out[0])
         for j, s in enumerate(out[1:]):
             new[j].append(s)
-    return combine_levels(parts, combine, levels, split_every), new
+    return fold(parts), new
 
 
-def _pruned_group(combine, levels, split_every, n_far, steps, blocks, weights, kept, slots):
-    """Pruned Lloyd steps over consecutive blocks: ``(subtree, new states)``, the new
+def _pruned_group(fold, n_far, steps, blocks, weights, kept, slots):
+    """Pruned Lloyd steps over a group of blocks: ``(folded, new states)``, the new
     states one list per run (one entry per block).  ``kept[j]`` is what this group's
     task returned in run j's last pass (None for a first step), whose states are run
     j's at ``slots[j]``."""
@@ -230,11 +295,26 @@ def _pruned_group(combine, levels, split_every, n_far, steps, blocks, weights, k
         parts.append(out[0])
         for j, s in enumerate(out[1:]):
             new[j].append(s)
-    return combine_levels(parts, combine, levels, split_every), new
+    return fold(parts), new
 
 
 def _item(value, i):
     return value[i]
+
+
+def _item_zero(values):
+    return values[0]
+
+
+def _fold_node_lists(node_lists, combine, n, split_every):
+    return tree_nodes(itertools.chain.from_iterable(node_lists), combine, n, split_every)
+
+
+class Root(NamedTuple):
+    """What a pass gathers (``keys``) and how this process makes the tree's root of it."""
+
+    keys: list
+    finish: Callable
 
 
 def _identity(x):
@@ -276,14 +356,23 @@ class RowBlocks:
         self._count = itertools.count()
         self.split_every = config.get("split-every")
         n = self.n_blocks
-        size = group_size(n, X.nbytes / max(n, 1), G.n_threads(client))
-        if self._x.cluster_held:
-            # blocks held by a cluster's workers: one task per block runs where the block
-            # lives, where a group would gather its blocks onto one worker every pass
-            size = 1
-        self.groups = [(a, min(a + size, n)) for a in range(0, n, size)]
         self._depth = tree_depth(n, self.split_every)
-        self._in_group = min(self._depth, round(math.log(size, self.split_every)))
+        # blocks a cluster's workers hold: a task per worker thread over the blocks its
+        # worker holds, wherever they lie in the order (``_fold``), so a pass is a few
+        # tasks that move no block; blocks read by the tasks: consecutive groups
+        held = worker_groups(self._x.refs, client) if self._x.cluster_held else None
+        self.scattered = held is not None
+        if held is not None:
+            self.groups = held
+            self._in_group = 0
+        else:
+            size = group_size(n, X.nbytes / max(n, 1), G.n_threads(client))
+            if self._x.cluster_held:
+                # blocks made on the workers from held inputs: one task per block runs
+                # where its inputs live, where a group would gather them every pass
+                size = 1
+            self.groups = [tuple(range(a, min(a + size, n))) for a in range(0, n, size)]
+            self._in_group = min(self._depth, round(math.log(size, self.split_every)))
 
     def keeps_row_state(self, bytes_per_row: int) -> bool:
         """Whether per-row state that passes keep beside the blocks (``bytes_per_row``
@@ -317,18 +406,28 @@ class RowBlocks:
             b.include(self._w.graph)
         return b
 
-    def _inputs(self, a: int, b: int, reads: bool):
-        blocks = G.List(*self._x.refs[a:b]) if reads else [None] * (b - a)
-        weights = None if self._w is None else G.List(*self._w.refs[a:b])
+    def _inputs(self, group: tuple, reads: bool):
+        blocks = G.List(*(self._x.refs[i] for i in group)) if reads else [None] * len(group)
+        weights = None if self._w is None else G.List(*(self._w.refs[i] for i in group))
         return blocks, weights
 
-    def _extras(self, builder: G.Builder, per_block, a: int, b: int) -> tuple[list, bool]:
-        """``per_block(i)`` for blocks a..b-1, ``aligned`` references resolved; and
-        whether any was a reference."""
+    def _fold(self, combine, group: tuple):
+        """How a group task folds its blocks' partials: a consecutive group into its
+        subtree (``_in_group`` levels); a worker's scattered blocks into the whole
+        subtrees among them (``fold_scattered``), finished by ``_tree``'s root."""
+        if self.scattered:
+            return partial(fold_scattered, leaves=group, combine=combine, n=self.n_blocks,
+                           split_every=self.split_every)  # fmt: skip
+        return partial(combine_levels, combine=combine, levels=self._in_group,
+                       split_every=self.split_every)  # fmt: skip
+
+    def _extras(self, builder: G.Builder, per_block, group: tuple) -> tuple[list, bool]:
+        """``per_block(i)`` for the blocks of ``group``, ``aligned`` references resolved;
+        and whether any was a reference."""
         if per_block is None:
-            return [()] * (b - a), False
+            return [()] * len(group), False
         rows, refs = [], False
-        for i in range(a, b):
+        for i in group:
             items = []
             for v in per_block(i):
                 if isinstance(v, BlockRef):
@@ -338,39 +437,60 @@ class RowBlocks:
             rows.append(G.nested(items))
         return rows, refs
 
-    def _tree(self, builder: G.Builder, key: str, nodes: list, combine, *, kept: bool):
-        """The tree's levels above the groups; returns the root's reference.
+    def _tree(self, builder: G.Builder, key: str, nodes: list, combine, *, kept: bool) -> Root:
+        """The tree's levels above the groups, up to what this process gathers.
 
         ``kept``: the group tasks return ``(subtree, kept values)``; the tree takes the
         subtrees through small item tasks, so kept per-row values stay where they are.
+        Scattered groups (a task per worker thread) are folded ``split_every`` at a time
+        by tasks until at most ``split_every`` node lists are left, which this process
+        gathers and finishes: a pass is then one scheduler round trip, with no task
+        waiting on a transfer between workers.
         """
         if kept:
             nodes = [builder.add((f"{key}-part", g), _item, n, 0) for g, n in enumerate(nodes)]
-        return self._tree_levels(builder, key, nodes, combine, self._depth - self._in_group)
+        if not self.scattered:
+            (root,) = self._tree_levels(builder, key, nodes, combine,
+                                        self._depth - self._in_group)  # fmt: skip
+            return Root([root.key], _item_zero)
+        fold = partial(_fold_node_lists, combine=combine, n=self.n_blocks,
+                       split_every=self.split_every)  # fmt: skip
+        levels = max(tree_depth(len(nodes), self.split_every) - 1, 0)
+        nodes = self._tree_levels(builder, f"{key}-fold", nodes, fold, levels)
+        finish = partial(finish_tree, combine=combine, n=self.n_blocks,
+                         split_every=self.split_every)  # fmt: skip
+        return Root([r.key for r in nodes], finish)
+
+    def _shared(self, builder: G.Builder, key: str, value):
+        """A value every group task gets: in each task's arguments when the groups are
+        a task per worker thread (as many copies as a fetch would make, without a task
+        and a transfer before the pass can start), else once in the graph."""
+        return G.inline(value) if self.scattered else builder.data(key, value)
 
     def _tree_levels(self, builder: G.Builder, key: str, nodes: list, combine, levels: int):
         """``levels`` levels of combine tasks over ``nodes`` (groups of ``split_every``
-        in order); returns the root's reference."""
+        in order); returns the references of the top level."""
         for level in range(levels):
             nodes = [
                 builder.add((f"{key}-combine{level}", j), combine,
                             G.List(*nodes[i : i + self.split_every]))
                 for j, i in enumerate(range(0, len(nodes), self.split_every))
             ]  # fmt: skip
-        return nodes[0]
+        return nodes
 
     def _groups_pass(self, chunk, combine, name, shared, per_block, *, reads=True, keep=False):
         """Group tasks of one pass: ``(builder, key, group refs)``."""
         key = self._key(name)
         b = self._builder(reads, name)
-        shipped = b.data(f"{key}-shared", tuple(shared))
+        shipped = self._shared(b, f"{key}-shared", tuple(shared))
         refs = []
-        for g, (lo, hi) in enumerate(self.groups):
-            blocks, weights = self._inputs(lo, hi, reads)
-            extras, has_refs = self._extras(b, per_block, lo, hi)
+        for g, group in enumerate(self.groups):
+            blocks, weights = self._inputs(group, reads)
+            extras, has_refs = self._extras(b, per_block, group)
+            fold = None if combine is None else self._fold(combine, group)
             refs.append(b.add(
-                (key, g), _group_task, chunk, combine, self._in_group, self.split_every, keep,
-                shipped, blocks, weights, G.List(*extras) if has_refs else extras,
+                (key, g), _group_task, chunk, fold, keep, shipped, blocks, weights,
+                G.List(*extras) if has_refs else extras,
             ))  # fmt: skip
         if reads:
             self.n_passes += 1
@@ -391,14 +511,16 @@ class RowBlocks:
         """
         b, key, refs = self._groups_pass(chunk, combine, name, shared, per_block, reads=reads)
         root = self._tree(b, key, refs, combine, kept=False)
-        return b.run([root.key])[0][0]
+        return root.finish(b.run(root.keys)[0])
 
     def map_blocks(self, chunk, name: str, *shared, per_block=None, reads: bool = True) -> list:
         """One pass: ``chunk(block, weight, *shared, *per_block(i))`` of every block, as a
         list in block order (small values only: they come back to the client)."""
         b, _, refs = self._groups_pass(chunk, None, name, shared, per_block, reads=reads)
-        groups, _ = b.run([r.key for r in refs])
-        return [out for group in groups for out in group]
+        outs, _ = b.run([r.key for r in refs])
+        by_block = {i: v for group, out in zip(self.groups, outs, strict=True)
+                    for i, v in zip(group, out, strict=True)}  # fmt: skip
+        return [by_block[i] for i in range(self.n_blocks)]
 
     def _kept_array(self, handles: list, name: str, dtype) -> da.Array:
         """Per-block values a pass kept, as a dask array chunked like X's rows."""
@@ -420,7 +542,7 @@ class RowBlocks:
         key = self._key(name)
         b = self._builder()
         shipped = b.data(f"{key}-shared", tuple(shared))
-        extras, _ = self._extras(b, per_block, 0, self.n_blocks)
+        extras, _ = self._extras(b, per_block, range(self.n_blocks))
         # every pair uses two blocks: read each once (by key), not inside each pair task
         x = [b.keyed(ref) for ref in self._x.refs]
         for i in range(self.n_blocks):
@@ -429,8 +551,8 @@ class RowBlocks:
                       0 if i == j else None)
                 for j in range(self.n_blocks)
             ]  # fmt: skip
-            total = self._tree_levels(b, f"{key}-{i}", parts, combine,
-                                      tree_depth(len(parts), self.split_every))  # fmt: skip
+            (total,) = self._tree_levels(b, f"{key}-{i}", parts, combine,
+                                         tree_depth(len(parts), self.split_every))  # fmt: skip
             b.add((key, i), _call_finalize, finalize, total, extras[i])
         self.n_passes += self.n_blocks  # as many pairs as n_blocks passes would make
         return da.Array(b.graph(), key, (self.X.chunks[0],), dtype=np.float64)
@@ -541,22 +663,23 @@ class RowBlocks:
         """
         key = self._key(name)
         b = self._builder(True, name)
-        shipped = b.data(f"{key}-steps", tuple(steps))
+        shipped = self._shared(b, f"{key}-steps", tuple(steps))
         combine = partial(R.combine_pruned_lloyd, n_far=n_far)
         slots = tuple(0 if s is None else s[0][1] for s in states)
         refs = []
-        for g, (lo, hi) in enumerate(self.groups):
-            blocks, weights = self._inputs(lo, hi, True)
+        for g, group in enumerate(self.groups):
+            blocks, weights = self._inputs(group, True)
             kept = [
                 None if s is None else b.kept((f"{key}-state-in{j}", g), s[g][0])
                 for j, s in enumerate(states)
             ]
             refs.append(b.add(
-                (key, g), _pruned_group, combine, self._in_group, self.split_every, n_far,
-                shipped, blocks, weights, G.List(*kept), slots,
+                (key, g), _pruned_group, self._fold(combine, group), n_far, shipped, blocks,
+                weights, G.List(*kept), slots,
             ))  # fmt: skip
         root = self._tree(b, key, refs, combine, kept=True)
-        (root_value,), handles = b.run([root.key], [r.key for r in refs])
+        values, handles = b.run(root.keys, [r.key for r in refs])
+        root_value = root.finish(values)
         self.n_passes += 1
         parts, skipped = root_value
         new = [[(h, j) for h in handles] for j in range(len(steps))]
@@ -576,20 +699,20 @@ class RowBlocks:
         reads = with_moments or any(job.reads_data for job in jobs)
         key = self._key(name)
         b = self._builder(reads, label or name)
-        shipped = b.data(f"{key}-jobs", jobs)
+        shipped = self._shared(b, f"{key}-jobs", jobs)
         combine = partial(R.combine_seeding_jobs, jobs=jobs)
         refs = []
-        for g, (lo, hi) in enumerate(self.groups):
-            blocks, weights = self._inputs(lo, hi, reads)
+        for g, group in enumerate(self.groups):
+            blocks, weights = self._inputs(group, reads)
             states = [
                 None if r[1] is None else b.kept((f"{key}-state-in{j}", g), r[1][g])
                 for j, r in enumerate(requests)
             ]
-            seeds = [[block_seed(r[2], r[3], i) for r in requests] for i in range(lo, hi)]
-            offsets = [int(self.offsets[i]) for i in range(lo, hi)]
+            seeds = [[block_seed(r[2], r[3], i) for r in requests] for i in group]
+            offsets = [int(self.offsets[i]) for i in group]
             refs.append(b.add(
-                (key, g), _seeding_group, combine, self._in_group, self.split_every,
-                with_moments, shipped, blocks, weights, G.List(*states), seeds, offsets,
+                (key, g), _seeding_group, self._fold(combine, group), with_moments, shipped,
+                blocks, weights, G.List(*states), seeds, offsets,
             ))  # fmt: skip
         kept = [j for j, job in enumerate(jobs) if job.kind == "round" and job.keep_state]
         state_keys = [
@@ -597,7 +720,8 @@ class RowBlocks:
             for j in kept for g, ref in enumerate(refs)
         ]  # fmt: skip
         root = self._tree(b, key, refs, combine, kept=True)
-        (root_value,), handles = b.run([root.key], state_keys)
+        values, handles = b.run(root.keys, state_keys)
+        root_value = root.finish(values)
         if reads:
             self.n_passes += 1
         results, mom = root_value
@@ -626,12 +750,14 @@ class RowBlocks:
             return labels, R.combine_assignment([o[1] for o in out])
         b, key, refs = self._groups_pass(_label_chunk_kept, R.combine_assignment, name, shared,
                                          None, keep=True)  # fmt: skip
-        label_keys = [
-            b.add((f"{key}-labels", i), _kept, refs[g], i - lo).key
-            for g, (lo, hi) in enumerate(self.groups) for i in range(lo, hi)
-        ]  # fmt: skip
+        at = {i: (g, j) for g, group in enumerate(self.groups) for j, i in enumerate(group)}
+        label_keys = [  # in block order, whatever the groups
+            b.add((f"{key}-labels", i), _kept, refs[at[i][0]], at[i][1]).key
+            for i in range(self.n_blocks)
+        ]
         root = self._tree(b, key, refs, R.combine_assignment, kept=True)
-        (assignment,), handles = b.run([root.key], label_keys)
+        values, handles = b.run(root.keys, label_keys)
+        assignment = root.finish(values)
         return self._kept_array(handles, f"{key}-labels", np.int32), assignment
 
 
