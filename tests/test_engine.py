@@ -52,11 +52,11 @@ def test_group_size_is_a_power_of_the_fan_in_within_the_byte_target():
     assert tree_depth(1, 8) == 0 and tree_depth(8, 8) == 1 and tree_depth(9, 8) == 2
 
 
-def _fits(X, **config):
+def _fits(X, persist=False, **config):
     out = []
     with dask.config.set({f"dkmeans.{k}": v for k, v in config.items()}):
         for init in ("k-means||", "random"):
-            km = KMeans(5, init=init, random_state=3, n_init=2, persist=False).fit(X)
+            km = KMeans(5, init=init, random_state=3, n_init=2, persist=persist).fit(X)
             out.append((km.cluster_centers_, km.inertia_, np.asarray(km.labels_), km.n_passes_))
     return out
 
@@ -80,6 +80,10 @@ def test_fit_is_bit_identical_whatever_the_grouping_and_the_workers(tmp_path):
         Client(cluster),
     ):  # fmt: skip
         _assert_identical(alone, _fits(Xd, **{"task-bytes": 20_000}))
+        # held by the workers: a task per worker over its blocks, wherever they lie
+        held = _fits(Xd, persist=True)
+    with dask.config.set(scheduler="threads"):
+        _assert_identical(_fits(Xd, persist=True, **{"task-bytes": 1}), held)
 
 
 def _held_array(client, workers: list, n_blocks: int, rows: int) -> da.Array:

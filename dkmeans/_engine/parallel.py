@@ -3,14 +3,15 @@
 ``RowBlocks`` holds a 2-D dask array (features in one chunk) and its weights as
 references to their blocks.  Each ``*_pass`` method is ONE pass over the data and
 ONE low-level graph (``graph``) handed to the scheduler, returning small arrays.
-A task covers several consecutive blocks (``dkmeans.task-bytes``); partials combine
-in a fixed tree over block order whose subtrees the groups are, and random draws
-use per-block seeds from a SeedSequence, so results depend neither on the grouping
-nor on the number of workers.  Per-row state a later pass needs (k-means|| costs,
-pruned Lloyd's bounds, final labels) stays beside the blocks, kept by the same graph
-run that makes it.  Task names read ``dkmeans-<stage>-<token>``; the dashboard groups
-them by the stage's letter-only words (``dkmeans-lloyd``,
-``dkmeans-kmeans-parallel-round``).
+A task covers several consecutive blocks (``dkmeans.task-bytes``), or, for blocks a
+cluster holds, the blocks one worker thread's worker holds; partials combine in a
+fixed tree over block order (``tree_nodes``: a group folds the whole subtrees among
+its blocks), and random draws use per-block seeds from a SeedSequence, so results
+depend neither on the grouping nor on the number of workers.  Per-row state a later
+pass needs (k-means|| costs, pruned Lloyd's bounds, final labels) stays beside the
+blocks, kept by the same graph run that makes it.  Task names read
+``dkmeans-<stage>-<token>``; the dashboard groups them by the stage's letter-only
+words (``dkmeans-lloyd``, ``dkmeans-kmeans-parallel-round``).
 """
 
 from __future__ import annotations
