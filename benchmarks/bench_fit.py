@@ -40,6 +40,9 @@ SYSTEMS = (
     # second (warm) fit of its process timed, tol=0 and --iter-iters iterations
     "iter-sklearn", "iter-onedal", "iter-dkmeans-threaded", "iter-dkmeans-localcluster",
     "iter-dkmeans-streamed", "iter-dkmeans-elkan",
+    # plain (unpruned) Lloyd passes, threaded and on the LocalCluster: the same cluster
+    # cost a pass over ~2x the compute of a pruned one
+    "iter-dkmeans-lloyd-threaded", "iter-dkmeans-lloyd-localcluster",
     # dask's own trivial reduction (x.sum(axis=0)) over the same persisted array: the
     # orchestration floor of one pass, threaded and on the same LocalCluster
     "iter-dask-sum-threaded", "iter-dask-sum-localcluster",
@@ -150,11 +153,13 @@ def run_iteration(system: str, args, path: Path) -> dict:
           "fit_sample": None, "persist": not streamed}  # fmt: skip
     if system == "iter-dkmeans-elkan":
         kw["algorithm"] = "elkan"
+    elif system.startswith("iter-dkmeans-lloyd-"):
+        kw["algorithm"] = "lloyd"
 
     def fit(X):
         return KMeans(args.k, **kw).fit(X)
 
-    if system == "iter-dkmeans-localcluster":
+    if system.endswith("-localcluster"):
         from distributed import Client
 
         with _cluster() as c, Client(c):
@@ -461,7 +466,8 @@ def summary(r: dict, seed: int = 0) -> dict:
     # the fixed-init per-iteration section (issue 15's targets)
     it = {name: get(f"iter-{name}", "seconds_per_iteration")
           for name in ("sklearn", "onedal", "dkmeans-threaded", "dkmeans-localcluster",
-                       "dkmeans-streamed", "dkmeans-elkan")}  # fmt: skip
+                       "dkmeans-streamed", "dkmeans-elkan", "dkmeans-lloyd-threaded",
+                       "dkmeans-lloyd-localcluster")}  # fmt: skip
     out["iteration_vs_onedal"] = ratio(it["dkmeans-threaded"], it["onedal"])
     out["iteration_vs_sklearn"] = ratio(it["dkmeans-threaded"], it["sklearn"])
     out["elkan_iteration_vs_onedal"] = ratio(it["dkmeans-elkan"], it["onedal"])
@@ -469,6 +475,9 @@ def summary(r: dict, seed: int = 0) -> dict:
     out["iteration_vs_gemm_floor"] = ratio(it["dkmeans-threaded"], get("floor-gemm", "seconds"))
     out["localcluster_vs_threaded_iteration"] = ratio(
         it["dkmeans-localcluster"], it["dkmeans-threaded"]
+    )
+    out["localcluster_vs_threaded_lloyd_iteration"] = ratio(
+        it["dkmeans-lloyd-localcluster"], it["dkmeans-lloyd-threaded"]
     )
     # dask's own map + tree reduce over the same persisted array: what a LocalCluster
     # adds to a pass for dask itself, and how much more dkmeans' pass adds

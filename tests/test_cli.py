@@ -183,7 +183,7 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
         "--systems",
         "floor-read,floor-gemm,sklearn,dkmeans-threaded,dkmeans-threaded-streamed,pruning,"
         "iter-sklearn,iter-onedal,iter-dkmeans-threaded,iter-dkmeans-streamed,"
-        "iter-dask-sum-threaded",
+        "iter-dask-sum-threaded,iter-dkmeans-lloyd-threaded",
         "--store", str(tmp_path / "b.zarr"),
     ))  # fmt: skip
     assert {"system", "sklearn", "dkmeans-threaded", "summary"} <= set(by)
@@ -191,7 +191,8 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
     assert "error" not in by["pruning"], by["pruning"]
     assert by["pruning"]["same_result"] and len(by["pruning"]["elkan"]["skip_rate"]) == 6
     assert by["dkmeans-threaded"]["init_passes"] == 6
-    for name in ("iter-sklearn", "iter-dkmeans-threaded", "iter-dkmeans-streamed"):
+    for name in ("iter-sklearn", "iter-dkmeans-threaded", "iter-dkmeans-streamed",
+                 "iter-dkmeans-lloyd-threaded"):  # fmt: skip
         assert by[name]["iterations"] == 3, by[name]  # the fixed-init section, tol=0
     assert "error" not in by["iter-onedal"]  # timed, or skipped without sklearnex
     assert by["iter-dask-sum-threaded"]["seconds_per_pass"] > 0, by["iter-dask-sum-threaded"]
