@@ -1,5 +1,7 @@
 """The pass engine: grouped tasks, a fixed combine tree, graphs linear in the blocks."""
 
+import time
+
 import dask
 import dask.array as da
 import numpy as np
@@ -122,6 +124,33 @@ def test_blocks_persisted_on_a_cluster_are_grouped_by_the_worker_holding_them():
             rows = RowBlocks(held, client=client)
             got = rows.reduce(_block_name, _nest, "tree", per_block=lambda i: (i,))
         assert got == _naive_tree([str(i) for i in range(64)], 2)
+
+
+def test_a_pass_releases_its_futures_after_the_next_submission_or_soon_after():
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                     dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        rows = RowBlocks(_held_array(client, sorted(client.nthreads()), 16, 10), client=client)
+
+        def keys(stage):
+            return client.run_on_scheduler(
+                lambda dask_scheduler: sum(stage in str(k) for k in dask_scheduler.tasks)
+            )
+
+        rows.reduce(_block_name, _nest, "first", per_block=lambda i: (i,))
+        time.sleep(0.2)  # a release sent as the pass ended would have landed by now
+        assert keys("dkmeans-first") > 0  # held: releasing now would delay the next pass
+        rows.reduce(_block_name, _nest, "second", per_block=lambda i: (i,))
+        deadline = time.monotonic() + 10
+        while keys("dkmeans-first") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert keys("dkmeans-first") == 0  # released once the next pass was submitted
+        deadline = time.monotonic() + 10
+        while keys("dkmeans-second") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert keys("dkmeans-second") == 0  # and the last pass's soon after, with none
 
 
 def _maximal_subtrees(group: set, n: int, split: int) -> int:
