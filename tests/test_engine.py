@@ -151,6 +151,11 @@ def test_a_pass_releases_its_futures_after_the_next_submission_or_soon_after():
         while keys("dkmeans-second") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert keys("dkmeans-second") == 0  # and the last pass's soon after, with none
+        rows.reduce(_block_name, _nest, "third", per_block=lambda i: (i,))
+    deadline = time.monotonic() + 10  # a closed client's too, though its loop has stopped
+    while id(client) in G._HELD and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert id(client) not in G._HELD
 
 
 def _maximal_subtrees(group: set, n: int, split: int) -> int:

@@ -181,7 +181,9 @@ def worker_groups(refs: list, client) -> list[tuple[int, ...]] | None:
     is waited for: the first pass would wait as long): a block that moves later only
     travels to its group's worker, and every result stays the same.
     """
-    if client is None or not refs or not all(G.is_future(r) for r in refs):
+    if client is None or getattr(client, "asynchronous", False):
+        return None
+    if not refs or not all(G.is_future(r) for r in refs):
         return None
     from distributed import wait
 
@@ -330,8 +332,9 @@ class RowBlocks:
     """A (n_samples, n_features) dask array seen as row blocks, with weights.
 
     Each ``*_pass`` is ONE data pass and ONE graph handed to the scheduler: a task per
-    group of consecutive blocks (``group_size``) on top of the input's own graph,
-    then a fixed-order tree over the groups.  Building it costs a few objects per
+    group of consecutive blocks (``group_size``), or per worker thread over the blocks
+    its worker holds (``worker_groups``), on top of the input's own graph, then a
+    fixed-order tree over the groups.  Building it costs a few objects per
     block, and the result does not depend on the grouping or on the workers.
 
     Parameters
