@@ -1,5 +1,6 @@
 """The pass engine: grouped tasks, a fixed combine tree, graphs linear in the blocks."""
 
+import contextlib
 import time
 
 import dask
@@ -54,6 +55,17 @@ def test_group_size_is_a_power_of_the_fan_in_within_the_byte_target():
     assert tree_depth(1, 8) == 0 and tree_depth(8, 8) == 1 and tree_depth(9, 8) == 2
 
 
+@contextlib.contextmanager
+def _two_workers(threads: int):
+    """A Client of an in-process LocalCluster of two workers."""
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=threads, processes=False,
+                     dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        yield client
+
+
 def _fits(X, persist=False, **config):
     out = []
     with dask.config.set({f"dkmeans.{k}": v for k, v in config.items()}):
@@ -76,11 +88,7 @@ def test_fit_is_bit_identical_whatever_the_grouping_and_the_workers(tmp_path):
     alone = _fits(Xd, **{"task-bytes": 1})
     _assert_identical(alone, _fits(Xd, **{"task-bytes": 20_000}))  # 8 blocks a task
     _assert_identical(alone, _fits(Xd, **{"task-bytes": "1 GiB"}))
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                     dashboard_address=":0") as cluster,
-        Client(cluster),
-    ):  # fmt: skip
+    with _two_workers(threads=1):
         _assert_identical(alone, _fits(Xd, **{"task-bytes": 20_000}))
         # held by the workers: a task per worker over its blocks, wherever they lie
         held = _fits(Xd, persist=True)
@@ -100,11 +108,7 @@ def _held_array(client, workers: list, n_blocks: int, rows: int) -> da.Array:
 
 
 def test_blocks_persisted_on_a_cluster_are_grouped_by_the_worker_holding_them():
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=2, processes=False,
-                     dashboard_address=":0") as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
+    with _two_workers(threads=2) as client:
         X = da.zeros((6400, 2), chunks=(100, 2))
         rows = RowBlocks(X, client=client)
         assert not rows.scattered and len(rows.groups) < 64  # read by the tasks: grouped
@@ -127,11 +131,7 @@ def test_blocks_persisted_on_a_cluster_are_grouped_by_the_worker_holding_them():
 
 
 def test_a_pass_releases_its_futures_after_the_next_submission_or_soon_after():
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                     dashboard_address=":0") as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
+    with _two_workers(threads=1) as client:
         rows = RowBlocks(_held_array(client, sorted(client.nthreads()), 16, 10), client=client)
 
         def keys(stage):

@@ -179,6 +179,8 @@ _HOLD_SECONDS = 1.0
 
 
 def hold_until_next_pass(client_id: int, futures: list) -> None:
+    """Keep ``futures`` (a pass's) until the client's next pass is submitted, or
+    ``_HOLD_SECONDS`` have passed."""
     timer = threading.Timer(_HOLD_SECONDS, release_held, (client_id, futures))
     timer.daemon = True
     with _HELD_LOCK:
