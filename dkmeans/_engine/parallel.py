@@ -23,7 +23,7 @@ import math
 import sys
 import uuid
 from collections.abc import Callable
-from functools import partial
+from functools import cached_property, partial
 from typing import NamedTuple
 
 import dask
@@ -243,7 +243,7 @@ def fold_scattered(parts: list, leaves: tuple, combine: Callable, n: int, split_
 
 def finish_tree(node_lists: list, combine: Callable, n: int, split_every: int):
     """The root of the fixed tree from every group's nodes (``fold_scattered``)."""
-    nodes = tree_nodes(itertools.chain.from_iterable(node_lists), combine, n, split_every)
+    nodes = _fold_node_lists(node_lists, combine, n, split_every)
     if len(nodes) != 1 or nodes[0][0] != tree_depth(n, split_every):
         raise RuntimeError(f"combine tree left {len(nodes)} partials")
     return nodes[0][2]
@@ -319,6 +319,11 @@ class Root(NamedTuple):
     keys: list
     finish: Callable
 
+    def run(self, builder: G.Builder, keep: list = ()) -> tuple:
+        """Run the pass: ``(root value, handles of keep)``."""
+        values, handles = builder.run(self.keys, keep)
+        return self.finish(values), handles
+
 
 def _identity(x):
     return x
@@ -383,6 +388,15 @@ class RowBlocks:
         a row, held twice while a pass runs) fits under a quarter of the memory budget."""
         budget = memory_budget(self.client, self.X._meta)
         return 2 * bytes_per_row * self.n_samples <= budget // 4
+
+    @cached_property
+    def _block_slots(self) -> list[tuple[int, int]]:
+        """Per block, in block order: ``(its group, its place in the group)``."""
+        slots = [None] * self.n_blocks
+        for g, group in enumerate(self.groups):
+            for j, i in enumerate(group):
+                slots[i] = (g, j)
+        return slots
 
     @property
     def n_samples(self) -> int:
@@ -514,17 +528,14 @@ class RowBlocks:
         ``aligned`` references.  Returns the computed root.
         """
         b, key, refs = self._groups_pass(chunk, combine, name, shared, per_block, reads=reads)
-        root = self._tree(b, key, refs, combine, kept=False)
-        return root.finish(b.run(root.keys)[0])
+        return self._tree(b, key, refs, combine, kept=False).run(b)[0]
 
     def map_blocks(self, chunk, name: str, *shared, per_block=None, reads: bool = True) -> list:
         """One pass: ``chunk(block, weight, *shared, *per_block(i))`` of every block, as a
         list in block order (small values only: they come back to the client)."""
         b, _, refs = self._groups_pass(chunk, None, name, shared, per_block, reads=reads)
         outs, _ = b.run([r.key for r in refs])
-        by_block = {i: v for group, out in zip(self.groups, outs, strict=True)
-                    for i, v in zip(group, out, strict=True)}  # fmt: skip
-        return [by_block[i] for i in range(self.n_blocks)]
+        return [outs[g][j] for g, j in self._block_slots]
 
     def _kept_array(self, handles: list, name: str, dtype) -> da.Array:
         """Per-block values a pass kept, as a dask array chunked like X's rows."""
@@ -682,8 +693,7 @@ class RowBlocks:
                 weights, G.List(*kept), slots,
             ))  # fmt: skip
         root = self._tree(b, key, refs, combine, kept=True)
-        values, handles = b.run(root.keys, [r.key for r in refs])
-        root_value = root.finish(values)
+        root_value, handles = root.run(b, [r.key for r in refs])
         self.n_passes += 1
         parts, skipped = root_value
         new = [[(h, j) for h in handles] for j in range(len(steps))]
@@ -724,8 +734,7 @@ class RowBlocks:
             for j in kept for g, ref in enumerate(refs)
         ]  # fmt: skip
         root = self._tree(b, key, refs, combine, kept=True)
-        values, handles = b.run(root.keys, state_keys)
-        root_value = root.finish(values)
+        root_value, handles = root.run(b, state_keys)
         if reads:
             self.n_passes += 1
         results, mom = root_value
@@ -754,14 +763,12 @@ class RowBlocks:
             return labels, R.combine_assignment([o[1] for o in out])
         b, key, refs = self._groups_pass(_label_chunk_kept, R.combine_assignment, name, shared,
                                          None, keep=True)  # fmt: skip
-        at = {i: (g, j) for g, group in enumerate(self.groups) for j, i in enumerate(group)}
         label_keys = [  # in block order, whatever the groups
-            b.add((f"{key}-labels", i), _kept, refs[at[i][0]], at[i][1]).key
-            for i in range(self.n_blocks)
+            b.add((f"{key}-labels", i), _kept, refs[g], j).key
+            for i, (g, j) in enumerate(self._block_slots)
         ]
         root = self._tree(b, key, refs, R.combine_assignment, kept=True)
-        values, handles = b.run(root.keys, label_keys)
-        assignment = root.finish(values)
+        assignment, handles = root.run(b, label_keys)
         return self._kept_array(handles, f"{key}-labels", np.int32), assignment
 
 
