@@ -96,15 +96,18 @@ def test_fit_is_bit_identical_whatever_the_grouping_and_the_workers(tmp_path):
         _assert_identical(_fits(Xd, persist=True, **{"task-bytes": 1}), held)
 
 
-def _held_array(client, workers: list, n_blocks: int, rows: int) -> da.Array:
-    """A dask array whose block i a cluster holds on ``workers[i % len(workers)]``."""
+def _held_array(client, workers: list, n_blocks: int, rows: int, cols: int = 2) -> da.Array:
+    """A dask array whose block i a cluster holds on ``workers[i % len(workers)]``
+    (values ``i``; ``cols=0``: one-dimensional)."""
+    shape = (rows, cols) if cols else (rows,)
     futures = [
-        client.submit(np.full, (rows, 2), float(i), workers=[workers[i % len(workers)]],
-                      pure=False)
+        client.submit(np.full, shape, float(i), workers=[workers[i % len(workers)]], pure=False)
         for i in range(n_blocks)
-    ]  # fmt: skip
-    dsk = {("held", i, 0): f for i, f in enumerate(futures)}
-    return da.Array(dsk, "held", ((rows,) * n_blocks, (2,)), dtype=np.float64)
+    ]
+    name = f"held-{cols}"
+    dsk = {(name, i, 0) if cols else (name, i): f for i, f in enumerate(futures)}
+    chunks = ((rows,) * n_blocks, (cols,)) if cols else ((rows,) * n_blocks,)
+    return da.Array(dsk, name, chunks, dtype=np.float64)
 
 
 def test_blocks_persisted_on_a_cluster_are_grouped_by_the_worker_holding_them():
@@ -128,6 +131,62 @@ def test_blocks_persisted_on_a_cluster_are_grouped_by_the_worker_holding_them():
             rows = RowBlocks(held, client=client)
             got = rows.reduce(_block_name, _nest, "tree", per_block=lambda i: (i,))
         assert got == _naive_tree([str(i) for i in range(64)], 2)
+
+
+@given(
+    where=st.lists(st.sampled_from(["a", "b", "c", None]), max_size=40),
+    threads=st.fixed_dictionaries({"a": st.integers(1, 4), "b": st.integers(1, 4),
+                                   "c": st.integers(1, 4)}),
+)  # fmt: skip
+def test_fair_moves_give_each_worker_its_share_and_no_worker_more_than_it_had(where, threads):
+    from dkmeans._engine.parallel import fair_moves
+
+    moves = fair_moves(where, threads)
+    after = [moves.get(i, w) for i, w in enumerate(where)]
+    n, total = sum(w is not None for w in where), sum(threads.values())
+    for w in threads:
+        before, now = where.count(w), after.count(w)
+        share = n * threads[w] / total
+        assert abs(now - share) < 1  # a whole-block share: floor or ceiling
+        assert now <= max(before, -(-n * threads[w] // total))
+    for i, to in moves.items():  # only known blocks move, from over-share to under-share
+        assert where[i] is not None and to != where[i]
+        assert where.count(where[i]) > after.count(where[i]) and where.count(to) < after.count(to)
+
+
+def test_blocks_a_worker_holds_beyond_its_share_are_copied_to_the_others():
+    with _two_workers(threads=1) as client:
+        a, b = sorted(client.nthreads())
+        placement = [a] * 12 + [b] * 4
+        X = _held_array(client, placement, 16, 10)
+        w = _held_array(client, placement, 16, 10, cols=0)
+        rows = RowBlocks(X, w, client=client)
+        holders = {k: tuple(v) for k, v in client.who_has(rows._x.refs).items()}
+        counts = [sum(holders[r.key] == (x,) for r in rows._x.refs) for x in (a, b)]
+        assert counts == [8, 8] and len(rows.groups) == 2
+        for group in rows.groups:  # a group's blocks and weights on its one worker
+            owners = {holders[rows._x.refs[i].key] for i in group}
+            owners |= {tuple(client.who_has([rows._w.refs[i]])[rows._w.refs[i].key])
+                       for i in group}  # fmt: skip
+            assert len(owners) == 1
+        expected = _naive_tree([str(i) for i in range(16)], 8)
+        assert rows.reduce(_block_name, _nest, "tree", per_block=lambda i: (i,)) == expected
+        sums = rows.map_blocks(lambda x, w_: (float(x.sum()), float(w_.sum())), "sums")
+        assert sums == [(20.0 * i, 10.0 * i) for i in range(16)]  # the copies are the blocks
+
+
+def test_unaligned_replicas_are_found_to_be_copied():
+    from types import SimpleNamespace
+
+    from dkmeans._engine.parallel import _own_copy, _unaligned_keys
+
+    raw = bytearray(4 * 100 + 3)
+    unaligned = np.frombuffer(memoryview(raw)[3:], dtype=np.float32)
+    assert not unaligned.flags.aligned  # as a block received from another worker lies
+    worker = SimpleNamespace(data={"x": unaligned, "y": np.zeros(100, np.float32), "z": 1})
+    assert _unaligned_keys(["x", "y", "z", "gone"], dask_worker=worker) == ["x"]
+    copy = _own_copy(unaligned)
+    assert copy.flags.aligned and np.array_equal(copy, unaligned)
 
 
 def test_a_pass_releases_its_futures_after_the_next_submission_or_soon_after():

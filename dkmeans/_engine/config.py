@@ -1,7 +1,6 @@
 """Tuning constants as ``dask.config`` keys under ``dkmeans.``.
 
 Set them like any dask option, e.g. ``dask.config.set({"dkmeans.task-bytes": "256 MiB"})``
-from .errors import ConfigError
 or ``DASK_DKMEANS__TASK_BYTES="256 MiB"`` in the environment.  None of them changes a
 result: they trade tasks, memory and scheduler time.
 """
