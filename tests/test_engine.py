@@ -189,6 +189,51 @@ def test_unaligned_replicas_are_found_to_be_copied():
     assert copy.flags.aligned and np.array_equal(copy, unaligned)
 
 
+def _name_kept(x, w):
+    """A block's partial (its value as a name) and a per-row value kept beside it."""
+    return str(int(x[0, 0])), x[:, 0] * 2
+
+
+def _poisoned(x, w):
+    if x[0, 0] == 5:
+        raise ArithmeticError("block 5 is poisoned")
+    return _name_kept(x, w)
+
+
+def _kept_pass(rows, chunk, name):
+    """A pass whose group tasks keep per-row values: (root, the kept handles)."""
+    b, key, refs = rows._groups_pass(chunk, _nest, name, (), None, keep=True)
+    return rows._tree(b, key, refs, _nest, kept=True).run(b, [r.key for r in refs])
+
+
+def _pushed_events(client) -> int:
+    return sum(isinstance(m, dict) and "dkmeans-push" in m for _, m in client.get_events(client.id))
+
+
+def test_a_kept_pass_on_a_cluster_takes_its_nodes_as_the_group_tasks_send_them(monkeypatch):
+    from dkmeans._engine import push as P
+
+    with _two_workers(threads=1) as client:
+        workers = sorted(client.nthreads())
+        rows = RowBlocks(_held_array(client, workers, 16, 10), client=client)
+        expected = _naive_tree([str(i) for i in range(16)], 8)
+        before = _pushed_events(client)
+        root, handles = _kept_pass(rows, _name_kept, "pushed")
+        assert root == expected
+        assert _pushed_events(client) - before == len(rows.groups) == 2  # no item tasks
+        kept = [v for h in client.gather(handles) for v in h[1]]  # per block, group order
+        order = [i for g in rows.groups for i in g]
+        assert [float(v[0]) for v in kept] == [2.0 * i for i in order]  # stayed beside them
+        # nodes too large for an event: taken from the group tasks' outputs instead
+        monkeypatch.setattr(P, "LIMIT", 0)
+        before = _pushed_events(client)
+        assert _kept_pass(rows, _name_kept, "gathered")[0] == expected
+        assert _pushed_events(client) == before
+        # a group task's error is raised, not waited on
+        with pytest.raises(ArithmeticError, match="block 5 is poisoned"):
+            _kept_pass(rows, _poisoned, "poisoned")
+
+
 def test_a_pass_releases_its_futures_after_the_next_submission_or_soon_after():
     with _two_workers(threads=1) as client:
         rows = RowBlocks(_held_array(client, sorted(client.nthreads()), 16, 10), client=client)
@@ -257,9 +302,9 @@ def test_a_pass_builds_a_graph_linear_in_blocks_with_few_tasks(monkeypatch, tmp_
     sizes = []
     run = G.Builder.run
 
-    def counting_run(self, gather, keep=()):
+    def counting_run(self, gather, keep=(), pushed=()):
         sizes.append(len(self.graph()))
-        return run(self, gather, keep)
+        return run(self, gather, keep, pushed)
 
     monkeypatch.setattr(G.Builder, "run", counting_run)
     with dask.config.set({"dkmeans.task-bytes": 8 * 50 * 12}):  # 8 chunks a task

@@ -22,6 +22,7 @@ from dask._task_spec import DataNode, GraphNode, List, Task, TaskRef, Tuple, con
 from dask.core import flatten
 from dask.system import CPU_COUNT
 
+from . import push as P
 from .log import cluster_bar, local_bar, pass_label, progress_stream
 
 __all__ = ["DataNode", "List", "Task", "TaskRef", "Tuple"]
@@ -135,6 +136,16 @@ class Builder:
             return handle
         return self.data(key, handle)
 
+    def push_first(self, key) -> None:
+        """Have task ``key`` send its output's first item to this client (``push``)."""
+        t = self.tasks[key]
+        self.tasks[key] = Task(key, P.first_pushed, self.client.id, key, t.func, *t.args,
+                               **t.kwargs)  # fmt: skip
+
+    @property
+    def can_push(self) -> bool:
+        return self.client is not None and not self.client.asynchronous
+
     def graph(self) -> dict:
         if not self.bases:
             return self.tasks
@@ -144,9 +155,10 @@ class Builder:
         dsk.update(self.tasks)
         return dsk
 
-    def run(self, gather: list, keep: list = ()) -> tuple[list, list]:
-        """Compute: values of ``gather`` and handles of ``keep`` (values locally,
-        futures on a cluster), with a progress bar when ``log.progress`` is on."""
+    def run(self, gather: list, keep: list = (), pushed: list = ()) -> tuple[list, list]:
+        """Compute: values of ``gather``, then the first items of ``pushed`` (tasks
+        made with ``push_first``), and handles of ``keep`` (values locally, futures on
+        a cluster), with a progress bar when ``log.progress`` is on."""
         keep = list(keep)
         keys = list(gather) + keep
         dsk = self.graph()
@@ -158,13 +170,20 @@ class Builder:
             with bar:
                 values = list(get(dsk, keys))
             return values[: len(gather)], values[len(gather) :]
+        keys += [k for k in pushed if k not in keep]
+        box = P.inbox(self.client) if pushed else None
+        if box is not None:
+            box.expect(pushed)  # before the tasks can send them
         futures = self.client.get(dsk, keys, sync=False)
         release_held(id(self.client))  # the last pass's futures go now, after this one
         if stream is not None:
             cluster_bar(futures, label, stream)
         values = self.client.gather(futures[: len(gather)])
+        if box is not None:
+            by_key = dict(zip(keys, futures, strict=True))
+            values += box.collect(self.client, list(pushed), [by_key[k] for k in pushed])
         hold_until_next_pass(id(self.client), [*futures, *self.handles])
-        return values, futures[len(gather) :]
+        return values, futures[len(gather) : len(gather) + len(keep)]
 
 
 # id(client) -> (timer, futures): what a pass gathered and the handles it used, kept

@@ -409,14 +409,16 @@ def _fold_node_lists(node_lists, combine, n, split_every):
 
 
 class Root(NamedTuple):
-    """What a pass gathers (``keys``) and how this process makes the tree's root of it."""
+    """What a pass gathers (``keys``; ``pushed``: kept tasks whose first items the
+    client receives, ``push``) and how this process makes the tree's root of it."""
 
     keys: list
     finish: Callable
+    pushed: tuple | list = ()
 
     def run(self, builder: G.Builder, keep: list = ()) -> tuple:
         """Run the pass: ``(root value, handles of keep)``."""
-        values, handles = builder.run(self.keys, keep)
+        values, handles = builder.run(self.keys, keep, self.pushed)
         return self.finish(values), handles
 
 
@@ -565,12 +567,23 @@ class RowBlocks:
         """The tree's levels above the groups, up to what this process gathers.
 
         ``kept``: the group tasks return ``(subtree, kept values)``; the tree takes the
-        subtrees through small item tasks, so kept per-row values stay where they are.
+        subtrees through small item tasks, so kept per-row values stay where they are,
+        or, when this process gathers the groups' nodes themselves, as each group task
+        sends them (``push``).
         Scattered groups (a task per worker thread) are folded ``split_every`` at a time
         by tasks until at most ``split_every`` node lists are left, which this process
         gathers and finishes: a pass is then one scheduler round trip, with no task
         waiting on a transfer between workers.
         """
+        finish = partial(finish_tree, combine=combine, n=self.n_blocks,
+                         split_every=self.split_every)  # fmt: skip
+        levels = max(tree_depth(len(nodes), self.split_every) - 1, 0)
+        if kept and self.scattered and levels == 0 and builder.can_push:
+            # the client takes the groups' nodes as they end (``push``), where item
+            # tasks and a gather cost two scheduler round trips after the last group
+            for n in nodes:
+                builder.push_first(n.key)
+            return Root([], finish, [n.key for n in nodes])
         if kept:
             nodes = [builder.add((f"{key}-part", g), _item, n, 0) for g, n in enumerate(nodes)]
         if not self.scattered:
@@ -579,10 +592,7 @@ class RowBlocks:
             return Root([root.key], _item_zero)
         fold = partial(_fold_node_lists, combine=combine, n=self.n_blocks,
                        split_every=self.split_every)  # fmt: skip
-        levels = max(tree_depth(len(nodes), self.split_every) - 1, 0)
         nodes = self._tree_levels(builder, f"{key}-fold", nodes, fold, levels)
-        finish = partial(finish_tree, combine=combine, n=self.n_blocks,
-                         split_every=self.split_every)  # fmt: skip
         return Root([r.key for r in nodes], finish)
 
     def _shared(self, builder: G.Builder, key: str, value):
