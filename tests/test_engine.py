@@ -210,12 +210,11 @@ def _pushed_events(client) -> int:
     return sum(isinstance(m, dict) and "dkmeans-push" in m for _, m in client.get_events(client.id))
 
 
-def test_a_kept_pass_on_a_cluster_takes_its_nodes_as_the_group_tasks_send_them(monkeypatch):
-    from dkmeans._engine import push as P
-
+def test_a_kept_pass_on_a_cluster_takes_its_nodes_as_the_group_tasks_send_them():
     with _two_workers(threads=1) as client:
         workers = sorted(client.nthreads())
-        rows = RowBlocks(_held_array(client, workers, 16, 10), client=client)
+        X = _held_array(client, workers, 16, 10)
+        rows = RowBlocks(X, client=client)
         expected = _naive_tree([str(i) for i in range(16)], 8)
         before = _pushed_events(client)
         root, handles = _kept_pass(rows, _name_kept, "pushed")
@@ -224,11 +223,14 @@ def test_a_kept_pass_on_a_cluster_takes_its_nodes_as_the_group_tasks_send_them(m
         kept = [v for h in client.gather(handles) for v in h[1]]  # per block, group order
         order = [i for g in rows.groups for i in g]
         assert [float(v[0]) for v in kept] == [2.0 * i for i in order]  # stayed beside them
-        # nodes too large for an event: taken from the group tasks' outputs instead
-        monkeypatch.setattr(P, "LIMIT", 0)
-        before = _pushed_events(client)
-        assert _kept_pass(rows, _name_kept, "gathered")[0] == expected
-        assert _pushed_events(client) == before
+        # nodes too large for an event are taken from the group tasks' outputs; with
+        # none sent, through item tasks in the graph
+        for limit in (1, 0):
+            before = _pushed_events(client)
+            with dask.config.set({"dkmeans.push-bytes": limit}):
+                rows = RowBlocks(X, client=client)
+            assert _kept_pass(rows, _name_kept, f"gathered{limit}")[0] == expected
+            assert _pushed_events(client) == before
         # a group task's error is raised, not waited on
         with pytest.raises(ArithmeticError, match="block 5 is poisoned"):
             _kept_pass(rows, _poisoned, "poisoned")
@@ -346,7 +348,8 @@ def test_a_weighted_first_centre_reads_only_the_weights(tmp_path):
 
 
 @pytest.mark.parametrize(("key", "value"), [("split-every", 1), ("task-bytes", 0),
-                                            ("split-every", "eight")])  # fmt: skip
+                                            ("split-every", "eight"),
+                                            ("push-bytes", -1)])  # fmt: skip
 def test_bad_tuning_keys_get_one_clear_error(key, value):
     with dask.config.set({f"dkmeans.{key}": value}), pytest.raises(ValueError, match=key):
         RowBlocks(da.zeros((100, 2), chunks=(10, 2)))

@@ -24,12 +24,16 @@ DEFAULTS = {
     "max-far": 256,
     # row tile of the float64 centred products (PCA, covariance)
     "tile-rows": 16384,
+    # largest tree nodes a task keeping per-row state sends the client as an event (the
+    # scheduler keeps a client's last 1000 events); larger are gathered; 0: none sent
+    "push-bytes": "64 KiB",
 }
 
 dask.config.update_defaults({"dkmeans": DEFAULTS})
 
 
-_MINIMUM = {"split-every": 2, "task-bytes": 1, "block-bytes": 1, "max-far": 0, "tile-rows": 1}
+_MINIMUM = {"split-every": 2, "task-bytes": 1, "block-bytes": 1, "max-far": 0, "tile-rows": 1,
+            "push-bytes": 0}  # fmt: skip
 
 
 def get(name: str):

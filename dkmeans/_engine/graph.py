@@ -136,14 +136,16 @@ class Builder:
             return handle
         return self.data(key, handle)
 
-    def push_first(self, key) -> None:
-        """Have task ``key`` send its output's first item to this client (``push``)."""
+    def push_first(self, key, limit: int) -> None:
+        """Have task ``key`` send its output's first item to this client, if it pickles
+        to at most ``limit`` bytes (``push``)."""
         t = self.tasks[key]
-        self.tasks[key] = Task(key, P.first_pushed, self.client.id, key, t.func, *t.args,
-                               **t.kwargs)  # fmt: skip
+        self.tasks[key] = Task(key, P.first_pushed, self.client.id, key, limit, t.func,
+                               *t.args, **t.kwargs)  # fmt: skip
 
     @property
     def can_push(self) -> bool:
+        """Whether tasks can send to this client (a synchronous ``distributed.Client``)."""
         return self.client is not None and not self.client.asynchronous
 
     def graph(self) -> dict:

@@ -468,6 +468,7 @@ class RowBlocks:
         self._token = uuid.uuid4().hex[:8]
         self._count = itertools.count()
         self.split_every = config.get("split-every")
+        self._push_bytes = config.get("push-bytes")
         n = self.n_blocks
         self._depth = tree_depth(n, self.split_every)
         # blocks a cluster's workers hold: a task per worker thread over the blocks its
@@ -578,11 +579,11 @@ class RowBlocks:
         finish = partial(finish_tree, combine=combine, n=self.n_blocks,
                          split_every=self.split_every)  # fmt: skip
         levels = max(tree_depth(len(nodes), self.split_every) - 1, 0)
-        if kept and self.scattered and levels == 0 and builder.can_push:
+        if kept and self.scattered and levels == 0 and self._push_bytes and builder.can_push:
             # the client takes the groups' nodes as they end (``push``), where item
             # tasks and a gather cost two scheduler round trips after the last group
             for n in nodes:
-                builder.push_first(n.key)
+                builder.push_first(n.key, self._push_bytes)
             return Root([], finish, [n.key for n in nodes])
         if kept:
             nodes = [builder.add((f"{key}-part", g), _item, n, 0) for g, n in enumerate(nodes)]

@@ -11,9 +11,9 @@ the task ends.  The task's output, state and all, stays where it is, a future as
 before: lineage, fault tolerance and the next pass's dependencies are unchanged.
 
 Events are for small messages, and the scheduler keeps a topic's last ones
-(``distributed.admin.low-level-log-length``) until the client leaves: nodes over
-``LIMIT`` bytes are not sent, and the client takes them from the task's output (an
-item task and a gather, as before).
+(``distributed.admin.low-level-log-length``, 1000) until the client leaves: nodes over
+``dkmeans.push-bytes`` (64 KiB) are not sent, and the client takes them from the task's
+output (an item task and a gather, as before).
 """
 
 from __future__ import annotations
@@ -22,23 +22,23 @@ import pickle
 import threading
 import weakref
 
-LIMIT = 64 * 1024  # bytes of pickled nodes an event carries; more are gathered
 _TAG = "dkmeans-push"
 
 
-def first_pushed(topic: str, tag: str, func, *args):
+def first_pushed(topic: str, tag: str, limit: int, func, *args):
     """``func(*args)``, its first item sent to ``topic`` (the waiting client's id)."""
     out = func(*args)
-    send(topic, tag, out[0])
+    send(topic, tag, out[0], limit)
     return out
 
 
-def send(topic: str, tag: str, value) -> None:
-    """Log ``value`` on ``topic`` from the worker running this task, if small enough."""
+def send(topic: str, tag: str, value, limit: int) -> None:
+    """Log ``value`` on ``topic`` from the worker running this task, if it pickles to at
+    most ``limit`` bytes."""
     from distributed import get_worker
 
     payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    if len(payload) > LIMIT:
+    if len(payload) > limit:
         return
     try:
         worker = get_worker()
