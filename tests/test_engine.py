@@ -194,16 +194,21 @@ def _name_kept(x, w):
     return str(int(x[0, 0])), x[:, 0] * 2
 
 
+def _long_name_kept(x, w):
+    return str(int(x[0, 0])).ljust(40), x[:, 0] * 2
+
+
 def _poisoned(x, w):
     if x[0, 0] == 5:
         raise ArithmeticError("block 5 is poisoned")
     return _name_kept(x, w)
 
 
-def _kept_pass(rows, chunk, name):
+def _kept_pass(rows, chunk, name, node_bytes=16):
     """A pass whose group tasks keep per-row values: (root, the kept handles)."""
     b, key, refs = rows._groups_pass(chunk, _nest, name, (), None, keep=True)
-    return rows._tree(b, key, refs, _nest, kept=True).run(b, [r.key for r in refs])
+    root = rows._tree(b, key, refs, _nest, kept=True, node_bytes=node_bytes)
+    return root.run(b, [r.key for r in refs])
 
 
 def _pushed_events(client) -> int:
@@ -214,8 +219,10 @@ def test_a_kept_pass_on_a_cluster_takes_its_nodes_as_the_group_tasks_send_them()
     with _two_workers(threads=1) as client:
         workers = sorted(client.nthreads())
         X = _held_array(client, workers, 16, 10)
-        rows = RowBlocks(X, client=client)
-        expected = _naive_tree([str(i) for i in range(16)], 8)
+        with dask.config.set({"dkmeans.push-bytes": 400}):
+            rows = RowBlocks(X, client=client)
+        names = [str(i) for i in range(16)]
+        expected = _naive_tree(names, 8)
         before = _pushed_events(client)
         root, handles = _kept_pass(rows, _name_kept, "pushed")
         assert root == expected
@@ -223,17 +230,20 @@ def test_a_kept_pass_on_a_cluster_takes_its_nodes_as_the_group_tasks_send_them()
         kept = [v for h in client.gather(handles) for v in h[1]]  # per block, group order
         order = [i for g in rows.groups for i in g]
         assert [float(v[0]) for v in kept] == [2.0 * i for i in order]  # stayed beside them
-        # nodes too large for an event are taken from the group tasks' outputs; with
-        # none sent, through item tasks in the graph
-        for limit in (1, 0):
-            before = _pushed_events(client)
-            with dask.config.set({"dkmeans.push-bytes": limit}):
-                rows = RowBlocks(X, client=client)
-            assert _kept_pass(rows, _name_kept, f"gathered{limit}")[0] == expected
-            assert _pushed_events(client) == before
+        # nodes larger than expected are not sent: taken from the group tasks' outputs
+        before = _pushed_events(client)
+        root = _kept_pass(rows, _long_name_kept, "long")[0]
+        assert root == _naive_tree([n.ljust(40) for n in names], 8)
+        assert _pushed_events(client) == before
+        # nodes expected too large, or none to be sent: item tasks in the graph
+        assert _kept_pass(rows, _name_kept, "large", node_bytes=51)[0] == expected
+        with dask.config.set({"dkmeans.push-bytes": 0}):
+            rows = RowBlocks(X, client=client)
+        assert _kept_pass(rows, _name_kept, "off")[0] == expected
+        assert _pushed_events(client) == before
         # a group task's error is raised, not waited on
         with pytest.raises(ArithmeticError, match="block 5 is poisoned"):
-            _kept_pass(rows, _poisoned, "poisoned")
+            _kept_pass(RowBlocks(X, client=client), _poisoned, "poisoned")
 
 
 def test_a_pass_releases_its_futures_after_the_next_submission_or_soon_after():

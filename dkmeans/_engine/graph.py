@@ -176,15 +176,21 @@ class Builder:
         box = P.inbox(self.client) if pushed else None
         if box is not None:
             box.expect(pushed)  # before the tasks can send them
-        futures = self.client.get(dsk, keys, sync=False)
-        release_held(id(self.client))  # the last pass's futures go now, after this one
-        if stream is not None:
-            cluster_bar(futures, label, stream)
-        values = self.client.gather(futures[: len(gather)])
-        if box is not None:
-            by_key = dict(zip(keys, futures, strict=True))
-            values += box.collect(self.client, list(pushed), [by_key[k] for k in pushed])
-        hold_until_next_pass(id(self.client), [*futures, *self.handles])
+        try:
+            futures = self.client.get(dsk, keys, sync=False)
+            release_held(id(self.client))  # the last pass's futures go now, after this one
+            if stream is not None:
+                cluster_bar(futures, label, stream)
+            values = self.client.gather(futures[: len(gather)]) if gather else []
+            firsts = []
+            if box is not None:
+                by_key = dict(zip(keys, futures, strict=True))
+                got, firsts = box.collect(self.client, list(pushed), [by_key[k] for k in pushed])
+                values += got
+        finally:
+            if box is not None:
+                box.forget(pushed)
+        hold_until_next_pass(id(self.client), [*futures, *firsts, *self.handles])
         return values, futures[len(gather) : len(gather) + len(keep)]
 
 

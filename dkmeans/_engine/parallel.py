@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 
 _STAGE_GATHER = 12  # block seeds of the gathering pass's sample
+_NODE_OVERHEAD = 512  # pickled bytes of a tree node beyond its arrays' data
 
 
 def active_client():
@@ -564,13 +565,15 @@ class RowBlocks:
             rows.append(G.nested(items))
         return rows, refs
 
-    def _tree(self, builder: G.Builder, key: str, nodes: list, combine, *, kept: bool) -> Root:
+    def _tree(self, builder: G.Builder, key: str, nodes: list, combine, *, kept: bool,
+              node_bytes: int | None = None) -> Root:  # fmt: skip
         """The tree's levels above the groups, up to what this process gathers.
 
         ``kept``: the group tasks return ``(subtree, kept values)``; the tree takes the
         subtrees through small item tasks, so kept per-row values stay where they are,
-        or, when this process gathers the groups' nodes themselves, as each group task
-        sends them (``push``).
+        or, when this process gathers the groups' nodes themselves and a group's nodes
+        (``node_bytes`` each, about) fit under ``dkmeans.push-bytes``, as each group
+        task sends them (``push``).
         Scattered groups (a task per worker thread) are folded ``split_every`` at a time
         by tasks until at most ``split_every`` node lists are left, which this process
         gathers and finishes: a pass is then one scheduler round trip, with no task
@@ -579,7 +582,7 @@ class RowBlocks:
         finish = partial(finish_tree, combine=combine, n=self.n_blocks,
                          split_every=self.split_every)  # fmt: skip
         levels = max(tree_depth(len(nodes), self.split_every) - 1, 0)
-        if kept and self.scattered and levels == 0 and self._push_bytes and builder.can_push:
+        if kept and levels == 0 and self._pushes(node_bytes) and builder.can_push:
             # the client takes the groups' nodes as they end (``push``), where item
             # tasks and a gather cost two scheduler round trips after the last group
             for n in nodes:
@@ -595,6 +598,12 @@ class RowBlocks:
                        split_every=self.split_every)  # fmt: skip
         nodes = self._tree_levels(builder, f"{key}-fold", nodes, fold, levels)
         return Root([r.key for r in nodes], finish)
+
+    def _pushes(self, node_bytes: int | None) -> bool:
+        """Whether a scattered group's nodes, ``node_bytes`` each, go in one event."""
+        if not self.scattered or node_bytes is None:
+            return False
+        return node_bytes * max(map(len, self.groups)) <= self._push_bytes
 
     def _shared(self, builder: G.Builder, key: str, value):
         """A value every group task gets: in each task's arguments when the groups are
@@ -809,7 +818,9 @@ class RowBlocks:
                 (key, g), _pruned_group, self._fold(combine, group), n_far, shipped, blocks,
                 weights, G.List(*kept), slots,
             ))  # fmt: skip
-        root = self._tree(b, key, refs, combine, kept=True)
+        k, d = steps[0].centers.shifted.shape
+        node = len(steps) * (8 * (k * d + k) + _NODE_OVERHEAD)  # a LloydPartial a run
+        root = self._tree(b, key, refs, combine, kept=True, node_bytes=node)
         root_value, handles = root.run(b, [r.key for r in refs])
         self.n_passes += 1
         parts, skipped = root_value
@@ -884,7 +895,8 @@ class RowBlocks:
             b.add((f"{key}-labels", i), _kept, refs[g], j).key
             for i, (g, j) in enumerate(self._block_slots)
         ]
-        root = self._tree(b, key, refs, R.combine_assignment, kept=True)
+        node = 8 * centers.shape[0] + _NODE_OVERHEAD  # an Assignment: weights per cluster
+        root = self._tree(b, key, refs, R.combine_assignment, kept=True, node_bytes=node)
         assignment, handles = root.run(b, label_keys)
         return self._kept_array(handles, f"{key}-labels", np.int32), assignment
 

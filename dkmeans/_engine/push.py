@@ -37,14 +37,13 @@ def send(topic: str, tag: str, value, limit: int) -> None:
     most ``limit`` bytes."""
     from distributed import get_worker
 
-    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    if len(payload) > limit:
-        return
     try:
         worker = get_worker()
-    except ValueError:  # not on a worker: the client gathers the output
+        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # not on a worker, or not picklable: the client gathers it
         return
-    worker.log_event(topic, {_TAG: tag, "value": payload})
+    if len(payload) <= limit:
+        worker.log_event(topic, {_TAG: tag, "value": payload})
 
 
 def _first(value):
@@ -79,38 +78,40 @@ class Inbox:
         with self._ready:
             self._waiting.update(tags)
 
-    def collect(self, client, tags: list, futures: list) -> list:
+    def forget(self, tags) -> None:
+        """Stop keeping what arrives for ``tags``, and drop what came."""
+        with self._ready:
+            self._waiting.difference_update(tags)
+            for t in tags:
+                self._values.pop(t, None)
+
+    def collect(self, client, tags: list, futures: list) -> tuple[list, list]:
         """The first items of ``futures`` (the tasks of ``tags``): pushed, or gathered
-        from the outputs of tasks that ended without pushing (too large).  Raises a
-        task's error as ``gather`` would."""
-        try:
-            for f in futures:
-                f.add_done_callback(self._wake)
-            with self._ready:
-                while True:
-                    missing = [i for i, t in enumerate(tags) if t not in self._values]
-                    if all(futures[i].done() for i in missing):
-                        break
-                    if any(futures[i].status in ("error", "cancelled") for i in missing):
-                        break
-                    self._ready.wait(1.0)  # woken by an event or a task's end
-                pushed = {i: self._values[t] for i, t in enumerate(tags) if t in self._values}
-            for i in missing:
-                if futures[i].status in ("error", "cancelled"):
-                    futures[i].result()  # raises the task's error
-            # a task's event comes before its completion, on the same streams: one that
-            # ended without it sent nothing
-            fetched = client.gather([client.submit(_first, futures[i], pure=False)
-                                     for i in missing])  # fmt: skip
-            out = [pickle.loads(pushed[i]) if i in pushed else None for i in range(len(tags))]
-            for i, v in zip(missing, fetched, strict=True):
-                out[i] = v
-            return out
-        finally:
-            with self._ready:
-                self._waiting.difference_update(tags)
-                for t in tags:
-                    self._values.pop(t, None)
+        from the outputs of tasks that ended without pushing (too large); and the
+        futures of those gathers.  Raises a task's error as ``gather`` would."""
+        for f in futures:
+            f.add_done_callback(self._wake)
+        with self._ready:
+            while True:
+                missing = [i for i, t in enumerate(tags) if t not in self._values]
+                if all(futures[i].done() for i in missing):
+                    break
+                if any(futures[i].status in ("error", "cancelled") for i in missing):
+                    break
+                if client.status in ("closing", "closed"):
+                    raise RuntimeError("the client was closed while a pass ran")
+                self._ready.wait(1.0)  # woken by an event or a task's end
+            pushed = {i: self._values[t] for i, t in enumerate(tags) if t in self._values}
+        for i in missing:
+            if futures[i].status in ("error", "cancelled"):
+                futures[i].result()  # raises the task's error
+        # a task's event comes before its completion, on the same streams: one that
+        # ended without it sent nothing
+        firsts = [client.submit(_first, futures[i], pure=False) for i in missing]
+        out = [pickle.loads(pushed[i]) if i in pushed else None for i in range(len(tags))]
+        for i, v in zip(missing, client.gather(firsts) if firsts else [], strict=True):
+            out[i] = v
+        return out, firsts
 
 
 _INBOXES: dict[str, Inbox] = {}
