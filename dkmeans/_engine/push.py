@@ -1,8 +1,8 @@
 """Small results a group task sends straight to the client that waits for them.
 
-A pass whose group tasks keep per-row state (pruned Lloyd's bounds, k-means|| costs,
-labels) leaves those tasks' outputs on the workers and needs only their first item,
-the group's tree nodes.  Taking that item through an item task and a gather cost two
+A pass whose group tasks keep per-row state (pruned Lloyd's bounds, labels) leaves
+those tasks' outputs on the workers and needs only their first item, the group's tree
+nodes.  Taking that item through an item task and a gather cost two
 scheduler round trips after the last group ended (8-9 ms on a 2 x 1 LocalCluster, a
 sixth of a pruned W1 pass).  Instead the group task logs its nodes as an event on the
 client's topic (``Worker.log_event``): the scheduler forwards it on the client's
@@ -13,7 +13,8 @@ before: lineage, fault tolerance and the next pass's dependencies are unchanged.
 Events are for small messages, and the scheduler keeps a topic's last ones
 (``distributed.admin.low-level-log-length``, 1000) until the client leaves: nodes over
 ``dkmeans.push-bytes`` (64 KiB) are not sent, and the client takes them from the task's
-output (an item task and a gather, as before).
+output (an item task and a gather, as before).  The client's handler for its own topic
+is this module's (``Client.subscribe_topic`` keeps one a topic).
 """
 
 from __future__ import annotations
