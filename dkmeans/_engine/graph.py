@@ -143,11 +143,6 @@ class Builder:
         self.tasks[key] = Task(key, P.first_pushed, self.client.id, key, limit, t.func,
                                *t.args, **t.kwargs)  # fmt: skip
 
-    @property
-    def can_push(self) -> bool:
-        """Whether tasks can send to this client (a synchronous ``distributed.Client``)."""
-        return self.client is not None and not self.client.asynchronous
-
     def graph(self) -> dict:
         if not self.bases:
             return self.tasks

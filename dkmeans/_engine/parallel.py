@@ -582,7 +582,7 @@ class RowBlocks:
         finish = partial(finish_tree, combine=combine, n=self.n_blocks,
                          split_every=self.split_every)  # fmt: skip
         levels = max(tree_depth(len(nodes), self.split_every) - 1, 0)
-        if kept and levels == 0 and self._pushes(node_bytes) and builder.can_push:
+        if kept and levels == 0 and self._pushes(node_bytes):
             # the client takes the groups' nodes as they end (``push``), where item
             # tasks and a gather cost two scheduler round trips after the last group
             for n in nodes:
@@ -600,7 +600,8 @@ class RowBlocks:
         return Root([r.key for r in nodes], finish)
 
     def _pushes(self, node_bytes: int | None) -> bool:
-        """Whether a scattered group's nodes, ``node_bytes`` each, go in one event."""
+        """Whether a scattered group's nodes, ``node_bytes`` each, go in one event
+        (scattered groups have a synchronous client: ``worker_groups``)."""
         if not self.scattered or node_bytes is None:
             return False
         return node_bytes * max(map(len, self.groups)) <= self._push_bytes
