@@ -1,6 +1,7 @@
 """The pass engine: grouped tasks, a fixed combine tree, graphs linear in the blocks."""
 
 import contextlib
+import logging
 import time
 
 import dask
@@ -244,6 +245,24 @@ def test_a_kept_pass_on_a_cluster_takes_its_nodes_as_the_group_tasks_send_them()
         # a group task's error is raised, not waited on
         with pytest.raises(ArithmeticError, match="block 5 is poisoned"):
             _kept_pass(RowBlocks(X, client=client), _poisoned, "poisoned")
+
+
+def test_a_client_that_took_pushed_nodes_leaves_the_scheduler_without_an_error(caplog):
+    # subscribed to its own topic, a closing client was sent the scheduler's last event
+    # on it after its stream closed: a CRITICAL "Closed comm" in the scheduler's log
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster:  # fmt: skip
+        with caplog.at_level(logging.CRITICAL, logger="distributed"):
+            with Client(cluster) as client:
+                X = _held_array(client, sorted(client.nthreads()), 16, 10)
+                with dask.config.set({"dkmeans.push-bytes": 400}):
+                    assert _kept_pass(RowBlocks(X, client=client), _name_kept, "leave")[0]
+                assert _pushed_events(client) == 2
+            deadline = time.monotonic() + 10
+            while client.id in cluster.scheduler.client_comms and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert client.id not in cluster.scheduler.client_comms
+        assert not [r for r in caplog.records if r.levelno >= logging.CRITICAL]
 
 
 def test_a_pass_releases_its_futures_after_the_next_submission_or_soon_after():

@@ -15,15 +15,25 @@ Events are for small messages, and the scheduler keeps a topic's last ones
 ``dkmeans.push-bytes`` (64 KiB) are not sent, and the client takes them from the task's
 output (an item task and a gather, as before).  The client's handler for its own topic
 is this module's (``Client.subscribe_topic`` keeps one a topic).
+
+The scheduler never drops a subscription, and as a client leaves it logs an event on
+the client's topic once more after the client's stream has closed: to a subscriber,
+that is a CRITICAL "Closed comm" traceback in the scheduler's log at every close.  A
+scheduler plugin (sent by value: the scheduler need not have dkmeans) unsubscribes a
+client the moment it says it is leaving.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 import threading
 import weakref
 
+logger = logging.getLogger(__name__)
+
 _TAG = "dkmeans-push"
+_PLUGIN = "dkmeans-push-unsubscribe"
 
 
 def first_pushed(topic: str, tag: str, limit: int, func, *args):
@@ -58,6 +68,7 @@ class Inbox:
         self._ready = threading.Condition()
         self._waiting: set = set()
         self._values: dict = {}
+        _unsubscribe_leaving_clients(client)
         client.subscribe_topic(client.id, self._receive)
 
     def _receive(self, event) -> None:
@@ -113,6 +124,23 @@ class Inbox:
         for i, v in zip(missing, client.gather(firsts) if firsts else [], strict=True):
             out[i] = v
         return out, firsts
+
+
+def _unsubscribe_leaving_clients(client) -> None:
+    """Have the scheduler unsubscribe each client from its own topic as it leaves (once
+    a scheduler; where the plugin cannot be registered, the close is only noisier)."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class UnsubscribeLeavingClient(SchedulerPlugin):  # local, so pickled by value
+        idempotent = True
+
+        def remove_client(self, scheduler, client):
+            scheduler.unsubscribe_topic(client, client)
+
+    try:
+        client.register_plugin(UnsubscribeLeavingClient(), name=_PLUGIN)
+    except Exception as err:  # an older or locked-down scheduler
+        logger.debug("could not register %s on the scheduler: %r", _PLUGIN, err)
 
 
 _INBOXES: dict[str, Inbox] = {}
