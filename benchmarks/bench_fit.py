@@ -8,7 +8,10 @@ data passes, init passes, inertia / scikit-learn's inertia, ARI against the true
 blobs, peak RSS.  A fixed-init section times one Lloyd iteration of each system
 from the same initial centres, warm (scikit-learn, oneDAL through
 scikit-learn-intelex when installed, dkmeans threaded, on a LocalCluster, and
-streamed).  A final "summary" line gives the ratios the targets speak of.
+streamed).  The LocalCluster is ``cluster_configs/local-cluster.yaml``'s (2 workers
+of 1 thread, and its dask settings), without the dashboard;
+``iter-dkmeans-localcluster-dask-defaults`` times it at dask's own settings.  A final
+"summary" line gives the ratios the targets speak of.
 
 The "pruning" system times ``algorithm="elkan"`` (bound-pruned passes) against
 ``"lloyd"`` per iteration: both from the same fixed init, ``tol=0`` and
@@ -39,6 +42,8 @@ SYSTEMS = (
     # fixed-init per-iteration section: the same initial centres for every system, the
     # second (warm) fit of its process timed, tol=0 and --iter-iters iterations
     "iter-sklearn", "iter-onedal", "iter-dkmeans-threaded", "iter-dkmeans-localcluster",
+    # the same on a LocalCluster at dask's own settings (without local-cluster.yaml's)
+    "iter-dkmeans-localcluster-dask-defaults",
     "iter-dkmeans-streamed", "iter-dkmeans-elkan",
     # plain (unpruned) Lloyd passes, threaded and on the LocalCluster: the same cluster
     # cost a pass over ~2x the compute of a pruned one
@@ -89,11 +94,19 @@ def _warm_fits(fit, repeats: int = 2):
     return model, seconds
 
 
-def _cluster():
-    """The benchmark's LocalCluster: 2 workers of 1 thread, no dashboard."""
-    from distributed import LocalCluster
+def _cluster(dask_defaults: bool = False):
+    """The benchmark's LocalCluster, a Client on it: ``cluster_configs/local-cluster.yaml``
+    (2 workers of 1 thread, its ``dask_config``) without the dashboard; with
+    ``dask_defaults``, without that file's dask settings."""
+    from dkmeans.deploy import load_cluster_config
 
-    return LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    from dkmeans import open_cluster
+
+    config = load_cluster_config(Path(__file__).parents[1] / "cluster_configs/local-cluster.yaml")
+    config |= {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None}
+    if dask_defaults:
+        config.pop("dask_config", None)
+    return open_cluster(config)
 
 
 def run_dask_sum(system: str, args, path: Path) -> dict:
@@ -113,9 +126,7 @@ def run_dask_sum(system: str, args, path: Path) -> dict:
 
     X = da.from_zarr(str(path))
     if system == "iter-dask-sum-localcluster":
-        from distributed import Client
-
-        with _cluster() as c, Client(c):
+        with _cluster():
             per_pass = passes(X)
     else:
         with dask.config.set(scheduler="threads"):
@@ -159,10 +170,8 @@ def run_iteration(system: str, args, path: Path) -> dict:
     def fit(X):
         return KMeans(args.k, **kw).fit(X)
 
-    if system.endswith("-localcluster"):
-        from distributed import Client
-
-        with _cluster() as c, Client(c):
+    if system.endswith(("-localcluster", "-localcluster-dask-defaults")):
+        with _cluster(dask_defaults=system.endswith("-dask-defaults")):
             X = da.from_zarr(str(path)).persist()
             km, seconds = _warm_fits(lambda: fit(X))
     else:
@@ -312,9 +321,7 @@ def run_system(system: str, args) -> dict:
             return km, time.perf_counter() - t
 
         if system == "dkmeans-localcluster":
-            from distributed import Client
-
-            with _cluster() as c, Client(c):
+            with _cluster():
                 km, seconds = fit()
                 labels = np.asarray(km.labels_)
         else:
@@ -475,6 +482,10 @@ def summary(r: dict, seed: int = 0) -> dict:
     out["iteration_vs_gemm_floor"] = ratio(it["dkmeans-threaded"], get("floor-gemm", "seconds"))
     out["localcluster_vs_threaded_iteration"] = ratio(
         it["dkmeans-localcluster"], it["dkmeans-threaded"]
+    )
+    out["dask_defaults_localcluster_vs_threaded_iteration"] = ratio(
+        get("iter-dkmeans-localcluster-dask-defaults", "seconds_per_iteration"),
+        it["dkmeans-threaded"],
     )
     out["localcluster_vs_threaded_lloyd_iteration"] = ratio(
         it["dkmeans-lloyd-localcluster"], it["dkmeans-lloyd-threaded"]

@@ -52,6 +52,21 @@ def test_local_cluster_from_yaml_fits_like_the_threaded_scheduler(tmp_path):
     np.testing.assert_array_equal(on_cluster.cluster_centers_, threaded.cluster_centers_)
 
 
+def test_a_configs_dask_settings_reach_a_local_clusters_workers_and_are_undone():
+    key = "distributed.worker.profile.interval"
+    before = dask.config.get(key)
+    config = {"kind": "local", "n_workers": 1, "processes": True, "dashboard_address": None,
+              "dask_config": {key: "123ms", "dkmeans.push-bytes": 1000}}  # fmt: skip
+    with open_cluster(config) as client:
+        assert dask.config.get(key) == "123ms"
+        on_worker = client.run(lambda: [dask.config.get(k) for k in (key, "dkmeans.push-bytes")])
+        assert list(on_worker.values()) == [["123ms", 1000]]  # a spawned worker process
+    assert dask.config.get(key) == before
+    with open_cluster({"kind": "threaded", "dask_config": {"dkmeans.push-bytes": 7}}):
+        assert dask.config.get("dkmeans.push-bytes") == 7
+    assert dask.config.get("dkmeans.push-bytes") != 7
+
+
 def test_slurm_and_pbs_job_scripts_render_without_submitting():
     slurm = job_script(CONFIGS / "slurm.yaml")
     assert "#SBATCH -A my-project" in slurm and "#SBATCH --exclusive" in slurm
@@ -69,6 +84,7 @@ def test_slurm_and_pbs_job_scripts_render_without_submitting():
         ({"kind": "address"}, "needs address"),
         ({"kind": "yarn"}, "kind 'yarn' is not one of"),
         ({"n_workers": 2}, "'kind' key"),
+        ({"kind": "local", "dask_config": ["a"]}, "dask_config must map dask setting names"),
     ],
 )
 def test_bad_configs_get_one_clear_error(config, match):

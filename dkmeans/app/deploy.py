@@ -4,7 +4,9 @@ Each kind starts its cluster through the deployer's own API: dask's threaded
 scheduler, ``distributed.LocalCluster``, ``distributed.Client`` on an existing
 scheduler address (with TLS), ``dask_jobqueue.SLURMCluster`` / ``PBSCluster``,
 ``dask_kubernetes.operator.KubeCluster``.  Files are read with ``yaml.safe_load``
-and unknown keys are errors.
+and unknown keys are errors.  Any kind may carry ``dask_config``, dask settings set
+while the cluster runs: in this process (the client, and a LocalCluster's scheduler),
+and in a LocalCluster's workers, which inherit them when they start.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ KEYS = {
     "pbs": {"cluster", "jobs", "adapt", "wait_for_workers"},
     "kubernetes": {"cluster", "n_workers", "adapt", "wait_for_workers"},
 }
+COMMON_KEYS = {"dask_config"}
 TLS_KEYS = {"ca_file", "cert", "key", "require_encryption"}
 ADAPT_KEYS = {"minimum", "maximum"}
 _INSTALL = {"slurm": "dask-jobqueue", "pbs": "dask-jobqueue", "kubernetes": "dask-kubernetes"}
@@ -63,7 +66,15 @@ def load_cluster_config(path: str | os.PathLike | dict) -> dict:
     kind = config["kind"]
     if kind not in KEYS:
         raise ClusterConfigError(f"{where}: kind {kind!r} is not one of {sorted(KEYS)}.")
-    _check_keys(where, set(config) - {"kind"}, KEYS[kind])
+    _check_keys(where, set(config) - {"kind"}, KEYS[kind] | COMMON_KEYS)
+    settings = config.get("dask_config")
+    if settings is not None and (
+        not isinstance(settings, dict) or not all(isinstance(k, str) for k in settings)
+    ):
+        raise ClusterConfigError(
+            f"{where}: dask_config must map dask setting names to values, e.g. "
+            "dask_config: {distributed.worker.profile.interval: 100ms}."
+        )
     if isinstance(config.get("tls"), dict):
         _check_keys(f"{where} (tls)", config["tls"], TLS_KEYS)
     if isinstance(config.get("adapt"), dict):
@@ -147,6 +158,13 @@ def open_cluster(path: str | os.PathLike | dict | None) -> Iterator[object]:
     import dask
 
     config = load_cluster_config(path) if path is not None else {"kind": "threaded"}
+    with dask.config.set(config.get("dask_config") or {}):
+        yield from _open(config)
+
+
+def _open(config: dict) -> Iterator[object]:
+    import dask
+
     kind = config["kind"]
     if kind == "threaded":
         with dask.config.set(scheduler="threads", num_workers=config.get("num_workers")):
@@ -156,7 +174,7 @@ def open_cluster(path: str | os.PathLike | dict | None) -> Iterator[object]:
 
     with contextlib.ExitStack() as stack:
         if kind == "local":
-            options = {k: v for k, v in config.items() if k != "kind"}
+            options = {k: v for k, v in config.items() if k not in ("kind", *COMMON_KEYS)}
             options.setdefault("dashboard_address", ":0")
             cluster = stack.enter_context(LocalCluster(**options))
             client = stack.enter_context(Client(cluster))
