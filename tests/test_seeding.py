@@ -76,9 +76,9 @@ def test_candidates_handed_to_the_recluster_are_bounded(monkeypatch):
     seen = []
     real = _init.recluster_candidates
 
-    def spy(cand, weights, n_clusters, rng):
+    def spy(cand, weights, n_clusters, rng, n_samples):
         seen.append(cand.shape[0])
-        return real(cand, weights, n_clusters, rng)
+        return real(cand, weights, n_clusters, rng, n_samples)
 
     monkeypatch.setattr(_init, "recluster_candidates", spy)
     k = 32
@@ -119,3 +119,25 @@ def test_large_data_on_a_small_budget_replays_instead_of_keeping_state(monkeypat
     assert not _init.keeps_seeding_state(rows, concurrent=2)  # a sweep seeds several k
     monkeypatch.setattr(PL, "memory_budget", lambda client, meta=None: 4 * 2 * 8 * 1000 - 4)
     assert not _init.keeps_seeding_state(rows)
+
+
+def test_the_recluster_restarts_follow_the_data_size_and_only_improve_the_candidates_fit():
+    assert _init.recluster_restarts(1000, 30) == 10  # small data: the floor
+    assert _init.recluster_restarts(4_000_000, 155) == 100  # W1: the ceiling
+    assert _init.recluster_restarts(2_000_000, 1000) == 20  # many candidates: fewer
+    assert _init.recluster_restarts(4_000_000, 10_000) == 10
+    X, _, _ = blobs(n=3000, d=4, k=40, std=2.0, seed=5)
+    cand = X[np.random.default_rng(1).choice(len(X), 300, replace=False)]
+    weights = np.random.default_rng(2).uniform(1, 50, size=300)
+
+    def weighted_inertia(centers):
+        d2 = ((cand[:, None, :] - centers[None]) ** 2).sum(-1).min(1)
+        return float((weights * d2).sum())
+
+    def fit(n_samples):
+        rng = np.random.default_rng(0)
+        return weighted_inertia(_init.recluster_candidates(cand, weights, 12, rng, n_samples))
+
+    fits = [fit(n) for n in (0, 300 * 100 * 40, 300 * 100 * 100)]
+    assert fits[2] <= fits[1] <= fits[0]  # each count's starts include the fewer's
+    assert fits[2] < fits[0]

@@ -166,7 +166,7 @@ def kmeans_parallel(
         logger, "k-means||: %d candidates from %d rounds in %.3fs", cand.shape[0], r,
         time.perf_counter() - t0, verbose=2,
     )  # fmt: skip
-    centers = recluster_candidates(cand, weights, n_clusters, rng)
+    centers = recluster_candidates(cand, weights, n_clusters, rng, rows.n_samples)
     return InitResult(centers.astype(rows.dtype), moments)
 
 
@@ -183,15 +183,32 @@ def keeps_seeding_state(rows: RowBlocks, concurrent: int = 1) -> bool:
     return rows.keeps_row_state(per_row * concurrent)
 
 
-# k-means++ restarts of the in-memory recluster step: the candidates are a few hundred
-# weighted rows, so restarts cost nothing next to a pass, and they halve how often one
-# k-means|| run settles in a worse local optimum (W1, 12 seeds: 1 in 12 against 3)
-RECLUSTER_RESTARTS = 10
+# k-means++ restarts of the in-memory recluster step.  The candidates are a few hundred
+# weighted rows, so on large data restarts cost little next to one pass, and each
+# restart more makes a worse local optimum rarer: W1 (4M x 32, k = 16, 12 seeds), 10
+# restarts settled in a worse optimum at 5 seeds and took a median 15 Lloyd
+# iterations; 100 restarts (0.2 s) at none, in a median 5.  Their cost grows with the
+# candidates (k = 100: 1.3 s for 100), so the count is bounded by the data: a restart
+# per 100 rows a candidate, between 10 and 100 (depends only on the sizes, so the
+# result stays deterministic).
+RECLUSTER_RESTARTS = (10, 100)
+_ROWS_PER_RESTART_CANDIDATE = 100
 
 
-def recluster_candidates(cand, weights, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """The best of ``RECLUSTER_RESTARTS`` weighted k-means++ + Lloyd runs on the
-    (small, in-memory) candidates."""
+def recluster_restarts(n_samples: int, n_candidates: int) -> int:
+    """k-means++ restarts of the recluster step: ``n_samples / (100 · n_candidates)``
+    within ``RECLUSTER_RESTARTS``."""
+    low, high = RECLUSTER_RESTARTS
+    return int(
+        min(high, max(low, n_samples // (_ROWS_PER_RESTART_CANDIDATE * max(n_candidates, 1))))
+    )
+
+
+def recluster_candidates(
+    cand, weights, n_clusters: int, rng: np.random.Generator, n_samples: int = 0
+) -> np.ndarray:
+    """The best of ``recluster_restarts(n_samples, candidates)`` weighted k-means++ +
+    Lloyd runs on the (small, in-memory) candidates."""
     keep = weights > 0
     cand, weights = cand[keep], weights[keep]
     distinct = _distinct(cand)
@@ -200,7 +217,8 @@ def recluster_candidates(cand, weights, n_clusters: int, rng: np.random.Generato
     if cand.shape[0] == n_clusters:
         return cand
     seed = _seed_int(rng)
-    model = _SkKMeans(n_clusters, init="k-means++", n_init=RECLUSTER_RESTARTS, random_state=seed)
+    restarts = recluster_restarts(n_samples, cand.shape[0])
+    model = _SkKMeans(n_clusters, init="k-means++", n_init=restarts, random_state=seed)
     # one thread: on a few hundred rows OpenMP's start-up and barriers cost more than
     # the arithmetic (W1's 167 candidates: 30 ms against 50-180 ms on 2 busy cores)
     with warnings.catch_warnings(), threadpool_limits(limits=1):
