@@ -199,13 +199,12 @@ def recluster_restarts(n_samples: int, n_candidates: int) -> int:
     """k-means++ restarts of the recluster step: ``n_samples / (100 · n_candidates)``
     within ``RECLUSTER_RESTARTS``."""
     low, high = RECLUSTER_RESTARTS
-    return int(
-        min(high, max(low, n_samples // (_ROWS_PER_RESTART_CANDIDATE * max(n_candidates, 1))))
-    )
+    afforded = n_samples // (_ROWS_PER_RESTART_CANDIDATE * max(n_candidates, 1))
+    return int(min(high, max(low, afforded)))
 
 
 def recluster_candidates(
-    cand, weights, n_clusters: int, rng: np.random.Generator, n_samples: int = 0
+    cand, weights, n_clusters: int, rng: np.random.Generator, n_samples: int
 ) -> np.ndarray:
     """The best of ``recluster_restarts(n_samples, candidates)`` weighted k-means++ +
     Lloyd runs on the (small, in-memory) candidates."""
