@@ -283,3 +283,51 @@ def test_two_icechunk_writers_conflict_cleanly(icechunk_repo):
     assert len(errors) == 1 and "Another writer committed" in str(errors[0])
     labels = zarr.open_array(repo.readonly_session(branch="main").store, path="cluster")[:]
     np.testing.assert_array_equal(labels, 2)  # the first commit, whole: never mixed
+
+
+# --------------------------------------------------------------------------- block memory
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The kernel's VmFlags of the mapping that holds ``address`` (Linux)."""
+    inside = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split(" ", 1)[0]
+            if "-" in head and not head.endswith(":"):
+                low, high = (int(v, 16) for v in head.split("-"))
+                inside = low <= address < high
+            elif inside and line.startswith("VmFlags:"):
+                return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+def test_blocks_read_from_a_store_are_its_values_in_memory_without_huge_page_advice(tmp_path):
+    import pickle
+    import sys
+
+    from dkmeans._engine.backend import host_empty
+
+    rows = np.random.default_rng(0).random((100_000, 16), dtype=np.float32)
+    z = zarr.create_array(str(tmp_path / "x.zarr"), shape=rows.shape, chunks=(80_000, 16),
+                          dtype="f4")  # fmt: skip
+    z[:] = rows
+    X = from_zarr(tmp_path / "x.zarr")  # a 5 MB block (host_empty maps it), a 1.3 MB one
+    np.testing.assert_array_equal(X.compute(scheduler="sync"), rows)
+    np.testing.assert_array_equal(X[5:7, 3:9].compute(scheduler="sync"), rows[5:7, 3:9])
+    big = host_empty((80_000, 16), np.float32)
+    assert big.flags.writeable and big.flags.c_contiguous and big.dtype == np.float32
+    big[:] = rows[:80_000]
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(big, protocol=5)), rows[:80_000])
+    assert host_empty(10, "f8").shape == (10,) and host_empty((0, 3), "f4").shape == (0, 3)
+    if not sys.platform.startswith("linux"):
+        return
+
+    def advised(block):  # whether the middle of the block, as a task gets it, is advised
+        return np.array([["hg" in _vm_flags(block.ctypes.data + block.nbytes // 2)]])
+
+    flags = X.map_blocks(advised, chunks=((1, 1), (1,)), dtype=bool).compute(scheduler="sync")
+    assert not flags[0, 0]
+    # NumPy advises huge pages from 4 MiB up, when its switch is on (NUMPY_MADVISE_HUGEPAGE)
+    if np._core.multiarray._get_madvise_hugepage():
+        assert advised(np.empty_like(big))[0, 0]

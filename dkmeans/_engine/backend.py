@@ -17,8 +17,38 @@ tells the kernels to hand them to ``sparse_kernels``.
 
 from __future__ import annotations
 
+import mmap
+
 import array_api_compat as aac
 import numpy as np
+
+# NumPy advises the kernel to back every array of 4 MiB or more with transparent huge
+# pages (MADV_HUGEPAGE).  Where the kernel's THP defrag policy is "madvise" (many
+# distributions' default) and no huge page is free, each first touch of such memory
+# stalls in direct compaction: on the 2-core benchmark machine 512 MB of blocks took
+# 1.18 s to touch with the advice and 0.23 s without it, and a persisted fit paid
+# that on every block it read.  ``host_empty`` maps such arrays without the advice
+# (a kernel whose THP policy is "always" still backs them with huge pages).
+_NUMPY_HUGEPAGE_BYTES = 1 << 22
+_ANONYMOUS_PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+
+
+def host_empty(shape, dtype) -> np.ndarray:
+    """An uninitialised NumPy array, in fresh memory that is quick to touch.
+
+    For large arrays that live long and are written once (blocks read from a store):
+    from 4 MiB up, an anonymous private mapping without NumPy's huge-page advice (see
+    ``_NUMPY_HUGEPAGE_BYTES``); smaller arrays, and platforms without such mappings,
+    get ``np.empty``.  The mapping is freed with the last array that views it.
+    """
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int | np.integer) else tuple(int(n) for n in shape)
+    count = int(np.prod(shape))
+    nbytes = count * dtype.itemsize
+    if nbytes < _NUMPY_HUGEPAGE_BYTES or not _ANONYMOUS_PRIVATE:
+        return np.empty(shape, dtype)
+    memory = mmap.mmap(-1, nbytes, flags=_ANONYMOUS_PRIVATE)
+    return np.frombuffer(memory, dtype, count).reshape(shape)
 
 
 def is_host(x) -> bool:
