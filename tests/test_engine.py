@@ -382,3 +382,49 @@ def test_a_weighted_first_centre_reads_only_the_weights(tmp_path):
 def test_bad_tuning_keys_get_one_clear_error(key, value):
     with dask.config.set({f"dkmeans.{key}": value}), pytest.raises(ValueError, match=key):
         RowBlocks(da.zeros((100, 2), chunks=(10, 2)))
+
+
+_WARM_UP_SCRIPT = """
+import sys
+
+import dask
+import numba
+import numpy as np
+import zarr
+
+from dkmeans import KMeans
+from dkmeans._engine import warmup
+
+
+def loaded():
+    return {
+        (name, fn.__name__, sig)
+        for name, module in list(sys.modules.items()) if name.startswith("dkmeans")
+        for fn in vars(module).values() if isinstance(fn, numba.core.registry.CPUDispatcher)
+        for sig in fn.overloads
+    }
+
+
+z = zarr.create_array(sys.argv[1], shape=(4000, 5), chunks=(1000, 5), dtype="f4")
+z[:] = np.random.default_rng(0).normal(size=(4000, 5)) + np.arange(4000)[:, None] % 4 * 9
+assert not loaded()
+thread = warmup.in_background(np.float32)
+assert warmup.in_background(np.float32) is None
+thread.join()
+warm = loaded()
+with dask.config.set(scheduler="threads"):
+    km = KMeans(4, random_state=0, algorithm="elkan").fit(sys.argv[1])
+assert km.n_iter_ >= 2 and km.labels_.shape == (4000,)
+print(len(warm), sorted(loaded() - warm))
+"""
+
+
+def test_the_background_warm_up_loads_every_kernel_a_fit_from_a_store_calls(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _WARM_UP_SCRIPT, str(tmp_path / "x.zarr")],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    n_warm, missing = out.stdout.split(" ", 1)
+    assert int(n_warm) >= 8 and missing.strip() == "[]"

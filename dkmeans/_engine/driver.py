@@ -19,6 +19,7 @@ from functools import partial
 import numpy as np
 from dask.base import tokenize
 
+from . import backend as B
 from . import kernels as K
 from . import reductions as R
 from .checkpoint import Checkpoint
@@ -29,6 +30,7 @@ from .parallel import RowBlocks, keep_in_memory, memory_budget, persist_from_her
 from .seeding import CallableInit, check_finite, seed_runs
 from .summary import Gathered
 from .validation import Input, as_input, as_sample_weight
+from .warmup import in_background
 
 SAMPLE_ROWS = 200_000  # fit_sample="auto": rows of the sample ...
 SAMPLE_BYTES = 2**28  # ... up to this size in memory ...
@@ -84,6 +86,8 @@ def prepare(inp: Input, sample_weight, spec: FitSpec, client):
     kept in memory."""
     X = rows_for_metric(inp.array, spec.spherical)
     w = as_sample_weight(sample_weight, X)
+    if client is None and not inp.in_memory and B.is_host(X._meta):
+        in_background(X.dtype)  # the kernels load while the first pass reads the store
     if spec.persist == "auto" and inp.in_memory:
         persist = client is not None
     elif spec.persist == "auto":
