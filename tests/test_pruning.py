@@ -126,6 +126,34 @@ def test_pruned_steps_double_buffer_and_leave_their_input_state_intact():
     assert seen[2] == seen[4] and seen[3] == seen[5] and not seen[2] & seen[3]
 
 
+def test_a_step_whose_bounds_fail_too_many_rows_makes_a_full_step_instead():
+    """Centres that moved farther than the bounds can follow: the screening stops once
+    more than ``FULL_SHARE`` of the rows fail, and the block makes the full step (the
+    labels, sums and fresh bounds of a first step), skipping nothing; a small move is
+    screened and skips most rows."""
+    rng = np.random.default_rng(5)
+    X = (rng.normal(size=(3000, 3)) + rng.integers(0, 4, size=(3000, 1)) * 6).astype(np.float32)
+    shift = np.zeros(3)
+    centers = np.array([[0.0] * 3, [6.0] * 3, [12.0] * 3, [18.0] * 3])
+    cs = K.prepare_centers(centers, shift, np.float32)
+    _, _, state = P.pruned_step(X, None, P.prepare_step(cs, shift, None), None, n_far=0)
+    for move, screened in ((0.01, True), (4.0, False)):
+        moved = K.prepare_centers(centers + move * rng.normal(size=centers.shape), shift,
+                                  np.float32)  # fmt: skip
+        part, skipped, new = P.pruned_step(X, None, P.prepare_step(moved, shift, cs),
+                                           state, n_far=0)  # fmt: skip
+        (ref,) = K.lloyd_step(X, [moved], shift, None)
+        np.testing.assert_array_equal(new.labels, K.assign_labels(X, moved, shift)[0])
+        np.testing.assert_allclose(part.sums, ref.sums, rtol=1e-9, atol=1e-6)
+        if screened:
+            assert skipped > 0.9 * X.shape[0]
+            continue
+        assert skipped == 0 and new.moved == 0
+        _, _, fresh = P.pruned_step(X, None, P.prepare_step(moved, shift, None), None, n_far=0)
+        for a, b in zip(new[:3], fresh[:3], strict=True):  # labels, upper, lower
+            np.testing.assert_array_equal(a, b)
+
+
 def test_step_rounds_bounds_outwards():
     """Gaps and drifts are rounded outwards; k = 1 has no other centre."""
     cs = K.prepare_centers(np.array([[0.0, 0.0], [3.0, 4.0]]), np.zeros(2), np.float64)

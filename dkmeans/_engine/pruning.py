@@ -95,10 +95,6 @@ class BlockBounds(NamedTuple):
     sums : (k, d) float64, Σ w·x of each cluster's shifted rows; counts : (k,) float64
     sq_total : float, Σ w·||x||² of the shifted rows
     moved : int, row moves applied to ``sums`` since they were last summed afresh
-    screen : bool, whether the next pass screens the rows by their bounds (False after a
-        pass in which the bounds sent more than ``FULL_SHARE`` of the rows to the
-        distance computations: the next pass then computes every distance, which
-        costs less than screening, gathering and reassigning that many rows)
     spare : (labels, upper, lower) or None, the previous pass's arrays, which the next
         pass overwrites with its own (double buffering: fresh arrays each pass cost
         page faults, 1.7x the pass under distributed's allocator settings).  The
@@ -112,12 +108,13 @@ class BlockBounds(NamedTuple):
     counts: np.ndarray
     sq_total: float
     moved: int
-    screen: bool = True
     spare: tuple | None = None
 
 
 # a screened pass that sends more rows than this to the distances cost more than a full
-# one (W1, 30%: 18.8 ms against 11.6 ms a 250k block), so the block's next pass is full
+# one (W1, 30%: 18.8 ms against 11.6 ms a 250k block): the screening stops as soon as
+# that many rows fail, and the block makes a full step instead (fresh bounds for the
+# next pass; W1's second pass sent 96% of the rows)
 FULL_SHARE = 0.2
 
 
@@ -228,12 +225,13 @@ def _direct_sq(x, i, shift, q, a):  # pragma: no cover - jit
 
 @numba.njit(nogil=True, cache=True)
 def _screen(x, shift, labels, upper, lower, q, drift, other, half, reach, tau, todo,
-            upper_out, lower_out):  # fmt: skip  # pragma: no cover - jit
+            upper_out, lower_out, limit):  # fmt: skip  # pragma: no cover - jit
     """Move every row's bounds with the centres and test them.
 
     A row passes when its bounds prove the label, or do after its upper bound is
     recomputed (one distance).  OUT: ``todo[:m]`` the rows that need every distance,
-    in row order (returns m); the moved bounds, rounded outwards.
+    in row order (returns m); the moved bounds, rounded outwards.  Returns -1 as soon
+    as more than ``limit`` rows need every distance (the outputs are then partial).
     """
     m = 0
     for i in range(x.shape[0]):
@@ -244,6 +242,8 @@ def _screen(x, shift, labels, upper, lower, q, drift, other, half, reach, tau, t
             s, _ = _direct_sq(x, i, shift, q, a)
             u = math.sqrt(s * (1.0 + tau))
             if not _safe(u, max(lo, 2.0 * half[a] - u), reach, tau):
+                if m == limit:
+                    return -1
                 todo[m] = i
                 m += 1
         upper_out[i] = _up(u)
@@ -402,16 +402,17 @@ def _first_step(X, w, step: Step, n_far: int, spare=None, kept=None):
 
 def _later_step(X, w, step: Step, st: BlockBounds):
     kept = (st.labels, st.upper, st.lower)
-    if not st.screen:  # the bounds screened badly last time: every distance, fresh bounds
-        return _first_step(X, w, step, 0, st.spare, kept)
     n, d = X.shape
     cs = step.centers
     k = cs.shifted.shape[0]
     labels, upper, lower = _bound_arrays(n, st.spare)
     todo = K.scratch("todo", n, np.int32)
+    limit = int(FULL_SHARE * n)
     m = _screen(X, step.shift, st.labels, st.upper, st.lower, cs.shifted, step.drift,
                 step.other_drift, step.half_gap, step.reach, step.tau, todo, upper,
-                lower)  # fmt: skip
+                lower, limit)  # fmt: skip
+    if m < 0:  # the centres moved too far for the bounds: a full step costs less now
+        return _first_step(X, w, step, 0, st.spare, kept)
     todo = todo[:m]
     labels[:] = st.labels
     sums, counts = K._padded((k, d)), K._padded(k)
@@ -439,9 +440,8 @@ def _later_step(X, w, step: Step, st: BlockBounds):
         moved = 0
     part = K.LloydPartial(sums, counts, _cost_from_sums(st.sq_total, sums, counts, cs.shifted),
                           *_no_far(X))  # fmt: skip
-    screen = m <= FULL_SHARE * n
     return part, n - m, BlockBounds(labels, upper, lower, sums, counts, st.sq_total, moved,
-                                    screen, kept)  # fmt: skip
+                                    kept)  # fmt: skip
 
 
 def _cost_from_sums(sq_total: float, sums, counts, shifted) -> float:
