@@ -4,10 +4,12 @@ The first call of any numba function in a process builds numba's typing context 
 loads the function's cached machine code: 0.35-0.5 s on the 2-core benchmark machine,
 which a fit used to pay inside its first data pass, after the store had been read.  A
 fit that reads a store into this process starts ``in_background(dtype)`` first: one
-daemon thread runs every kernel of a fit once on a few rows of that dtype, so the
-loading overlaps the read (whose decoding releases the GIL).  A kernel called while
-the thread is still loading it waits on numba's compiler lock: never longer than
-loading it itself.  Workers of a cluster load their kernels on their first task.
+thread runs every kernel of a fit once on a few rows of that dtype, so the loading
+overlaps the read (whose decoding releases the GIL).  A kernel called while the thread
+is still loading it waits on numba's compiler lock: never longer than loading it
+itself.  The thread is not a daemon: a process that ends sooner waits for it (under a
+second) rather than stopping it inside numba's compiler.  Workers of a cluster load
+their kernels on their first task.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ _lock = threading.Lock()
 
 
 def in_background(dtype) -> threading.Thread | None:
-    """Start loading the kernels for ``dtype`` blocks in a daemon thread, once per
+    """Start loading the kernels for ``dtype`` blocks in a thread, once per
     process and dtype; the thread, or None when it was started before (or the dtype
     has no numba kernels)."""
     dtype = np.dtype(dtype)
@@ -38,7 +40,7 @@ def in_background(dtype) -> threading.Thread | None:
         if dtype.name in _started:
             return None
         _started.add(dtype.name)
-    thread = threading.Thread(target=_load, args=(dtype,), name="dkmeans-warm-up", daemon=True)
+    thread = threading.Thread(target=_load, args=(dtype,), name="dkmeans-warm-up", daemon=False)
     thread.start()
     return thread
 
