@@ -1,3 +1,4 @@
+import dask
 import numpy as np
 import pytest
 import zarr
@@ -302,19 +303,21 @@ def _vm_flags(address: int) -> list[str]:
     raise AssertionError(f"no mapping holds {address:#x}")
 
 
-def test_blocks_read_from_a_store_are_its_values_in_memory_without_huge_page_advice(tmp_path):
+def test_blocks_kept_in_memory_are_their_values_without_huge_page_advice(tmp_path):
     import pickle
     import sys
 
     from dkmeans._engine.backend import host_empty
+    from dkmeans._engine.parallel import keep_in_memory
 
     rows = np.random.default_rng(0).random((100_000, 16), dtype=np.float32)
     z = zarr.create_array(str(tmp_path / "x.zarr"), shape=rows.shape, chunks=(80_000, 16),
                           dtype="f4")  # fmt: skip
     z[:] = rows
     X = from_zarr(tmp_path / "x.zarr")  # a 5 MB block (host_empty maps it), a 1.3 MB one
-    np.testing.assert_array_equal(X.compute(scheduler="sync"), rows)
-    np.testing.assert_array_equal(X[5:7, 3:9].compute(scheduler="sync"), rows[5:7, 3:9])
+    with dask.config.set(scheduler="sync"):
+        kept = keep_in_memory(X, None)
+        np.testing.assert_array_equal(kept.compute(), rows)
     big = host_empty((80_000, 16), np.float32)
     assert big.flags.writeable and big.flags.c_contiguous and big.dtype == np.float32
     big[:] = rows[:80_000]
@@ -326,8 +329,11 @@ def test_blocks_read_from_a_store_are_its_values_in_memory_without_huge_page_adv
     def advised(block):  # whether the middle of the block, as a task gets it, is advised
         return np.array([["hg" in _vm_flags(block.ctypes.data + block.nbytes // 2)]])
 
-    flags = X.map_blocks(advised, chunks=((1, 1), (1,)), dtype=bool).compute(scheduler="sync")
-    assert not flags[0, 0]
-    # NumPy advises huge pages from 4 MiB up, when its switch is on (NUMPY_MADVISE_HUGEPAGE)
+    def flags(arr):
+        return arr.map_blocks(advised, chunks=((1, 1), (1,)), dtype=bool).compute(scheduler="sync")
+
+    assert not flags(kept)[0, 0]
+    # NumPy advises huge pages from 4 MiB up, when its switch is on (NUMPY_MADVISE_HUGEPAGE):
+    # a streamed read keeps NumPy's memory, which its allocator reuses pass after pass
     if np._core.multiarray._get_madvise_hugepage():
-        assert advised(np.empty_like(big))[0, 0]
+        assert flags(X)[0, 0] and advised(np.empty_like(big))[0, 0]

@@ -27,8 +27,10 @@ import numpy as np
 # distributions' default) and no huge page is free, each first touch of such memory
 # stalls in direct compaction: on the 2-core benchmark machine 512 MB of blocks took
 # 1.18 s to touch with the advice and 0.23 s without it, and a persisted fit paid
-# that on every block it read.  ``host_empty`` maps such arrays without the advice
-# (a kernel whose THP policy is "always" still backs them with huge pages).
+# that on every block it kept.  ``host_empty`` maps such arrays without the advice
+# (a kernel whose THP policy is "always" still backs them with huge pages).  Only
+# memory that is kept goes there: a buffer freed and allocated again every pass (a
+# streamed read) is reused by the allocator without faulting at all.
 _NUMPY_HUGEPAGE_BYTES = 1 << 22
 _ANONYMOUS_PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
 
@@ -49,6 +51,13 @@ def host_empty(shape, dtype) -> np.ndarray:
         return np.empty(shape, dtype)
     memory = mmap.mmap(-1, nbytes, flags=_ANONYMOUS_PRIVATE)
     return np.frombuffer(memory, dtype, count).reshape(shape)
+
+
+def host_copy(x: np.ndarray) -> np.ndarray:
+    """A copy of a NumPy array in ``host_empty`` memory (a block about to be kept)."""
+    out = host_empty(x.shape, x.dtype)
+    np.copyto(out, x)
+    return out
 
 
 def is_host(x) -> bool:

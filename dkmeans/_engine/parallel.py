@@ -128,7 +128,10 @@ def map_features(fn, X: da.Array, n_out: int, *params, dtype, name: str) -> da.A
 
 def keep_in_memory(X: da.Array, client) -> da.Array:
     """``X.persist()`` on the cluster, or on the local scheduler (``graph.local_get``:
-    without importing distributed)."""
+    without importing distributed).  NumPy blocks are kept in ``backend.host_empty``
+    memory, a copy made as each is read (see there)."""
+    if B.is_host(X._meta):
+        X = X.map_blocks(B.host_copy, dtype=X.dtype, name=f"dkmeans-keep-{tokenize(X.name)}")
     return X.persist() if client is not None else X.persist(scheduler=G.local_get())
 
 

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.buffer.cpu import NDBuffer
 
-from .backend import host_empty
 from .errors import ChunkReadError, NotFoundError, ParameterError, StoreError, UnknownNameError
 
 _BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
@@ -259,7 +257,7 @@ class ChunkReader:
 
     def __getitem__(self, key):
         try:
-            return self._read(key)
+            return self.arr[key]
         except Exception as err:
             raise ChunkReadError(
                 f"Could not read chunk {self._chunk_key(key)} of {describe_store(self.arr)}: "
@@ -267,31 +265,12 @@ class ChunkReader:
                 "it or rewrite the store."
             ) from err
 
-    def _read(self, key):
-        """The selection, decoded into ``host_empty`` memory when it is a box of slices
-        (dask's reads): blocks kept in memory are that memory, touched once."""
-        shape = _box_shape(key, self.shape)
-        if shape is None:
-            return self.arr[key]
-        out = host_empty(shape, self.dtype)
-        self.arr.get_basic_selection(key, out=NDBuffer.from_numpy_array(out))
-        return out
-
     def _chunk_key(self, key) -> str:
         index = tuple((k.start or 0) // c if isinstance(k, slice) else int(k) // c
                       for k, c in zip(key, self.arr.chunks, strict=False))  # fmt: skip
         encode = getattr(self.arr.metadata, "encode_chunk_key", None)
         chunk = encode(index) if encode is not None else ".".join(map(str, index))
         return f"{self.arr.path}/{chunk}" if self.arr.path else chunk
-
-
-def _box_shape(key, shape) -> tuple | None:
-    """The shape a tuple of unit-step slices selects, or None for any other key."""
-    if not isinstance(key, tuple) or len(key) != len(shape):
-        return None
-    if not all(isinstance(k, slice) and k.step in (None, 1) for k in key):
-        return None
-    return tuple(len(range(*k.indices(n))) for k, n in zip(key, shape, strict=True))
 
 
 def dask_array(arr: zarr.Array):
