@@ -53,8 +53,11 @@ def host_empty(shape, dtype) -> np.ndarray:
     return np.frombuffer(memory, dtype, count).reshape(shape)
 
 
-def host_copy(x: np.ndarray) -> np.ndarray:
-    """A copy of a NumPy array in ``host_empty`` memory (a block about to be kept)."""
+def host_copy(x):
+    """A copy of a NumPy block in ``host_empty`` memory (a block about to be kept); a
+    block of any other library (a dask array's meta may not tell) as it is."""
+    if type(x) is not np.ndarray:
+        return x
     out = host_empty(x.shape, x.dtype)
     np.copyto(out, x)
     return out
