@@ -38,7 +38,7 @@ _ANONYMOUS_PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYM
 def host_empty(shape, dtype) -> np.ndarray:
     """An uninitialised NumPy array, in fresh memory that is quick to touch.
 
-    For large arrays that live long and are written once (blocks read from a store):
+    For large arrays that live long and are written once (blocks kept in memory):
     from 4 MiB up, an anonymous private mapping without NumPy's huge-page advice (see
     ``_NUMPY_HUGEPAGE_BYTES``); smaller arrays, and platforms without such mappings,
     get ``np.empty``.  The mapping is freed with the last array that views it.
