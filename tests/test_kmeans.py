@@ -121,6 +121,24 @@ def test_integer_input_becomes_float64():
     assert KMeans(2, random_state=0).fit(X).cluster_centers_.dtype == np.float64
 
 
+def test_in_memory_input_is_read_in_place_not_copied():
+    # dask's from_array copies a NumPy array whole (and hashes its bytes) on every call
+    from dkmeans._engine.validation import as_input, as_sample_weight
+
+    X, _, _ = blobs(n=5000, d=4, k=3, dtype=np.float32)
+    w = np.random.default_rng(0).random(X.shape[0])
+    arrays = {"X": as_input(X).array, "w": as_sample_weight(w, as_input(X).array)}
+    for array, source in zip(arrays.values(), (X, w), strict=True):
+        blocks = [v for k, v in dict(array.dask).items() if k[0] == array.name]
+        assert len(blocks) == array.numblocks[0] > 1
+        assert all(np.shares_memory(getattr(b, "value", b), source) for b in blocks)
+        np.testing.assert_array_equal(array.compute(), source)
+    assert as_input(X).array.name != as_input(X).array.name  # unique without a hash
+    km = KMeans(3, random_state=0).fit(X, sample_weight=w)
+    ref = KMeans(3, random_state=0).fit(X.copy(), sample_weight=w.copy())
+    np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+
+
 def test_empty_cluster_relocated_to_farthest_point():
     X = np.array([[0.0, 0], [0.1, 0], [0.2, 0], [5.0, 0], [5.1, 0], [20.0, 0]])
     init = np.array([[0.1, 0], [5.0, 0], [1000.0, 0]])  # third centre attracts nothing
