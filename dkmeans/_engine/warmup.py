@@ -71,6 +71,7 @@ def run_kernels(dtype, n_rows: int = 64, n_features: int = 3, k: int = 3) -> Non
     # Lloyd passes: plain, then pruned (a first step, and one that screens its bounds)
     center_set = K.prepare_centers(centers, shift, dtype)
     K.lloyd_step(X, [center_set], shift, None, n_far=k)
+    K.farthest(X[:, 0], 2)  # far rows are combined in the data's dtype
     step = P.prepare_step(center_set, shift, None)
     (_, _), bounds = R.pruned_lloyd_chunk(X, None, [step], [None], k)
     moved = K.prepare_centers(centers + 1e-3, shift, dtype)
