@@ -181,7 +181,8 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
         "bench_fit.py", "--rows", "6000", "--features", "4", "--k", "3", "--chunk", "1500",
         "--streamed-iters", "3", "--prune-iters", "6", "--late", "2", "--iter-iters", "3",
         "--systems",
-        "floor-read,floor-gemm,sklearn,dkmeans-threaded,dkmeans-threaded-streamed,pruning,"
+        "floor-read,floor-gemm,sklearn,dkmeans-threaded,dkmeans-in-ram,dkmeans-threaded-streamed,"
+        "pruning,"
         "iter-sklearn,iter-onedal,iter-dkmeans-threaded,iter-dkmeans-streamed,"
         "iter-dask-sum-threaded,iter-dkmeans-lloyd-threaded",
         "--store", str(tmp_path / "b.zarr"),
@@ -197,6 +198,12 @@ def test_bench_fit_runs_at_tiny_size(tmp_path):
     assert "error" not in by["iter-onedal"]  # timed, or skipped without sklearnex
     assert by["iter-dask-sum-threaded"]["seconds_per_pass"] > 0, by["iter-dask-sum-threaded"]
     assert by["dkmeans-threaded"]["inertia_vs_sklearn"] < 1.05
+    # the in-RAM systems' read of the store is timed apart from their fit
+    assert by["sklearn"]["load_seconds"] > 0 and by["dkmeans-in-ram"]["load_seconds"] > 0
+    assert by["dkmeans-in-ram"]["inertia_vs_sklearn"] < 1.05
+    stored = by["summary"]["median_from_store_seconds"]
+    assert stored["sklearn"] > by["sklearn"]["fit_seconds"]
+    assert stored["dkmeans-threaded"] == by["dkmeans-threaded"]["fit_seconds"]
 
 
 @pytest.mark.slow
