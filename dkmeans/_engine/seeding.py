@@ -224,7 +224,9 @@ def recluster_candidates(
         # duplicate candidates can leave sklearn's Lloyd with fewer distinct clusters;
         # the full-data Lloyd relocates them.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(cand, sample_weight=weights)
+        # in float64: scikit-learn's float32 distances go through float64 copies
+        # (W1's 164 candidates, 100 restarts: 0.16 s in float32, 0.11 s in float64)
+        model.fit(cand.astype(np.float64), sample_weight=weights)
     return model.cluster_centers_
 
 
