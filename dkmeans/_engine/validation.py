@@ -241,8 +241,9 @@ def in_memory_blocks(x, chunks, kind: str, meta=None) -> da.Array:
     without hashing its data.
 
     ``dask.array.from_array`` copies a NumPy array whole and names it by a hash of its
-    bytes (a 4M x 32 float32 array: 0.08 s and 512 MB for the copy, 0.27 s for the
-    hash) on every call that takes it (fit, predict, transform, a metric).  The graphs
+    bytes on every call that takes it (fit, predict, transform, a metric): for a 4M x 32
+    float32 array, 512 MB more and 0.08 s for the copy (1.16 s into a fresh process's
+    memory, whose huge-page advice stalls first touches here), 0.27 s for the hash.  The graphs
     built on it live within one call, so a unique name does, and views of the
     caller's array are what scikit-learn would read too.
     """
