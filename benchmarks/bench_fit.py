@@ -10,9 +10,9 @@ their clock starts (``load_seconds`` is that read); ``dkmeans-threaded`` fits th
 store itself (its read is inside its fit), and ``dkmeans-in-ram`` fits the same
 in-RAM array as they do.  The summary compares the medians three ways: as measured
 (dkmeans from the store, the peers in RAM), all in RAM, and all from the store
-(the peers' read added to their fit).  A fixed-init section times one Lloyd iteration of each system
-from the same initial centres, warm (scikit-learn, oneDAL through
-scikit-learn-intelex when installed, dkmeans threaded, on a LocalCluster, and
+(the peers' read added to their fit).  A fixed-init section times one Lloyd
+iteration of each system from the same initial centres, warm (scikit-learn, oneDAL
+through scikit-learn-intelex when installed, dkmeans threaded, on a LocalCluster, and
 streamed).  The LocalCluster is ``cluster_configs/local-cluster.yaml``'s (2 workers
 of 1 thread, and its dask settings), without the dashboard;
 ``iter-dkmeans-localcluster-dask-defaults`` times it at dask's own settings.  A final
@@ -153,7 +153,6 @@ def run_iteration(system: str, args, path: Path) -> dict:
     """Seconds per Lloyd iteration from one fixed init, warm, in memory or streamed."""
     import dask
     import dask.array as da
-    import zarr
 
     init = fixed_init(path, args.k, args.seed)
     iters = args.iter_iters
@@ -166,7 +165,7 @@ def run_iteration(system: str, args, path: Path) -> dict:
                 return {"system": system, "skipped": "scikit-learn-intelex is not installed"}
         else:
             from sklearn.cluster import KMeans
-        X = zarr.open_array(str(path), mode="r")[:]
+        X = _load(path)[0]
         init = init.astype(X.dtype)
         km, seconds = _warm_fits(
             lambda: KMeans(args.k, init=init, n_init=1, max_iter=iters, tol=0).fit(X)
@@ -230,11 +229,10 @@ class _IterationTimes:
 def run_pruning(args, path: Path) -> dict:
     """elkan against lloyd per iteration on persisted data, beside the GEMM floor."""
     import dask
-    import zarr
 
     from dkmeans import KMeans
 
-    X = zarr.open_array(str(path), mode="r")[:]
+    X = _load(path)[0]
     rng = np.random.default_rng(args.seed)
     init = X[rng.choice(X.shape[0], size=args.k, replace=False)].copy()
     X @ init.T  # warm BLAS
@@ -276,7 +274,6 @@ def run_pruning(args, path: Path) -> dict:
 def run_system(system: str, args) -> dict:
     import dask
     import dask.array as da
-    import zarr
     from sklearn.metrics import adjusted_rand_score
 
     path = Path(args.store)
@@ -298,7 +295,7 @@ def run_system(system: str, args) -> dict:
             times.append(time.perf_counter() - t)
         out["seconds"] = min(times)
     elif system == "floor-gemm":
-        X = zarr.open_array(str(path), mode="r")[:]
+        X = _load(path)[0]
         C = X[: args.k].copy()
         X @ C.T  # warm BLAS
         times = []
@@ -443,7 +440,7 @@ def _median_fits(r: dict, seed: int, from_store: bool = False) -> dict:
     out = {}
     for name in SEEDED:
         runs = [v for k, v in r.items() if k == name or k.startswith(f"{name}@")]
-        secs = [v["fit_seconds"] + (v.get("load_seconds") or 0.0) * from_store
+        secs = [v["fit_seconds"] + ((v.get("load_seconds") or 0.0) if from_store else 0.0)
                 for v in runs if v.get("fit_seconds") is not None]  # fmt: skip
         if secs:
             out[name] = float(np.median(secs))
