@@ -38,6 +38,7 @@ from . import kernels as K
 from . import reductions as R
 from . import summary as SM
 from .log import cluster_bar, local_bar, progress_stream
+from .store import kept_reads
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +130,12 @@ def map_features(fn, X: da.Array, n_out: int, *params, dtype, name: str) -> da.A
 def keep_in_memory(X: da.Array, client) -> da.Array:
     """``X.persist()`` on the cluster, or on the local scheduler (``graph.local_get``:
     without importing distributed).  NumPy blocks are kept in ``backend.host_empty``
-    memory, a copy made as each is read (see there)."""
-    if B.is_host(X._meta):
+    memory: a store's chunks decoded into it (``store.kept_reads``), or a copy made as
+    each block is read (see there)."""
+    kept = kept_reads(X)
+    if kept is not None:
+        X = kept
+    elif B.is_host(X._meta):
         X = X.map_blocks(B.host_copy, dtype=X.dtype, name=f"dkmeans-keep-{tokenize(X.name)}")
     return X.persist() if client is not None else X.persist(scheduler=G.local_get())
 

@@ -6,11 +6,14 @@ Engine-level, so input validation can open a path; ``dkmeans.io`` re-exports it.
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
 import zarr
 
+from . import backend as B
+from . import chunk_read
 from .errors import ChunkReadError, NotFoundError, ParameterError, StoreError, UnknownNameError
 
 _BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
@@ -249,15 +252,30 @@ def describe_store(arr: zarr.Array) -> str:
 
 class ChunkReader:
     """A Zarr array as dask reads it, block by block; a failed read raises one
-    ``ChunkReadError`` naming the store and the chunk's key (picklable)."""
+    ``ChunkReadError`` naming the store and the chunk's key (picklable).
 
-    def __init__(self, arr: zarr.Array):
+    A block that is one whole chunk is decoded straight into its own memory where the
+    layout allows (``chunk_read``); ``kept``: into ``backend.host_empty`` memory, for
+    blocks that are kept (see there), else into ``np.empty``, which the allocator
+    reuses from one streamed pass to the next.
+    """
+
+    def __init__(self, arr: zarr.Array, kept: bool = False):
         self.arr = arr
+        self.kept = kept
         self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
+        self._decode = chunk_read.decoder(arr)
 
     def __getitem__(self, key):
         try:
-            return self.arr[key]
+            block = None
+            if self._decode is not None:
+                empty = B.host_empty if self.kept else np.empty
+                block = chunk_read.whole_chunk(self.arr, key, self._decode, empty)
+            if block is None:
+                block = self.arr[key]
+                block = B.host_copy(block) if self.kept else block
+            return block
         except Exception as err:
             raise ChunkReadError(
                 f"Could not read chunk {self._chunk_key(key)} of {describe_store(self.arr)}: "
@@ -273,14 +291,33 @@ class ChunkReader:
         return f"{self.arr.path}/{chunk}" if self.arr.path else chunk
 
 
-def dask_array(arr: zarr.Array):
-    """The Zarr array as a dask array chunked like the store (lazy), its reads named."""
+# the reader behind each array ``dask_array`` made, by the array's name (``kept_reads``)
+_READERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def dask_array(arr: zarr.Array, *, kept: bool = False):
+    """The Zarr array as a dask array chunked like the store (lazy), its reads named.
+
+    ``kept``: blocks for keeping in memory (``ChunkReader``), under another name.
+    """
     import dask.array as da
     from dask.base import tokenize
 
     meta = np.empty((0,) * arr.ndim, dtype=arr.dtype)
-    return da.from_array(ChunkReader(arr), chunks=arr.chunks, name=f"from-zarr-{tokenize(arr)}",
-                         asarray=False, meta=meta)  # fmt: skip
+    reader = ChunkReader(arr, kept)
+    name = f"{'dkmeans-keep-' if kept else ''}from-zarr-{tokenize(arr)}"
+    out = da.from_array(reader, chunks=arr.chunks, name=name, asarray=False, meta=meta)
+    _READERS[name] = reader
+    return out
+
+
+def kept_reads(X):
+    """``X``'s blocks read straight into memory that is kept, when ``X`` is exactly an
+    array ``dask_array`` made (not derived from one); else None."""
+    reader = _READERS.get(getattr(X, "name", None))
+    if reader is None or reader.kept:
+        return None
+    return dask_array(reader.arr, kept=True)
 
 
 def dimension_names(arr: zarr.Array) -> tuple | None:
