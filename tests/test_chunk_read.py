@@ -55,13 +55,14 @@ def layouts(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     values = (rng.normal(size=(n, d)) * 50).astype(dtype)
     stop = draw(st.integers(0, n))  # rows past it are never written: whole chunks read as fill
-    return values, chunk, fmt, compressor, stop
+    fill = draw(st.sampled_from([7, 0] + ([None] if fmt == 2 else [])))  # None: v2's "unset"
+    return values, chunk, fmt, compressor, stop, fill
 
 
 @given(layouts(), st.booleans())
 def test_every_block_decoded_in_place_equals_zarrs_read(layout, kept):
-    values, chunk, fmt, compressor, stop = layout
-    arr = _array(values, chunk, fmt=fmt, compressor=compressor, fill=7, written=slice(0, stop))
+    values, chunk, fmt, compressor, stop, fill = layout
+    arr = _array(values, chunk, fmt=fmt, compressor=compressor, fill=fill, written=slice(0, stop))
     decode = chunk_read.decoder(arr)
     assert decode is not None  # these layouts take the direct path
     reader = S.ChunkReader(arr, kept=kept)
@@ -74,6 +75,19 @@ def test_every_block_decoded_in_place_equals_zarrs_read(layout, kept):
         np.testing.assert_array_equal(block, expected[key])
         assert block.dtype == arr.dtype and block.shape == expected[key].shape
         assert block.flags.c_contiguous
+
+
+@pytest.mark.parametrize("dtype", ["f4", "i4"])
+@pytest.mark.parametrize(("fmt", "fill"), [(3, 7), (3, 0), (2, 7), (2, None)])
+def test_chunks_never_written_read_as_zarr_reads_them(fmt, fill, dtype):
+    values = np.arange(40, dtype=dtype).reshape(20, 2)
+    arr = _array(values, 5, fmt=fmt, compressor="zstd", fill=fill, written=slice(0, 7))
+    expected = arr[:]  # v2's unset fill value (None) reads as zero
+    for kept in (False, True):
+        reader = S.ChunkReader(arr, kept=kept)
+        for start in range(0, 20, 5):
+            key = (slice(start, start + 5), slice(0, 2))
+            np.testing.assert_array_equal(reader[key], expected[key])
 
 
 def _root(x):

@@ -103,8 +103,8 @@ def whole_chunk(arr: zarr.Array, key: tuple, decode: Decode, empty=np.empty) -> 
     out = empty(arr.chunks, arr.dtype)
     path = arr.store_path / arr.metadata.encode_chunk_key(index)
     raw = sync(path.get(prototype=default_buffer_prototype()))
-    if raw is None:
-        out.fill(arr.fill_value)
+    if raw is None:  # zarr reads a v2 array's absent fill value (None) as zero
+        out.fill(0 if arr.fill_value is None else arr.fill_value)
     else:
         decode(raw.as_numpy_array(), out=out)
     rows = (key[0].stop if key[0].stop is not None else arr.shape[0]) - (key[0].start or 0)
