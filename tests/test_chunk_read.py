@@ -104,6 +104,11 @@ def test_kept_blocks_are_decoded_into_kept_memory_and_streamed_ones_into_numpys(
     assert kept is not None and kept.name.startswith("dkmeans-keep-from-zarr-")
     assert S.kept_reads(X[:100]) is None  # derived from the store's read: no longer its read
     assert S.kept_reads(kept) is None
+    held = X.persist()  # the same name, but the blocks are in memory: kept as they are
+    assert held.name == X.name and S.kept_reads(held) is None
+    arr[:] = values + 1  # the store changes after the persist
+    np.testing.assert_array_equal(PL.keep_in_memory(held, None).compute(), values)
+    arr[:] = values
     np.testing.assert_array_equal(kept.compute(), values)
     persisted = PL.keep_in_memory(X, None)
     assert persisted.name == kept.name  # the store's chunks were decoded into kept memory
@@ -205,3 +210,45 @@ def test_a_fit_from_a_default_store_never_goes_through_zarrs_read(zarr_blobs, mo
         np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
         np.testing.assert_array_equal(np.asarray(km.labels_), np.asarray(ref.labels_))
         assert km.inertia_ == ref.inertia_
+
+
+@pytest.mark.parametrize(
+    ("fmt", "compressor", "encode"),
+    [(3, "zstd", numcodecs.Zstd().encode), (3, "gzip", numcodecs.GZip().encode),
+     (3, "blosc", numcodecs.Blosc(cname="lz4").encode), (2, "zstd", numcodecs.Zstd().encode),
+     (2, "blosc", numcodecs.Blosc().encode)],
+)  # fmt: skip
+def test_a_chunk_that_decodes_short_is_an_error_not_stale_memory(fmt, compressor, encode):
+    from zarr.core.buffer import cpu
+    from zarr.core.sync import sync
+
+    from dkmeans.io import ChunkReadError
+
+    values = np.arange(20, dtype=np.float32).reshape(10, 2)
+    arr = _array(values, 5, fmt=fmt, compressor=compressor)
+    key = (slice(0, 5), slice(0, 2))
+    stale = S.ChunkReader(arr)[(slice(5, 10), slice(0, 2))]  # memory the next read may reuse
+    del stale
+    chunk = arr.metadata.encode_chunk_key((0, 0))
+    short = bytes(encode(np.arange(6, dtype=np.float32)))  # 6 floats where the chunk holds 10
+    sync(arr.store.set(chunk, cpu.Buffer.from_bytes(short)))
+    assert chunk_read.whole_chunk(arr, key, chunk_read.decoder(arr)) is None
+    for kept in (False, True):
+        with pytest.raises(ChunkReadError, match=f"chunk {chunk} of"):
+            S.ChunkReader(arr, kept=kept)[key]
+
+
+def test_the_last_short_chunk_is_a_block_of_its_own_size():
+    values = np.random.default_rng(3).normal(size=(23, 3)).astype(np.float32)
+    arr = _array(values, 10, fmt=3, compressor="zstd")
+    for kept in (False, True):
+        block = S.ChunkReader(arr, kept=kept)[(slice(20, 23), slice(0, 3))]
+        np.testing.assert_array_equal(block, values[20:])
+        assert block.flags.owndata or memoryview(_root(block)).nbytes == block.nbytes
+
+
+def test_a_zero_dimensional_array_reads_through_zarr():
+    arr = zarr.create_array(MemoryStore(), shape=(), dtype="f8")
+    arr[()] = 3.5
+    assert chunk_read.chunk_index(arr, ()) is None
+    assert float(S.dask_array(arr).compute()) == 3.5

@@ -11,9 +11,10 @@ store (16 zstd chunks of 32 MB, 2 threads) that read and keep took 0.39-0.47 s
 against 0.61-0.88 s through zarr and a copy.
 
 Anything else (sharding, filters, transposes, another byte order, a selection that is
-not one whole chunk) returns None, and zarr reads it.  The bytes come through the
-store's ``get``, as zarr's own read does, so wrappers, retries and object stores see
-the same requests.
+not one whole chunk) returns None, and zarr reads it; so does a chunk that decodes
+short (a compressor writing into ``out`` leaves the rest as it was, where zarr raises).
+The bytes come through the store's ``get``, as zarr's own read does, so wrappers,
+retries and object stores see the same requests.
 """
 
 from __future__ import annotations
@@ -71,18 +72,32 @@ def decoder(arr: zarr.Array) -> Decode | None:
     return _v3_compressor(rest[0]) if rest else _copy
 
 
+# written at the end of the block's memory before decoding: a compressor given ``out``
+# refuses a chunk too long for it but leaves the tail of one too short as it was
+_TAIL = np.frombuffer(b"\xa5dkmeans", np.uint8)
+
+
+def _decoded_whole(decode: Decode, raw: np.ndarray, out: np.ndarray) -> bool:
+    """Decode ``raw`` into ``out``; False when the chunk may have been too short (the
+    tail is still the marker: rarely, data that ends with those bytes)."""
+    tail = out.reshape(-1).view(np.uint8)[-_TAIL.shape[0] :]
+    tail[:] = _TAIL[: tail.shape[0]]
+    decode(raw, out=out)
+    return not np.array_equal(tail, _TAIL[: tail.shape[0]])
+
+
 def chunk_index(arr: zarr.Array, key: tuple) -> tuple[int, ...] | None:
     """The chunk that ``key`` (a tuple of slices) selects whole, or None.  The last
     chunk along the first axis may be short (the array ends there); along the others
     the selection must be the whole chunk."""
-    if len(key) != arr.ndim:
+    if arr.ndim == 0 or len(key) != arr.ndim:
         return None
     index = []
     for axis, (sl, size, chunk) in enumerate(zip(key, arr.shape, arr.chunks, strict=True)):
         if not isinstance(sl, slice) or sl.step not in (None, 1):
             return None
         start, stop = sl.start or 0, size if sl.stop is None else sl.stop
-        if start % chunk or stop != min(start + chunk, size):
+        if not 0 <= start < size or start % chunk or stop != min(start + chunk, size):
             return None
         if axis and stop - start != chunk:
             return None
@@ -91,21 +106,27 @@ def chunk_index(arr: zarr.Array, key: tuple) -> tuple[int, ...] | None:
 
 
 def whole_chunk(arr: zarr.Array, key: tuple, decode: Decode, empty=np.empty) -> np.ndarray | None:
-    """The block ``arr[key]`` decoded into ``empty(chunk shape, dtype)``, or None when
-    ``key`` is not one whole chunk.  A chunk the store lacks reads as the fill value.
-    Errors of the store or of the codec propagate (the caller names the chunk)."""
+    """The block ``arr[key]`` decoded into ``empty(its shape, dtype)``, or None when
+    ``key`` is not one whole chunk or the chunk decodes short.  A chunk the store lacks
+    reads as the fill value.  Errors of the store or of the codec propagate (the caller
+    names the chunk)."""
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
     index = chunk_index(arr, key)
     if index is None:
         return None
-    out = empty(arr.chunks, arr.dtype)
+    rows = min(arr.shape[0] - (key[0].start or 0), arr.chunks[0])
+    # the array's last chunk along rows is stored whole: decoded apart, its rows copied
+    out = (empty if rows == arr.chunks[0] else np.empty)(arr.chunks, arr.dtype)
     path = arr.store_path / arr.metadata.encode_chunk_key(index)
     raw = sync(path.get(prototype=default_buffer_prototype()))
     if raw is None:  # zarr reads a v2 array's absent fill value (None) as zero
         out.fill(0 if arr.fill_value is None else arr.fill_value)
-    else:
-        decode(raw.as_numpy_array(), out=out)
-    rows = (key[0].stop if key[0].stop is not None else arr.shape[0]) - (key[0].start or 0)
-    return out if rows == out.shape[0] else out[:rows]
+    elif not _decoded_whole(decode, raw.as_numpy_array(), out):
+        return None  # zarr reads it again: it raises for a short chunk
+    if rows == out.shape[0]:
+        return out
+    block = empty((rows,) + tuple(arr.chunks[1:]), arr.dtype)
+    np.copyto(block, out[:rows])
+    return block

@@ -6,7 +6,6 @@ Engine-level, so input validation can open a path; ``dkmeans.io`` re-exports it.
 from __future__ import annotations
 
 import os
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -291,10 +290,6 @@ class ChunkReader:
         return f"{self.arr.path}/{chunk}" if self.arr.path else chunk
 
 
-# the reader behind each array ``dask_array`` made, by the array's name (``kept_reads``)
-_READERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-
-
 def dask_array(arr: zarr.Array, *, kept: bool = False):
     """The Zarr array as a dask array chunked like the store (lazy), its reads named.
 
@@ -304,18 +299,23 @@ def dask_array(arr: zarr.Array, *, kept: bool = False):
     from dask.base import tokenize
 
     meta = np.empty((0,) * arr.ndim, dtype=arr.dtype)
-    reader = ChunkReader(arr, kept)
     name = f"{'dkmeans-keep-' if kept else ''}from-zarr-{tokenize(arr)}"
-    out = da.from_array(reader, chunks=arr.chunks, name=name, asarray=False, meta=meta)
-    _READERS[name] = reader
-    return out
+    return da.from_array(ChunkReader(arr, kept), chunks=arr.chunks, name=name, asarray=False,
+                         meta=meta)  # fmt: skip
 
 
 def kept_reads(X):
     """``X``'s blocks read straight into memory that is kept, when ``X`` is exactly an
-    array ``dask_array`` made (not derived from one); else None."""
-    reader = _READERS.get(getattr(X, "name", None))
-    if reader is None or reader.kept:
+    array ``dask_array`` made, still to be read (not derived from one, not persisted:
+    a persisted array keeps its name but no longer reads); else None.
+
+    The reader is the one in X's own graph, under the key dask's ``from_array`` gives
+    it: should that change, this finds none, and the blocks are copied as before.
+    """
+    key = f"original-{getattr(X, 'name', '')}"
+    layer = X.dask.layers.get(key) if key.startswith("original-from-zarr-") else None
+    reader = None if layer is None else layer.get(key)
+    if not isinstance(reader, ChunkReader) or reader.kept:
         return None
     return dask_array(reader.arr, kept=True)
 
