@@ -37,8 +37,9 @@ def _array(values, chunk_rows, *, fmt, compressor, fill=0, written=None):
         options |= {"serializer": BytesCodec(), "compressors": V3_COMPRESSORS[compressor]()}
     else:
         options |= {"compressors": V2_COMPRESSORS[compressor]()}
-    arr = zarr.create_array(MemoryStore(), shape=values.shape, chunks=(chunk_rows,) + values.shape[1:],
-                            dtype=values.dtype, **options)  # fmt: skip
+    chunks = (chunk_rows, *values.shape[1:])
+    arr = zarr.create_array(MemoryStore(), shape=values.shape, chunks=chunks, dtype=values.dtype,
+                            **options)  # fmt: skip
     rows = slice(None) if written is None else written
     arr[rows] = values[rows]
     return arr
@@ -159,8 +160,9 @@ def _transposed(values):
 
 
 def _v2_filtered(values):
+    delta = numcodecs.Delta(dtype=values.dtype)
     arr = zarr.create_array(MemoryStore(), shape=values.shape, chunks=(10, 3), dtype=values.dtype,
-                            zarr_format=2, filters=[numcodecs.Delta(dtype=values.dtype)])  # fmt: skip
+                            zarr_format=2, filters=[delta])  # fmt: skip
     arr[:] = values
     return arr
 
@@ -187,8 +189,9 @@ def test_layouts_that_need_zarrs_pipeline_are_read_by_zarr(make):
 def test_a_selection_that_is_not_one_whole_chunk_is_read_by_zarr():
     values = np.arange(60, dtype=np.float32).reshape(20, 3)
     arr = _array(values, 8, fmt=3, compressor="zstd")
-    for key in [(slice(0, 4), slice(0, 3)), (slice(8, 16), slice(1, 3)), (slice(2, 10), slice(0, 3)),
-                (slice(0, 16, 2), slice(0, 3)), (slice(0, 8),)]:  # fmt: skip
+    keys = [(slice(0, 4), slice(0, 3)), (slice(8, 16), slice(1, 3)), (slice(2, 10), slice(0, 3)),
+            (slice(0, 16, 2), slice(0, 3)), (slice(0, 8),)]  # fmt: skip
+    for key in keys:
         assert chunk_read.whole_chunk(arr, key, chunk_read.decoder(arr)) is None
         np.testing.assert_array_equal(S.ChunkReader(arr)[key], values[key])
 

@@ -127,6 +127,6 @@ def whole_chunk(arr: zarr.Array, key: tuple, decode: Decode, empty=np.empty) -> 
         return None  # zarr reads it again: it raises for a short chunk
     if rows == out.shape[0]:
         return out
-    block = empty((rows,) + tuple(arr.chunks[1:]), arr.dtype)
+    block = empty((rows, *arr.chunks[1:]), arr.dtype)
     np.copyto(block, out[:rows])
     return block
